@@ -1,0 +1,204 @@
+"""Recurrent layers on top of any backend: stacking, bidirectional, dropout, ragged batches.
+
+Parameters are a dict keyed by PyTorch's names (``weight_ih_l0``, ``weight_hh_l0_reverse``,
+...) with PyTorch's shapes, so they map one to one onto ``nn.RNN/LSTM/GRU.state_dict()``.
+
+This module owns the mechanics shared by every cell and backend:
+
+* the input projection ``xw = x @ W + b_ih`` as one GEMM over all ``T*B`` rows;
+* after BPTT, ``dW``, ``db_ih`` and ``dx`` as one GEMM / reduction over all rows;
+* reversing sequences within their lengths for the backward direction;
+* dropout between layers (masks given by the caller) and recurrent dropout masks.
+
+Only the recurrence itself is delegated to the backend (see :mod:`fastseq.backends`).
+
+Shapes (time-major)::
+
+    x      [T, B, I]        input of the first layer
+    h0, c0 [L*D, B, H]      initial states, index = layer * D + direction (PyTorch order)
+    out    [T, B, D*H]      OUT: last layer's output, forward half first
+    h_n    [L*D, B, H]      OUT: final states
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .backends import get_backend
+from .cells import make_cell
+from .data import reverse_padded
+
+
+def _suffix(layer, direction):
+    return f"_l{layer}" + ("_reverse" if direction == 1 else "")
+
+
+def param_shapes(cell, input_size, hidden_size, num_layers=1, bidirectional=False):
+    """Ordered ``{name: shape}`` of a stack, exactly as PyTorch names and shapes them."""
+    cell = make_cell(cell)
+    G, H = cell.n_gates, hidden_size
+    D = 2 if bidirectional else 1
+    shapes = {}
+    for layer in range(num_layers):
+        layer_in = input_size if layer == 0 else D * H
+        for direction in range(D):
+            s = _suffix(layer, direction)
+            shapes["weight_ih" + s] = (G * H, layer_in)
+            shapes["weight_hh" + s] = (G * H, H)
+            shapes["bias_ih" + s] = (G * H,)
+            shapes["bias_hh" + s] = (G * H,)
+    return shapes
+
+
+def init_params(cell, input_size, hidden_size, num_layers=1, bidirectional=False,
+                random_state=None, dtype=np.float32):
+    """PyTorch's default initialisation: every tensor ``U(-1/sqrt(H), 1/sqrt(H))``."""
+    rng = np.random.default_rng(random_state)
+    bound = 1.0 / np.sqrt(hidden_size)
+    return {name: rng.uniform(-bound, bound, size=shape).astype(dtype)
+            for name, shape in param_shapes(cell, input_size, hidden_size, num_layers,
+                                            bidirectional).items()}
+
+
+def stack_info(cell, params):
+    """(num_layers, D, hidden_size, input_size) read from a params dict."""
+    cell = make_cell(cell)
+    num_layers = sum(1 for k in params if k.startswith("weight_ih_l") and
+                     not k.endswith("_reverse"))
+    D = 2 if "weight_ih_l0_reverse" in params else 1
+    G_H, I = params["weight_ih_l0"].shape
+    return num_layers, D, G_H // cell.n_gates, I
+
+
+def _check_state(state, name, shape, dtype):
+    if state is None:
+        return np.zeros(shape, dtype=dtype)
+    state = np.asarray(state, dtype=dtype)
+    if state.shape != shape:
+        raise ValueError(f"{name} has shape {state.shape}; expected {shape} "
+                         "(num_layers * num_directions, batch, hidden_size)")
+    return state
+
+
+def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
+                  dropout_masks=None, rmasks=None, training=True, n_threads=None):
+    """Forward through the whole stack.
+
+    Parameters
+    ----------
+    backend : str or backend module
+    cell : CellSpec or name
+    params : dict of PyTorch-named arrays (see :func:`param_shapes`)
+    x : ``[T, B, I]`` time-major input
+    lengths : ``[B]`` ints in ``[0, T]``, or None for all ``T``
+    h0, c0 : ``[L*D, B, H]`` or None for zeros (``c0`` only for the LSTM)
+    dropout_masks : None or a list of ``L-1`` arrays ``[T, B, D*H]``, multiplied into the
+        output of layer ``k`` before it feeds layer ``k+1`` (already scaled by ``1/(1-p)``)
+    rmasks : None or a list of ``L*D`` arrays ``[B, H]`` (or None entries): recurrent dropout
+
+    Returns
+    -------
+    out ``[T, B, D*H]``, h_n ``[L*D, B, H]``, c_n ``[L*D, B, H]`` or None, cache
+    """
+    backend = get_backend(backend)
+    cell = make_cell(cell)
+    num_layers, D, H, I = stack_info(cell, params)
+    x = np.asarray(x)
+    dtype = params["weight_ih_l0"].dtype
+    if x.ndim != 3 or x.shape[2] != I:
+        raise ValueError(f"x has shape {x.shape}; expected (T, batch, {I}) time-major")
+    T, B, _ = x.shape
+    lengths = (np.full(B, T, dtype=np.int64) if lengths is None
+               else np.asarray(lengths, dtype=np.int64))
+    if lengths.shape != (B,) or (B and (lengths.min() < 0 or lengths.max() > T)):
+        raise ValueError(f"lengths must be {B} integers in [0, {T}], got {lengths!r}")
+    h0 = _check_state(h0, "h0", (num_layers * D, B, H), dtype)
+    if cell.has_cell_state:
+        c0 = _check_state(c0, "c0", (num_layers * D, B, H), dtype)
+
+    h_n = np.zeros((num_layers * D, B, H), dtype=dtype)
+    c_n = np.zeros_like(h_n) if cell.has_cell_state else None
+    layer_input = x.astype(dtype, copy=False)
+    caches = []
+    for layer in range(num_layers):
+        outputs, layer_cache = [], []
+        for direction in range(D):
+            k = layer * D + direction
+            s = _suffix(layer, direction)
+            W, R = params["weight_ih" + s], params["weight_hh" + s]
+            b_ih, b_hh = params["bias_ih" + s], params["bias_hh" + s]
+            seq = layer_input if direction == 0 else reverse_padded(layer_input, lengths)
+            xw = (seq.reshape(T * B, -1) @ W.T + b_ih).reshape(T, B, -1)
+            rmask = None if rmasks is None else rmasks[k]
+            H_all, (h_T, c_T), bcache = backend.forward(
+                cell, xw, np.ascontiguousarray(R.T), b_hh, h0[k],
+                c0[k] if cell.has_cell_state else None, lengths, rmask=rmask,
+                training=training, n_threads=n_threads)
+            H_all = np.asarray(H_all, dtype=dtype)
+            if direction == 1:
+                H_all = reverse_padded(H_all, lengths)
+            outputs.append(H_all)
+            h_n[k] = h_T
+            if cell.has_cell_state:
+                c_n[k] = c_T
+            layer_cache.append(dict(seq=seq, backend_cache=bcache))
+        out = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
+        mask = None
+        if dropout_masks is not None and layer < num_layers - 1:
+            mask = dropout_masks[layer]
+            out = out * mask
+        caches.append(dict(directions=layer_cache, dropout_mask=mask))
+        layer_input = out
+    cache = dict(backend=backend, cell=cell, lengths=lengths, caches=caches,
+                 shape=(T, B, I), dims=(num_layers, D, H), dtype=dtype)
+    return layer_input, h_n, c_n, cache
+
+
+def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=None):
+    """BPTT through :func:`stack_forward`.
+
+    ``d_out [T, B, D*H]``, ``dh_n``/``dc_n [L*D, B, H]`` (None = zero).
+    Returns ``(dx [T, B, I], grads {name: array}, dh0 [L*D, B, H], dc0 or None)``.
+    """
+    backend, cell, lengths = cache["backend"], cache["cell"], cache["lengths"]
+    T, B, I = cache["shape"]
+    num_layers, D, H = cache["dims"]
+    dtype = cache["dtype"]
+    grads = {}
+    dh0 = np.zeros((num_layers * D, B, H), dtype=dtype)
+    dc0 = np.zeros_like(dh0) if cell.has_cell_state else None
+    d_layer_out = (np.zeros((T, B, D * H), dtype=dtype) if d_out is None
+                   else np.asarray(d_out, dtype=dtype))
+    for layer in range(num_layers - 1, -1, -1):
+        layer_cache = cache["caches"][layer]
+        if layer_cache["dropout_mask"] is not None:
+            d_layer_out = d_layer_out * layer_cache["dropout_mask"]
+        d_layer_in = None
+        for direction in range(D):
+            k = layer * D + direction
+            s = _suffix(layer, direction)
+            dcache = layer_cache["directions"][direction]
+            dH = d_layer_out[:, :, direction * H:(direction + 1) * H]
+            if direction == 1:
+                dH = reverse_padded(dH, lengths)
+            dxw, dR, dbh, dh0_k, dc0_k = backend.backward(
+                cell, dcache["backend_cache"], dH,
+                None if dh_n is None else dh_n[k],
+                None if (dc_n is None or not cell.has_cell_state) else dc_n[k],
+                n_threads=n_threads)
+            dxw = np.asarray(dxw, dtype=dtype).reshape(T * B, -1)
+            seq = dcache["seq"].reshape(T * B, -1)
+            W = params["weight_ih" + s]
+            grads["weight_ih" + s] = dxw.T @ seq
+            grads["weight_hh" + s] = np.asarray(dR, dtype=dtype).T
+            grads["bias_ih" + s] = dxw.sum(axis=0)
+            grads["bias_hh" + s] = np.asarray(dbh, dtype=dtype)
+            dseq = (dxw @ W).reshape(T, B, -1)
+            if direction == 1:
+                dseq = reverse_padded(dseq, lengths)
+            d_layer_in = dseq if d_layer_in is None else d_layer_in + dseq
+            dh0[k] = dh0_k
+            if cell.has_cell_state:
+                dc0[k] = dc0_k
+        d_layer_out = d_layer_in
+    ordered = {name: grads[name] for name in params}
+    return d_layer_out, ordered, dh0, dc0

@@ -1,0 +1,48 @@
+"""Kernel compilation cache and launch geometry.
+
+Every kernel of this package is a plain Python function built by a factory (per dtype,
+cell and launch setting) and compiled here by ``cuda.jit`` on first use. Keeping the
+Python function around lets ``tests/test_cuda_ptx.py`` compile the very same source with
+``cuda.compile_ptx`` for a real architecture on machines without a GPU.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from . import config
+
+_compiled = {}
+
+
+def kernel(pyfunc):
+    """The ``cuda.jit`` dispatcher of a kernel source, compiled once per source."""
+    dispatcher = _compiled.get(pyfunc)
+    if dispatcher is None:
+        dispatcher = cuda.jit(fastmath=config.CUDA_FASTMATH)(pyfunc)
+        _compiled[pyfunc] = dispatcher
+    return dispatcher
+
+
+def launch_1d(pyfunc, n, *args):
+    """Launch ``pyfunc`` over ``n`` threads in blocks of ``config.THREADS_PER_BLOCK``."""
+    if n <= 0:
+        return
+    tpb = int(config.THREADS_PER_BLOCK)
+    kernel(pyfunc)[(n + tpb - 1) // tpb, tpb](*args)
+
+
+def dtype_of(array):
+    """np.float32 or np.float64: the scalar type kernels are built for."""
+    return np.float32 if np.dtype(array.dtype) == np.float32 else np.float64
+
+
+def on_device(a):
+    """True for numba device arrays (real or simulated) and ``__cuda_array_interface__``
+    objects (CuPy, PyTorch CUDA tensors)."""
+    return hasattr(a, "copy_to_host") or hasattr(a, "__cuda_array_interface__")
+
+
+def as_device_array(a):
+    """A numba device array viewing ``a`` (which :func:`on_device` accepted)."""
+    return a if hasattr(a, "copy_to_host") else cuda.as_cuda_array(a)

@@ -1,0 +1,471 @@
+"""What every fastseq estimator shares: validation, the training loop, prediction batches.
+
+The math lives elsewhere (:mod:`fastseq.network`, :mod:`fastseq.losses`,
+:mod:`fastseq.optim`); this module is the scikit-learn shell around it.
+
+Fitted state is plain NumPy arrays and builtins only (DESIGN.md section 6), so pickle, joblib
+and skops round-trip it:
+
+* ``flat_params_``   the one flat parameter buffer (see :mod:`fastseq.network` for the layout)
+* ``network_config_`` JSON-serializable architecture; ``network_`` rebuilds the
+  :class:`~fastseq.network.Network` (a zero-copy wrapper around ``flat_params_``)
+* ``_optimizer_state`` a dict of arrays and numbers (used by ``warm_start`` / ``partial_fit``)
+* ``_rng`` the numpy Generator that draws shuffles and dropout masks
+"""
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from threadpoolctl import threadpool_limits
+
+from .._config import resolve_threads
+from ..losses import add_l2_grad, l2_penalty
+from ..network import Network, make_config
+from ..optim import SOLVERS, Optimizer, clip_grad_norm, make_optimizer
+from ..preprocessing import check_sequences
+
+PREDICT_BATCH = 512
+
+
+def _dtype_of(dtype):
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+class _Progress:
+    """Keras-like progress: verbose=1 a live bar per epoch, verbose=2 one line per epoch."""
+
+    def __init__(self, verbose, n_batches, epoch, max_iter, stream=None):
+        self.verbose = verbose
+        self.n_batches = n_batches
+        self.prefix = f"Epoch {epoch}/{max_iter}"
+        self.stream = stream or sys.stdout
+        self.start = time.perf_counter()
+        self.last = 0.0
+        if verbose == 1:
+            print(self.prefix, file=self.stream)
+
+    def update(self, batch, loss, n_seen):
+        if self.verbose != 1:
+            return
+        now = time.perf_counter()
+        if batch < self.n_batches and now - self.last < 0.1:
+            return
+        self.last = now
+        width = 30
+        done = int(width * batch / self.n_batches)
+        bar = "=" * max(done - 1, 0) + (">" if done < width else "=") + "." * (width - done)
+        rate = n_seen / max(now - self.start, 1e-9)
+        self.stream.write(f"\r{batch}/{self.n_batches} [{bar}] - loss: {loss:.4f} - "
+                          f"{rate:.0f} samples/s")
+        self.stream.flush()
+
+    def end(self, record):
+        if not self.verbose:
+            return
+        parts = [f"{record['time']:.2f}s", f"loss: {record['loss']:.4f}"]
+        if "val_score" in record:
+            parts.append(f"val_score: {record['val_score']:.4f}")
+        parts.append(f"{record['samples_per_s']:.0f} samples/s")
+        line = " - ".join(parts)
+        if self.verbose == 1:
+            self.stream.write("\n" + line + "\n")
+        else:
+            self.stream.write(f"{self.prefix} - {line}\n")
+        self.stream.flush()
+
+
+class BaseSequenceEstimator(BaseEstimator):
+    """Shared machinery; subclasses define the targets, the loss and the outputs.
+
+    Subclass hooks: ``_output_mode``, ``_validate_targets(y, lengths, fmt, reset, classes)``
+    -> (targets, n_outputs, per-row class weights or None), ``_take(targets, idx, Tb)``,
+    ``_batch_loss(out, targets_b, w_b, lengths_b)`` -> (loss, d_out, total weight),
+    ``_validation_score(x, lengths, targets)``.
+    """
+
+    _output_mode = "many-to-one"
+    _is_classifier = False
+
+    # ------------------------------------------------------------------ tags
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = True
+        tags.input_tags.three_d_array = True
+        return tags
+
+    # ------------------------------------------------------------------ helpers
+    def _n_threads(self):
+        return None if self.n_jobs is None else resolve_threads(self.n_jobs)
+
+    def _threads_ctx(self):
+        n = self._n_threads()
+        if n is None:
+            return _NullContext()
+        return threadpool_limits(limits=n, user_api="blas")
+
+    def _validate_params(self):
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1):
+            raise ValueError(f"max_iter must be a positive int, got {self.max_iter!r}")
+        if self.batch_size != "auto" and not (
+                isinstance(self.batch_size, (int, np.integer)) and self.batch_size >= 1):
+            raise ValueError(f"batch_size must be 'auto' or a positive int, got "
+                             f"{self.batch_size!r}")
+        if not self.learning_rate_init > 0:
+            raise ValueError(f"learning_rate_init must be > 0, got {self.learning_rate_init!r}")
+        if self.alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {self.alpha!r}")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise ValueError(f"clip_norm must be None or > 0, got {self.clip_norm!r}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1), got "
+                             f"{self.validation_fraction!r}")
+        if not (isinstance(self.n_iter_no_change, (int, np.integer))
+                and self.n_iter_no_change >= 1):
+            raise ValueError(f"n_iter_no_change must be a positive int, got "
+                             f"{self.n_iter_no_change!r}")
+        if self.verbose not in (0, 1, 2, False, True):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {self.verbose!r}")
+        _dtype_of(self.dtype)
+
+    def _validate_X(self, X, reset):
+        tokens = self.embedding_dim is not None
+        x, lengths, fmt = check_sequences(
+            X, n_timesteps=self.n_timesteps, dtype=_dtype_of(self.dtype), tokens=tokens,
+            estimator=self, reset=reset)
+        n_features = 1 if tokens else x.shape[2]
+        if reset:
+            self.n_features_in_ = n_features
+        elif n_features != self.n_features_in_:
+            raise ValueError(f"X has {n_features} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input.")
+        return x, lengths, fmt
+
+    def _make_config(self, x, n_outputs):
+        tokens = self.embedding_dim is not None
+        vocab = None
+        if tokens:
+            vocab = self.vocab_size if self.vocab_size is not None else int(x.max()) + 1
+        return make_config(
+            n_features=None if tokens else x.shape[2], vocab_size=vocab,
+            embedding_dim=self.embedding_dim, cell=self.cell, activation=self.activation,
+            reset_after=self.reset_after, units=self.units, num_layers=self.num_layers,
+            bidirectional=self.bidirectional, head=list(self.head or ()),
+            head_activation=self.head_activation, n_outputs=n_outputs,
+            output=self._output_mode, dropout=self.dropout,
+            recurrent_dropout=self.recurrent_dropout)
+
+    def _network(self, backend=None):
+        return Network(self.network_config_, flat=self.flat_params_,
+                       backend=self.backend if backend is None else backend,
+                       n_threads=self._n_threads())
+
+    @property
+    def network_(self):
+        """The fitted :class:`~fastseq.network.Network` (wraps ``flat_params_``, no copy)."""
+        check_is_fitted(self, "flat_params_")
+        return self._network()
+
+    @property
+    def params_(self):
+        """``{name: array}`` views of the fitted parameters, PyTorch names (see network.py)."""
+        return self.network_.params
+
+    # ------------------------------------------------------------------ training
+    def _fit(self, X, y, sample_weight=None, incremental=False, classes=None):
+        self._validate_params()
+        fitted = hasattr(self, "flat_params_")
+        first = not fitted or not (incremental or self.warm_start)
+        if incremental and not fitted and self._is_classifier and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit")
+        x, lengths, fmt = self._validate_X(X, reset=first)
+        targets, n_outputs, class_w = self._validate_targets(y, lengths, fmt, reset=first,
+                                                             classes=classes)
+        n = x.shape[1]
+        sw = None
+        if sample_weight is not None:
+            sw = _check_sample_weight(sample_weight, lengths, dtype=np.float64,
+                                      ensure_non_negative=True)
+        weights = sw
+        if class_w is not None:
+            weights = class_w if weights is None else weights * class_w
+        dtype = _dtype_of(self.dtype)
+        if self.embedding_dim is not None and not first:
+            vocab = self.network_config_["vocab_size"]
+            if x.size and x.max() >= vocab:
+                raise ValueError(f"token ids must be < vocab_size={vocab}")
+
+        if first:
+            seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+            self._rng = np.random.default_rng(seed)
+            self.network_config_ = self._make_config(x, n_outputs)
+            net = Network(self.network_config_, dtype=dtype, backend=self.backend,
+                          n_threads=self._n_threads())
+            net.init_weights(self._rng)
+            self.flat_params_ = net.flat
+            self._optimizer_state = None
+            self.n_iter_ = 0
+            self.t_ = 0
+            self.loss_curve_ = []
+            self.history_ = []
+            self.best_loss_ = np.inf
+            self.validation_scores_ = [] if self.early_stopping else None
+            self.best_validation_score_ = -np.inf if self.early_stopping else None
+            self._no_improvement_count = 0
+        net = self._network()
+
+        if self._optimizer_state is None or self._optimizer_state["name"] != self.solver:
+            optimizer = make_optimizer(
+                self.solver, net.n_params, dtype=net.dtype, learning_rate=self.learning_rate_init,
+                decay=self.learning_rate_decay, momentum=self.momentum,
+                nesterov=self.nesterovs_momentum, beta_1=self.beta_1, beta_2=self.beta_2,
+                epsilon=self.epsilon)
+        else:
+            optimizer = Optimizer.from_state(self._optimizer_state)
+            optimizer.learning_rate = float(self.learning_rate_init)
+
+        early = self.early_stopping and not incremental
+        val = None
+        if early:
+            train_idx, val_idx = self._split(n, targets, lengths)
+            val = (x[:, val_idx], lengths[val_idx], self._take(targets, val_idx, None))
+            x, lengths = x[:, train_idx], lengths[train_idx]
+            targets = self._take(targets, train_idx, None)
+            weights = None if weights is None else weights[train_idx]
+            n = len(train_idx)
+            if self.best_validation_score_ is None:
+                self.validation_scores_, self.best_validation_score_ = [], -np.inf
+        if weights is not None and not np.any(weights > 0):
+            raise ValueError("the sample weights (times class weights) of the training "
+                             "samples are all zero")
+
+        batch_size = min(200, n) if self.batch_size == "auto" else min(self.batch_size, n)
+        if self.batch_size != "auto" and self.batch_size > n and self.verbose:
+            warnings.warn("Got batch_size larger than the sample size; it is clipped")
+        l2_mask = net.regularized_mask() if self.alpha > 0 else None
+        scratch = np.empty_like(net.flat) if self.alpha > 0 else None
+        max_iter = 1 if incremental else self.max_iter
+        best_flat = None
+        converged = False
+
+        with self._threads_ctx():
+            for _ in range(max_iter):
+                epoch = self.n_iter_ + 1
+                t0 = time.perf_counter()
+                order = self._rng.permutation(n) if self.shuffle else np.arange(n)
+                n_batches = -(-n // batch_size)
+                progress = _Progress(int(self.verbose), n_batches, epoch,
+                                     self.max_iter if not incremental else epoch)
+                loss_sum, weight_sum = 0.0, 0.0
+                for k, start in enumerate(range(0, n, batch_size)):
+                    idx = order[start:start + batch_size]
+                    lb = lengths[idx]
+                    Tb = max(int(lb.max()), 1)
+                    xb = x[:Tb, idx]
+                    wb = None if weights is None else weights[idx]
+                    out, cache = net.forward_train(xb, lb, rng=self._rng, training=True)
+                    loss, d_out, total = self._batch_loss(out, self._take(targets, idx, Tb),
+                                                          wb, lb)
+                    if total <= 0:
+                        continue
+                    grad = net.backward(cache, d_out)
+                    if self.alpha > 0:
+                        loss += l2_penalty(net.flat, l2_mask, self.alpha, total)
+                        add_l2_grad(grad, net.flat, l2_mask, self.alpha, total, scratch)
+                    if self.clip_norm is not None:
+                        clip_grad_norm(grad, self.clip_norm)
+                    optimizer.step(net.flat, grad)
+                    bw = len(idx) if wb is None else float(wb.sum())
+                    loss_sum += loss * bw
+                    weight_sum += bw
+                    progress.update(k + 1, loss_sum / max(weight_sum, 1e-300), start + len(idx))
+                epoch_loss = loss_sum / max(weight_sum, 1e-300)
+                if not np.isfinite(epoch_loss):
+                    raise ValueError("the training loss is not finite (NaN or inf): lower "
+                                     "learning_rate_init, or set clip_norm")
+                self.n_iter_ += 1
+                self.t_ += n
+                self.loss_curve_.append(epoch_loss)
+                elapsed = time.perf_counter() - t0
+                record = dict(epoch=self.n_iter_, loss=epoch_loss, time=elapsed,
+                              samples_per_s=n / max(elapsed, 1e-9),
+                              learning_rate=optimizer.current_lr())
+                if incremental:
+                    self.best_loss_ = min(self.best_loss_, epoch_loss)
+                    self.history_.append(record)
+                    progress.end(record)
+                    break
+                if early:
+                    score = self._validation_score(net, *val)
+                    record["val_score"] = score
+                    self.validation_scores_.append(score)
+                    if score < self.best_validation_score_ + self.tol:
+                        self._no_improvement_count += 1
+                    else:
+                        self._no_improvement_count = 0
+                    if score > self.best_validation_score_:
+                        self.best_validation_score_ = score
+                        best_flat = net.flat.copy()
+                else:
+                    if epoch_loss > self.best_loss_ - self.tol:
+                        self._no_improvement_count += 1
+                    else:
+                        self._no_improvement_count = 0
+                    if epoch_loss < self.best_loss_:
+                        self.best_loss_ = epoch_loss
+                self.history_.append(record)
+                progress.end(record)
+                if self._no_improvement_count > self.n_iter_no_change:
+                    what = ("Validation score" if early else "Training loss")
+                    if self.verbose:
+                        print(f"{what} did not improve more than tol={self.tol} for "
+                              f"{self.n_iter_no_change} consecutive epochs. Stopping.")
+                    converged = True
+                    break
+        if early:
+            self.best_loss_ = None
+            if best_flat is not None:
+                net.flat[...] = best_flat
+        if not incremental:
+            self._no_improvement_count = 0
+            if not converged:
+                warnings.warn(f"Stochastic optimizer: maximum iterations ({self.max_iter}) "
+                              "reached and the optimization hasn't converged yet.",
+                              ConvergenceWarning)
+        self._optimizer_state = optimizer.get_state()
+        return self
+
+    def _split(self, n, targets, lengths):
+        from sklearn.model_selection import train_test_split
+        n_val = int(round(self.validation_fraction * n))
+        if n_val < 1 or n - n_val < 1:
+            raise ValueError(f"early_stopping needs at least one training and one validation "
+                             f"sequence; got {n} sequences and validation_fraction="
+                             f"{self.validation_fraction}")
+        seed = int(self._rng.integers(np.iinfo(np.int32).max))
+        stratify = self._stratify(targets)
+        idx = np.arange(n)
+        try:
+            train_idx, val_idx = train_test_split(idx, test_size=n_val, random_state=seed,
+                                                  stratify=stratify)
+        except ValueError:
+            train_idx, val_idx = train_test_split(idx, test_size=n_val, random_state=seed)
+        return np.sort(train_idx), np.sort(val_idx)
+
+    def _stratify(self, targets):
+        return None
+
+    # ------------------------------------------------------------------ prediction
+    def _outputs(self, X, what="outputs"):
+        """Network outputs for all of X, in batches; returns (array, lengths, fmt).
+
+        ``what``: "outputs" (raw scores) or "features" (what the head reads)."""
+        check_is_fitted(self, "flat_params_")
+        x, lengths, fmt = self._validate_X(X, reset=False)
+        net = self._network()
+        n = x.shape[1]
+        chunks = []
+        with self._threads_ctx():
+            for start in range(0, n, PREDICT_BATCH):
+                lb = lengths[start:start + PREDICT_BATCH]
+                Tb = max(int(lb.max()), 1)
+                xb = x[:Tb, start:start + PREDICT_BATCH]
+                if what == "features":
+                    out = net.features(xb, lb)
+                else:
+                    out = net.forward(xb, lb, training=False)
+                chunks.append(out)
+        if self._output_mode == "many-to-one":
+            result = np.concatenate(chunks, axis=0)
+        else:
+            T = x.shape[0]
+            K = chunks[0].shape[-1]
+            result = np.zeros((T, n, K), dtype=chunks[0].dtype)
+            for start, out in zip(range(0, n, PREDICT_BATCH), chunks):
+                result[:out.shape[0], start:start + out.shape[1]] = out
+        return result, lengths, fmt
+
+
+class _NullContext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _not_fitted(estimator):
+    return NotFittedError(f"This {type(estimator).__name__} instance is not fitted yet.")
+
+
+PARAMS_DOC = """
+    Architecture
+    ------------
+    cell : {"lstm", "gru", "rnn"} or a name such as "gru_classic", default="lstm"
+    units : int, default=32            hidden size H of every recurrent layer
+    num_layers : int, default=1
+    bidirectional : bool, default=False
+    activation : {"tanh", "relu"}, default="tanh"   the cell activation
+    reset_after : bool, default=True   GRU only: PyTorch form (True) or Keras classic form
+    dropout : float, default=0.0       between recurrent layers, on the head input and after
+                                       each hidden dense layer (inverted dropout)
+    recurrent_dropout : float, default=0.0   mask on h_{t-1} in the recurrent product
+    head : tuple of int, default=()    hidden dense layers between the recurrent stack and
+                                       the output layer
+    head_activation : {"relu", "tanh", "logistic", "identity"}, default="relu"
+    embedding_dim : int or None        if set, X holds token ids fed through a trainable
+                                       embedding of this size
+    vocab_size : int or None           token input: number of ids (default: max id + 1)
+
+    Training (names as in MLPClassifier where they mean the same)
+    --------
+    solver : {"adam", "sgd", "rmsprop"}, default="adam"
+    learning_rate_init : float, default=1e-3
+    learning_rate_decay : float, default=0.0   lr_t = lr / (1 + decay * t), t = updates
+    momentum, nesterovs_momentum : SGD;  beta_1, beta_2, epsilon : Adam
+    batch_size : int or "auto", default="auto"   "auto" = min(200, n_samples)
+    max_iter : int, default=200        epochs
+    alpha : float, default=1e-4        L2 penalty on the weight matrices (not biases),
+                                       0.5 * alpha * ||W||^2 / batch weight (MLP convention)
+    clip_norm : float or None          clip the global gradient norm
+    tol, n_iter_no_change : stop when the training loss (or the validation score with
+                            early_stopping) has not improved by tol for n_iter_no_change epochs
+    early_stopping : bool, default=False   hold out validation_fraction of the training
+                                       sequences and restore the best weights at the end
+    validation_fraction : float, default=0.1
+    shuffle : bool, default=True
+    random_state : int, RandomState or None   initialisation, shuffling, dropout masks
+    warm_start : bool, default=False   fit() continues from the previous weights
+    verbose : {0, 1, 2}                1: live progress bar, 2: one line per epoch (Keras)
+    backend : str, default="auto"      recurrent engine, see fastseq.backends
+    n_jobs : int or None               threads (None: NUMBA_NUM_THREADS / OMP_NUM_THREADS /
+                                       all CPUs)
+    dtype : {"float32", "float64"}, default="float32"   parameter and compute precision
+    n_timesteps : int or None          2-D X holds rows of n_timesteps * n_features
+
+    Input: a 3-D array (n, T, F), a list of (T_i, F) arrays, or 2-D (n, F) (one step each)
+    / (n, T*F) with n_timesteps; see fastseq.preprocessing.
+
+    Attributes
+    ----------
+    n_features_in_ : features per time step
+    flat_params_ : 1-D array, all parameters; network_config_ : dict; network_ : Network
+    params_ : dict name -> array view (PyTorch names)
+    loss_curve_ : list of per-epoch training losses (with the L2 penalty)
+    validation_scores_ : list or None;  best_validation_score_ : float or None
+    best_loss_ : float or None (None with early_stopping, as in MLPClassifier)
+    n_iter_ : epochs run;  t_ : training sequences seen
+    history_ : list of per-epoch dicts (epoch, loss, time, samples_per_s, learning_rate,
+               val_score)
+"""

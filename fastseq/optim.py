@@ -1,0 +1,197 @@
+"""Optimizers as a handful of in-place vector operations on the flat parameter buffer.
+
+Each optimizer updates ``params`` (the network's flat buffer, 1-D) from ``grad`` (same shape)
+in place; its state (moment vectors, step count) are plain NumPy arrays and numbers, so
+``get_state()`` / ``from_state()`` round-trip through pickle and JSON-like formats.
+
+Learning-rate decay (inverse time, Keras' legacy ``decay``)::
+
+    lr_t = lr / (1 + decay * t)          t = number of updates already made
+
+Update rules (``g`` the gradient, all element-wise)::
+
+    SGD       v = momentum * v - lr_t * g;  p += v                           (momentum)
+              p += momentum * v - lr_t * g  after the v update            (Nesterov)
+    RMSProp   s = rho * s + (1 - rho) * g^2;  p -= lr_t * g / (sqrt(s) + eps)
+    Adam      m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+              p -= lr_t * sqrt(1 - b2^(t+1)) / (1 - b1^(t+1)) * m / (sqrt(v) + eps_hat)
+
+Adam follows PyTorch / scikit-learn: bias correction folded into the step size, ``eps`` added
+to ``sqrt(v)`` (``eps_hat = eps * sqrt(1 - b2^(t+1))``, which makes it exactly PyTorch's
+``m_hat / (sqrt(v_hat) + eps)``).
+
+:func:`clip_grad_norm` rescales ``g`` in place when its L2 norm exceeds ``clip_norm``
+(PyTorch's ``clip_grad_norm_`` over all parameters).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+SOLVERS = ("adam", "sgd", "rmsprop")
+
+
+def clip_grad_norm(grad, clip_norm):
+    """Scale ``grad`` in place so that ``||grad||_2 <= clip_norm``; returns the norm before."""
+    norm = math.sqrt(float(np.dot(grad, grad)))
+    if clip_norm is not None and norm > clip_norm:
+        grad *= grad.dtype.type(clip_norm / (norm + 1e-12))
+    return norm
+
+
+class Optimizer:
+    """Base class: learning rate, decay, step count, a scratch vector reused every step."""
+
+    name = None
+    _buffers = ()
+
+    def __init__(self, n_params, dtype=np.float32, learning_rate=1e-3, decay=0.0):
+        if not learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
+        if decay < 0:
+            raise ValueError(f"decay must be >= 0, got {decay!r}")
+        self.learning_rate = float(learning_rate)
+        self.decay = float(decay)
+        self.t = 0
+        self.dtype = np.dtype(dtype)
+        for name in self._buffers:
+            setattr(self, name, np.zeros(n_params, dtype=self.dtype))
+        self._scratch = np.empty(n_params, dtype=self.dtype)
+
+    def current_lr(self):
+        return self.learning_rate / (1.0 + self.decay * self.t)
+
+    def step(self, params, grad):
+        self._update(params, grad, self.current_lr())
+        self.t += 1
+
+    def _update(self, params, grad, lr):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _hyper(self):
+        return dict(learning_rate=self.learning_rate, decay=self.decay)
+
+    def get_state(self):
+        """Plain dict: name, hyperparameters, step count and buffers (copies)."""
+        return dict(name=self.name, hyper=self._hyper(), t=self.t,
+                    buffers={k: getattr(self, k).copy() for k in self._buffers})
+
+    @classmethod
+    def from_state(cls, state):
+        klass = _CLASSES[state["name"]]
+        buffers = state["buffers"]
+        n = next(iter(buffers.values())).shape[0] if buffers else 0
+        dtype = next(iter(buffers.values())).dtype if buffers else np.float32
+        opt = klass(n, dtype=dtype, **state["hyper"])
+        opt.t = int(state["t"])
+        for k, v in buffers.items():
+            getattr(opt, k)[...] = v
+        return opt
+
+
+class SGD(Optimizer):
+    """SGD with (Nesterov) momentum; scikit-learn's defaults ``momentum=0.9, nesterov=True``."""
+
+    name = "sgd"
+    _buffers = ("velocity",)
+
+    def __init__(self, n_params, dtype=np.float32, learning_rate=1e-3, decay=0.0,
+                 momentum=0.9, nesterov=True):
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        super().__init__(n_params, dtype, learning_rate, decay)
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+
+    def _hyper(self):
+        return dict(super()._hyper(), momentum=self.momentum, nesterov=self.nesterov)
+
+    def _update(self, params, grad, lr):
+        v, s, mu = self.velocity, self._scratch, self.dtype.type(self.momentum)
+        np.multiply(grad, self.dtype.type(lr), out=s)        # s = lr * g
+        if mu == 0:
+            params -= s
+            return
+        v *= mu
+        v -= s                                                # v = mu v - lr g
+        if self.nesterov:
+            s *= -1
+            s += mu * v                                       # mu v - lr g
+            params += s
+        else:
+            params += v
+
+
+class RMSProp(Optimizer):
+    name = "rmsprop"
+    _buffers = ("square_avg",)
+
+    def __init__(self, n_params, dtype=np.float32, learning_rate=1e-3, decay=0.0, rho=0.9,
+                 epsilon=1e-7):
+        super().__init__(n_params, dtype, learning_rate, decay)
+        self.rho = float(rho)
+        self.epsilon = float(epsilon)
+
+    def _hyper(self):
+        return dict(super()._hyper(), rho=self.rho, epsilon=self.epsilon)
+
+    def _update(self, params, grad, lr):
+        sq, s = self.square_avg, self._scratch
+        np.multiply(grad, grad, out=s)
+        s *= self.dtype.type(1 - self.rho)
+        sq *= self.dtype.type(self.rho)
+        sq += s                                               # sq = rho sq + (1-rho) g^2
+        np.sqrt(sq, out=s)
+        s += self.dtype.type(self.epsilon)
+        np.divide(grad, s, out=s)
+        s *= self.dtype.type(lr)
+        params -= s
+
+
+class Adam(Optimizer):
+    name = "adam"
+    _buffers = ("m", "v")
+
+    def __init__(self, n_params, dtype=np.float32, learning_rate=1e-3, decay=0.0,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+        for name, b in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if not 0 <= b < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {b!r}")
+        super().__init__(n_params, dtype, learning_rate, decay)
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+
+    def _hyper(self):
+        return dict(super()._hyper(), beta_1=self.beta_1, beta_2=self.beta_2,
+                    epsilon=self.epsilon)
+
+    def _update(self, params, grad, lr):
+        m, v, s, f = self.m, self.v, self._scratch, self.dtype.type
+        b1, b2, t = self.beta_1, self.beta_2, self.t + 1
+        np.multiply(grad, f(1 - b1), out=s)
+        m *= f(b1)
+        m += s                                                # m = b1 m + (1-b1) g
+        np.multiply(grad, grad, out=s)
+        s *= f(1 - b2)
+        v *= f(b2)
+        v += s                                                # v = b2 v + (1-b2) g^2
+        correction2 = math.sqrt(1 - b2 ** t)
+        step = lr * correction2 / (1 - b1 ** t)
+        np.sqrt(v, out=s)
+        s += f(self.epsilon * correction2)
+        np.divide(m, s, out=s)
+        s *= f(step)
+        params -= s
+
+
+_CLASSES = {"sgd": SGD, "rmsprop": RMSProp, "adam": Adam}
+
+
+def make_optimizer(solver, n_params, dtype=np.float32, **hyper):
+    """Build ``solver`` ("adam" | "sgd" | "rmsprop") keeping only the hyperparameters it takes."""
+    if solver not in _CLASSES:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    klass = _CLASSES[solver]
+    import inspect
+    accepted = set(inspect.signature(klass.__init__).parameters)
+    return klass(n_params, dtype=dtype, **{k: v for k, v in hyper.items() if k in accepted})

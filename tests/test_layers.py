@@ -1,0 +1,185 @@
+"""fastseq.layers: names and shapes, validation, and the ragged-batch contract.
+
+The gradients themselves are checked against finite differences
+(``test_reference_gradcheck.py``) and PyTorch (``test_reference_torch.py``); here the
+references are PyTorch's own names and shapes (read from the fixtures) and each sequence
+run alone, without batch companions or padding.
+"""
+import glob
+import os
+
+import numpy as np
+import pytest
+
+from fastseq import layers
+from fastseq.backends import reference
+from fastseq.cells import make_cell
+
+from compare import assert_all_close, assert_close
+
+CELLS = ["rnn_tanh", "rnn_relu", "lstm", "lstm_relu", "gru", "gru_classic", "gru_relu"]
+TORCH_FIXTURES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "data",
+                                               "torch_*.npz")))
+
+
+@pytest.mark.parametrize("path", TORCH_FIXTURES, ids=lambda p: os.path.basename(p)[6:-4])
+def test_param_shapes_match_pytorch_state_dict(path):
+    with np.load(path, allow_pickle=False) as f:
+        torch_params = [(k[len("param:"):], f[k].shape) for k in f.files
+                        if k.startswith("param:")]
+        cell, L = str(f["meta_cell"]), int(f["meta_num_layers"])
+        bi, I, H = bool(f["meta_bidirectional"]), f["x"].shape[2], f["h0"].shape[2]
+    shapes = layers.param_shapes(cell, I, H, L, bi)
+    assert list(shapes.items()) == torch_params       # names, shapes and order
+    params = {k: np.zeros(s) for k, s in shapes.items()}
+    assert layers.stack_info(cell, params) == (L, 2 if bi else 1, H, I)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_init_params(cell):
+    params = layers.init_params(cell, 5, 7, num_layers=2, bidirectional=True, random_state=3)
+    bound = 1 / np.sqrt(7)
+    assert list(params) == list(layers.param_shapes(cell, 5, 7, 2, True))
+    for name, p in params.items():
+        assert p.dtype == np.float32, name
+        assert np.all(np.abs(p) <= bound), name
+    values = np.concatenate([p.ravel() for p in params.values()])
+    assert 0.45 * bound < values.std() < 0.7 * bound      # U(-b, b) has std b / sqrt(3)
+    again = layers.init_params(cell, 5, 7, num_layers=2, bidirectional=True, random_state=3)
+    assert all(np.array_equal(params[k], again[k]) for k in params)
+    other = layers.init_params(cell, 5, 7, num_layers=2, bidirectional=True, random_state=4)
+    assert not np.array_equal(params["weight_hh_l1"], other["weight_hh_l1"])
+    assert layers.init_params(cell, 2, 3, dtype=np.float64)["bias_hh_l0"].dtype == np.float64
+
+
+def _stack(rng, cell, L=2, bi=True, I=3, H=2):
+    params = layers.init_params(cell, I, H, L, bi, random_state=rng.integers(2**31),
+                                dtype=np.float64)
+    return make_cell(cell), params, L * (2 if bi else 1)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_batch_and_padding_invariance(rng, cell):
+    """A sequence's outputs and gradients do not depend on its batch companions, on the
+    batch order, or on what sits in the padding."""
+    cell, params, LD = _stack(rng, cell)
+    T, B, H = 5, 5, 2
+    lengths = rng.permutation([5, 1, 0, 3, 5])
+    x = rng.standard_normal((T, B, 3))               # garbage in the padding on purpose
+    h0 = rng.standard_normal((LD, B, H))
+    c0 = rng.standard_normal((LD, B, H)) if cell.has_cell_state else None
+    d_out = rng.standard_normal((T, B, 2 * H))
+    dh_n = rng.standard_normal((LD, B, H))
+    dc_n = rng.standard_normal((LD, B, H)) if cell.has_cell_state else None
+    out, h_n, c_n, cache = layers.stack_forward("reference", cell, params, x, lengths, h0, c0)
+    dx, grads, dh0, dc0 = layers.stack_backward(params, cache, d_out, dh_n, dc_n)
+
+    grad_sum = {k: np.zeros_like(v) for k, v in params.items()}
+    for b, Lb in enumerate(lengths):                  # each sequence alone, unpadded
+        sl = slice(b, b + 1)
+        o1, h1, c1, cache1 = layers.stack_forward(
+            "reference", cell, params, x[:Lb, sl], None, h0[:, sl],
+            None if c0 is None else c0[:, sl]) if Lb else (None,) * 4
+        if not Lb:                                    # empty sequence: state passes through
+            assert np.all(out[:, b] == 0)
+            assert_close(h_n[:, b], h0[:, b], 0.0, "h_n of an empty sequence")
+            assert_close(dh0[:, b], dh_n[:, b], 0.0, "dh0 of an empty sequence")
+            assert np.all(dx[:, b] == 0)
+            continue
+        dx1, g1, dh01, dc01 = layers.stack_backward(
+            params, cache1, d_out[:Lb, sl], dh_n[:, sl], None if dc_n is None else dc_n[:, sl])
+        assert_close(out[:Lb, b], o1[:, 0], 1e-12, f"out[:, {b}]")
+        assert np.all(out[Lb:, b] == 0), "padded outputs must be zero"
+        assert_close(h_n[:, b], h1[:, 0], 1e-12, f"h_n[:, {b}]")
+        assert_close(dx[:Lb, b], dx1[:, 0], 1e-12, f"dx[:, {b}]")
+        assert np.all(dx[Lb:, b] == 0), "padded inputs must get no gradient"
+        assert_close(dh0[:, b], dh01[:, 0], 1e-12, f"dh0[:, {b}]")
+        if cell.has_cell_state:
+            assert_close(c_n[:, b], c1[:, 0], 1e-12, f"c_n[:, {b}]")
+            assert_close(dc0[:, b], dc01[:, 0], 1e-12, f"dc0[:, {b}]")
+        for k in grad_sum:
+            grad_sum[k] += g1[k]
+    assert_all_close(grads, grad_sum, 1e-12, prefix="batch gradient vs sum of singles: ")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru_classic", "rnn_relu"])
+def test_float32_params_follow_float64(rng, cell):
+    cell, params, LD = _stack(rng, cell, L=2, bi=True, I=4, H=3)
+    params32 = {k: v.astype(np.float32) for k, v in params.items()}
+    x = rng.standard_normal((4, 3, 4))
+    lengths = [4, 1, 2]
+    d_out = rng.standard_normal((4, 3, 6))
+    res64 = layers.stack_forward("reference", cell, params, x, lengths)
+    res32 = layers.stack_forward("reference", cell, params32, x.astype(np.float32), lengths)
+    assert res32[0].dtype == np.float32 and res32[1].dtype == np.float32
+    assert_close(res32[0], res64[0], 1e-5, "out")
+    assert_close(res32[1], res64[1], 1e-5, "h_n")
+    dx32, g32, _, _ = layers.stack_backward(params32, res32[3], d_out.astype(np.float32))
+    dx64, g64, _, _ = layers.stack_backward(params, res64[3], d_out)
+    assert dx32.dtype == np.float32 and all(g.dtype == np.float32 for g in g32.values())
+    assert_close(dx32, dx64, 1e-5, "dx")
+    assert_all_close(g32, g64, 1e-5)
+
+
+def test_defaults_are_zero_state_and_full_length(rng):
+    cell, params, LD = _stack(rng, "lstm")
+    x = rng.standard_normal((3, 2, 3))
+    implicit = layers.stack_forward("reference", cell, params, x)
+    zeros = np.zeros((LD, 2, 2))
+    explicit = layers.stack_forward("reference", cell, params, x, [3, 3], zeros, zeros)
+    for a, b in zip(implicit[:3], explicit[:3]):
+        np.testing.assert_array_equal(a, b)
+    # d_out=None is a zero gradient on the outputs
+    g_none = layers.stack_backward(params, implicit[3], None, np.ones((LD, 2, 2)))
+    g_zero = layers.stack_backward(params, implicit[3], np.zeros((3, 2, 4)), np.ones((LD, 2, 2)))
+    assert_all_close(g_none[1], g_zero[1], 0.0)
+
+
+def test_backend_given_as_module(rng):
+    cell, params, _ = _stack(rng, "gru")
+    x = rng.standard_normal((3, 2, 3))
+    by_name = layers.stack_forward("reference", cell, params, x)
+    by_module = layers.stack_forward(reference, cell, params, x)
+    np.testing.assert_array_equal(by_name[0], by_module[0])
+
+
+def test_dropout_masks_are_applied_between_layers(rng):
+    """A zero in the mask between layer 0 and 1 cuts that unit off layer 1 entirely."""
+    cell, params, LD = _stack(rng, "lstm", L=2, bi=False)
+    x = rng.standard_normal((4, 2, 3))
+    mask = np.ones((4, 2, 2))
+    mask[:, :, 0] = 0.0
+    out, _, _, cache = layers.stack_forward("reference", cell, params, x,
+                                            dropout_masks=[mask])
+    params_cut = dict(params, weight_ih_l1=params["weight_ih_l1"].copy())
+    params_cut["weight_ih_l1"][:, 0] = 0.0           # same effect through the weights
+    out_cut, _, _, _ = layers.stack_forward("reference", cell, params_cut, x)
+    assert_close(out, out_cut, 1e-14, "out with unit 0 dropped")
+    _, grads, _, _ = layers.stack_backward(params, cache, np.ones_like(out))
+    assert np.all(grads["weight_ih_l1"][:, 0] == 0.0)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(x=np.zeros((3, 2))), "x has shape"),
+    (dict(x=np.zeros((3, 2, 4))), r"expected \(T, batch, 3\)"),
+    (dict(lengths=[3, 4]), "lengths must be 2 integers in \\[0, 3\\]"),
+    (dict(lengths=[-1, 2]), "lengths"),
+    (dict(lengths=[1, 2, 3]), "lengths"),
+    (dict(h0=np.zeros((1, 2, 2))), r"h0 has shape \(1, 2, 2\); expected \(4, 2, 2\)"),
+    (dict(c0=np.zeros((4, 3, 2))), r"c0 has shape"),
+])
+def test_validation_errors(rng, kwargs, words):
+    cell, params, _ = _stack(rng, "lstm")
+    args = dict(x=np.zeros((3, 2, 3)), lengths=None, h0=None, c0=None)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=words):
+        layers.stack_forward("reference", cell, params, args["x"], args["lengths"],
+                             args["h0"], args["c0"])
+
+
+def test_unknown_backend_and_cell(rng):
+    _, params, _ = _stack(rng, "gru")
+    with pytest.raises(ValueError, match="backend"):
+        layers.stack_forward("no-such-engine", "gru", params, np.zeros((2, 1, 3)))
+    with pytest.raises(ValueError, match="cell"):
+        layers.stack_forward("reference", "gru_bogus", params, np.zeros((2, 1, 3)))

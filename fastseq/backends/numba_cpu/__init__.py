@@ -1,0 +1,20 @@
+"""The Numba CPU engine: fused forward and BPTT for RNN, LSTM and GRU.
+
+Same interface as :mod:`fastseq.backends.reference` (``forward``, ``backward``, ``step``).
+Kernels live one cell per module (:mod:`.rnn`, :mod:`.lstm`, :mod:`.gru`); the mechanics
+shared by all cells (length sorting, batch chunks per thread, BLAS threads, weight-gradient
+reductions) are in :mod:`._loop`, the per-step GEMM in :mod:`.blas`, the vectorizable
+activations in :mod:`.activations`. float32 stays float32; float64 matches the reference
+to ~1e-15.
+"""
+from __future__ import annotations
+
+from ._engine import backward, forward, step
+
+name = "numba"
+
+# the kernels release the GIL, so callers may run independent recurrences (the two
+# directions of a bidirectional layer) concurrently on threads
+releases_gil = True
+
+__all__ = ["name", "forward", "backward", "step", "releases_gil"]

@@ -1,0 +1,236 @@
+"""The backend interface on top of the per-cell kernels: validation, dtype, length
+sorting, buffers (allocated once per call, never inside the time loop), threads, and
+the weight-gradient reductions. Interface and shapes: :mod:`fastseq.backends.reference`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...cells import CellSpec
+from . import gru, lstm, rnn
+from ._loop import (accumulate_bias, accumulate_outer, active_counts, blas_threads,
+                    make_chunks, run_chunks, sort_batch, threads)
+
+# (forward kernel, backward kernel) per cell form
+_KERNELS = {
+    ("rnn", True): (rnn.forward_chunk, rnn.backward_chunk),
+    ("lstm", True): (lstm.forward_chunk, lstm.backward_chunk),
+    ("gru", True): (gru.forward_chunk, gru.backward_chunk),
+    ("gru", False): (gru.forward_chunk_classic, gru.backward_chunk_classic),
+}
+
+
+def _kernels(cell):
+    if not isinstance(cell, CellSpec):
+        raise TypeError(f"cell must be a CellSpec, got {type(cell).__name__}")
+    return _KERNELS[(cell.kind, cell.reset_after)]
+
+
+def _dtype_of(xw):
+    return np.float32 if xw.dtype == np.float32 else np.float64
+
+
+def _array(value, name, shape, dtype):
+    arr = np.asarray(value)
+    if arr.shape != shape:
+        raise ValueError(f"{name} has shape {arr.shape}; expected {shape}")
+    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _dummy(dtype):
+    return np.zeros((1, 1, 1), dtype=dtype)
+
+
+def _scratch(n, dtype):
+    return np.zeros((n, 16), dtype=np.int32), np.zeros((n, 2), dtype=dtype)
+
+
+def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=True,
+            n_threads=None):
+    """Run the cell over ``T`` steps. Shapes as in :mod:`fastseq.backends.reference`;
+    float32 input stays float32, anything else runs in float64."""
+    fwd_kernel, _ = _kernels(cell)
+    xw = np.asarray(xw)
+    if xw.ndim != 3:
+        raise ValueError(f"xw has shape {xw.shape}; expected (T, batch, G*H) time-major")
+    dtype = _dtype_of(xw)
+    T, B, GH = xw.shape
+    G = cell.n_gates
+    R = np.asarray(R)
+    if R.ndim != 2 or R.shape[1] != GH or R.shape[0] * G != GH:
+        raise ValueError(f"R has shape {R.shape}; expected (H, {G}*H) with {G}*H == "
+                         f"xw.shape[2] == {GH}")
+    H = R.shape[0]
+    R = np.ascontiguousarray(R, dtype=dtype)
+    bh = _array(bh, "bh", (GH,), dtype)
+    h0 = _array(h0, "h0", (B, H), dtype)
+    if cell.has_cell_state:
+        c0 = np.zeros((B, H), dtype) if c0 is None else _array(c0, "c0", (B, H), dtype)
+    if lengths is None:
+        lengths = np.full(B, T, dtype=np.int64)
+    lengths = np.asarray(lengths)
+    if lengths.shape != (B,) or (B and (lengths.min() < 0 or lengths.max() > T)):
+        raise ValueError(f"lengths must be {B} integers in [0, {T}], got {lengths!r}")
+    lengths = lengths.astype(np.int64)
+    masked = rmask is not None
+    mask = _array(rmask, "rmask", (B, H), dtype) if masked else np.ones((1, 1), dtype)
+    n = threads(n_threads)
+
+    order, inverse, identity = sort_batch(lengths)
+    if identity:
+        xw_s = np.ascontiguousarray(xw, dtype=dtype)
+    else:
+        xw_s = np.ascontiguousarray(xw[:, order], dtype=dtype)
+        h0 = h0[order]
+        if cell.has_cell_state:
+            c0 = c0[order]
+        if masked:
+            mask = mask[order]
+        lengths = lengths[order]
+    nact = active_counts(lengths, T)
+
+    hs = np.zeros((T + 1, B, H), dtype)
+    hs[0] = h0
+    if cell.has_cell_state:
+        cs = np.zeros((T + 1, B, H), dtype)
+        cs[0] = c0
+    else:
+        cs = _dummy(dtype)
+    hm = np.empty((T, B, H), dtype) if masked else _dummy(dtype)
+    gates = np.empty((T, B, GH), dtype) if cell.kind != "rnn" else _dummy(dtype)
+    aux = np.empty((T, B, H), dtype) if cell.kind != "rnn" else _dummy(dtype)
+    pre = np.empty((B, GH), dtype)
+    relu = cell.activation == "relu"
+    chunks = make_chunks(lengths, n)
+    iw, fw = _scratch(len(chunks), dtype)
+
+    def run(lo, hi, slot):
+        fwd_kernel(xw_s, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux,
+                   pre, iw[slot], fw[slot])
+
+    if B and T:
+        run_chunks(run, chunks, n)
+
+    rows = np.arange(B)
+    h_T = hs[lengths, rows]
+    c_T = cs[lengths, rows] if cell.has_cell_state else None
+    if identity:
+        H_all = hs[1:].copy()
+    else:
+        H_all = hs[1:][:, inverse]
+        h_T = h_T[inverse]
+        c_T = c_T[inverse] if c_T is not None else None
+    cache = dict(cell=cell, R=R, mask=mask, masked=masked, relu=relu, nact=nact,
+                 lengths=lengths, order=order, inverse=inverse, identity=identity,
+                 hs=hs, cs=cs, hm=hm, gates=gates, aux=aux, dtype=dtype, shape=(T, B, H))
+    return H_all, (h_T, c_T), cache
+
+
+def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
+    """BPTT through :func:`forward`; returns ``(dxw, dR, dbh, dh0, dc0)``."""
+    _, bwd_kernel = _kernels(cell)
+    if not isinstance(cache, dict) or "hs" not in cache:
+        raise TypeError("cache must be the third value returned by this backend's forward")
+    if cache["cell"] != cell:
+        raise ValueError(f"cell {cell} differs from the forward pass's {cache['cell']}")
+    T, B, H = cache["shape"]
+    dtype, order, identity = cache["dtype"], cache["order"], cache["identity"]
+    G = cell.n_gates
+    GH = G * H
+    R, mask, masked, nact = cache["R"], cache["mask"], cache["masked"], cache["nact"]
+    hs, cs, hm, gates, aux = (cache[k] for k in ("hs", "cs", "hm", "gates", "aux"))
+    n = threads(n_threads)
+
+    def state_grad(value, name):
+        if value is None:
+            return np.zeros((B, H), dtype)
+        arr = _array(value, name, (B, H), dtype)
+        return arr[order] if not identity else arr.copy()
+
+    dh = state_grad(dh_T, "dh_T")
+    dc = state_grad(dc_T, "dc_T") if cell.has_cell_state else _dummy(dtype)[0]
+    has_dH = dH_all is not None
+    if has_dH:
+        dH = _array(dH_all, "dH_all", (T, B, H), dtype)
+        if not identity:
+            dH = np.ascontiguousarray(dH[:, order])
+    else:
+        dH = _dummy(dtype)
+    dxw = np.zeros((T, B, GH), dtype)
+    gru_after = cell.kind == "gru" and cell.reset_after
+    dhw = np.empty((T, B, GH), dtype) if gru_after else _dummy(dtype)
+    dtmp = np.empty((B, H), dtype)
+    dtmp2 = np.empty((B, H), dtype)
+    relu = cache["relu"]
+    chunks = make_chunks(cache["lengths"], n)
+    iw, fw = _scratch(len(chunks), dtype)
+
+    def run(lo, hi, slot):
+        bwd_kernel(R, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, dH, has_dH,
+                   dh, dc, dxw, dhw, dtmp, dtmp2, iw[slot], fw[slot])
+
+    if B and T:
+        run_chunks(run, chunks, n)
+
+    # weight gradients: dR = sum_t h_masked[t]^T @ dhw[t], dbh = sum of dhw rows
+    dR = np.zeros((H, GH), dtype)
+    db64 = np.zeros(GH, np.float64)
+    h_src = hm if masked else hs
+    d_hw = dhw if gru_after else dxw
+    if B and T:
+        with blas_threads(n):
+            if cell.kind == "gru" and not cell.reset_after:
+                accumulate_outer(nact, B, h_src, H, 0, H, dxw, GH, 0, 2 * H, dR, GH, 0,
+                                 iw[0], fw[0])
+                accumulate_outer(nact, B, aux, H, 0, H, dxw, GH, 2 * H, H, dR, GH, 2 * H,
+                                 iw[0], fw[0])
+            else:
+                accumulate_outer(nact, B, h_src, H, 0, H, d_hw, GH, 0, GH, dR, GH, 0,
+                                 iw[0], fw[0])
+        accumulate_bias(nact, d_hw, db64)
+    dbh = db64.astype(dtype)
+
+    inverse = cache["inverse"]
+    if not identity:
+        dxw = dxw[:, inverse]
+        dh = dh[inverse]
+        if cell.has_cell_state:
+            dc = dc[inverse]
+    return dxw, dR, dbh, dh, (dc if cell.has_cell_state else None)
+
+
+def step(cell, xw_t, R, bh, h, c=None, rmask=None):
+    """One step for streaming inference: ``xw_t [B, G*H]``, ``h, c [B, H]`` -> ``(h, c)``."""
+    fwd_kernel, _ = _kernels(cell)
+    xw_t = np.asarray(xw_t)
+    if xw_t.ndim != 2:
+        raise ValueError(f"xw_t has shape {xw_t.shape}; expected (batch, G*H)")
+    dtype = _dtype_of(xw_t)
+    B, GH = xw_t.shape
+    R = np.asarray(R)
+    if R.ndim != 2 or R.shape[1] != GH or R.shape[0] * cell.n_gates != GH:
+        raise ValueError(f"R has shape {R.shape}; expected (H, G*H) with G*H == {GH}")
+    H = R.shape[0]
+    R = np.ascontiguousarray(R, dtype=dtype)
+    bh = _array(bh, "bh", (GH,), dtype)
+    hs = np.empty((2, B, H), dtype)
+    hs[0] = _array(h, "h", (B, H), dtype)
+    if cell.has_cell_state:
+        cs = np.empty((2, B, H), dtype)
+        cs[0] = 0 if c is None else _array(c, "c", (B, H), dtype)
+    else:
+        cs = _dummy(dtype)
+    masked = rmask is not None
+    mask = _array(rmask, "rmask", (B, H), dtype) if masked else np.ones((1, 1), dtype)
+    hm = np.empty((1, B, H), dtype) if masked else _dummy(dtype)
+    gates = np.empty((1, B, GH), dtype) if cell.kind != "rnn" else _dummy(dtype)
+    aux = np.empty((1, B, H), dtype) if cell.kind != "rnn" else _dummy(dtype)
+    pre = np.empty((B, GH), dtype)
+    iw, fw = _scratch(1, dtype)
+    if B:
+        fwd_kernel(xw_t.astype(dtype, copy=False).reshape(1, B, GH), R, bh, mask, masked,
+                   cell.activation == "relu", np.array([B], np.int64), 0, B, hs, cs, hm,
+                   gates, aux, pre, iw[0], fw[0])
+    return hs[1], (cs[1] if cell.has_cell_state else None)

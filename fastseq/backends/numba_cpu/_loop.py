@@ -1,0 +1,173 @@
+"""Mechanics shared by every cell: sorting by length, active-batch bookkeeping, batch
+chunks for threads, BLAS thread control, and the weight-gradient reductions.
+
+Ragged batches are handled like PyTorch's packed sequences: the batch is sorted once by
+length (descending, stable), so at step ``t`` the active rows are the prefix
+``[0, nact[t])``; the time loop only touches those rows. Rows are independent through
+the whole recurrence, so a batch is split into contiguous *chunks* (balanced by the
+number of active row-steps) and each chunk runs its own time loop on its own thread,
+with no synchronisation: that is the one level of parallelism, and BLAS is pinned to one
+thread meanwhile. A single chunk (small batch) lets BLAS thread the per-step GEMM instead.
+Each row's arithmetic does not depend on the chunking, so results are batch-invariant.
+
+Weight gradients ``dR = sum_t h_prev[t]^T @ dgates[t]`` and ``dbh`` are reduced after the
+time loop, in a fixed order, over active rows only.
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from numba import njit
+from threadpoolctl import ThreadpoolController
+
+from ..._config import resolve_threads
+from ._jit import FLAGS
+from .blas import gemm
+
+# fewest rows a thread's chunk gets; below this one chunk and BLAS threads instead
+MIN_CHUNK_ROWS = 4
+
+_pool = None
+_pool_lock = threading.Lock()
+_controller = None
+
+
+def _get_pool(n_workers):
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < n_workers:
+            old = _pool
+            _pool = ThreadPoolExecutor(max_workers=n_workers,
+                                       thread_name_prefix="fastseq-numba")
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool
+
+
+def _get_controller():
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController().select(user_api="blas")
+    return _controller
+
+
+class blas_threads:
+    """Context manager: BLAS libraries use ``n`` threads inside, restored on exit."""
+
+    def __init__(self, n):
+        self.n = int(n)
+        self._limiter = None
+
+    def __enter__(self):
+        ctl = _get_controller()
+        if any(lib.num_threads != self.n for lib in ctl.lib_controllers):
+            self._limiter = ctl.limit(limits=self.n)
+        return self
+
+    def __exit__(self, *exc):
+        if self._limiter is not None:
+            self._limiter.restore_original_limits()
+        return False
+
+
+def threads(n_threads):
+    """Resolve ``n_threads`` (None = default, -1 = all, k) to a positive count."""
+    return resolve_threads(n_threads)
+
+
+def active_counts(lengths_sorted, T):
+    """nact[t] = number of rows with length > t (lengths sorted descending)."""
+    # lengths descending: count of lengths > t
+    neg = -lengths_sorted
+    return np.searchsorted(neg, -np.arange(T), side="left").astype(np.int64)
+
+
+def make_chunks(lengths_sorted, n_threads):
+    """Contiguous row ranges ``[(lo, hi), ...]``, one per thread, balanced by work."""
+    B = len(lengths_sorted)
+    k = min(n_threads, B // MIN_CHUNK_ROWS)
+    if k <= 1:
+        return [(0, B)]
+    work = np.cumsum(lengths_sorted, dtype=np.float64)
+    total = work[-1]
+    if total <= 0:
+        return [(0, B)]
+    bounds = [0]
+    for i in range(1, k):
+        cut = int(np.searchsorted(work, total * i / k, side="left")) + 1
+        cut = max(cut, bounds[-1] + 1)
+        bounds.append(min(cut, B))
+    bounds.append(B)
+    chunks = [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+    return chunks
+
+
+def run_chunks(fn, chunks, n_threads):
+    """Call ``fn(lo, hi, slot)`` for every chunk; in parallel when there are several.
+
+    With several chunks BLAS is pinned to one thread (the chunks are the parallelism);
+    with one chunk BLAS may use ``n_threads``. Thread settings are restored on exit.
+    """
+    if len(chunks) == 1:
+        with blas_threads(n_threads):
+            fn(chunks[0][0], chunks[0][1], 0)
+        return
+    pool = _get_pool(len(chunks) - 1)
+    with blas_threads(1):
+        futures = [pool.submit(fn, lo, hi, slot)
+                   for slot, (lo, hi) in enumerate(chunks) if slot > 0]
+        try:
+            fn(chunks[0][0], chunks[0][1], 0)
+        finally:
+            for f in futures:
+                f.result()
+
+
+def sort_batch(lengths):
+    """(order, inverse, is_identity) sorting rows by length, descending and stable."""
+    order = np.argsort(-lengths, kind="stable")
+    identity = bool(np.all(order == np.arange(len(order))))
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return order, inverse, identity
+
+
+# ------------------------------------------------------------- weight-gradient reductions
+# A: rows of [T(+1), B, lda] (row r of step t at (t*B + r)*lda + a_col); K columns used
+# D: rows of [T, B, ldd] starting at column d_col; N columns used
+# nact: [T] active rows per step (descending)
+# dR: [K, ldr] OUT, columns [r_col, r_col+N) += sum_t A[t,:nact]^T @ D[t,:nact]
+# Steps where the whole batch is active are merged into one GEMM (their rows are contiguous).
+@njit(**FLAGS)
+def accumulate_outer(nact, B, A, lda, a_col, K, D, ldd, d_col, N, dR, ldr, r_col, iw, fw):
+    T = nact.shape[0]
+    one = 1.0
+    t = 0
+    while t < T:
+        n = nact[t]
+        if n == 0:
+            break
+        if n == B:
+            t1 = t
+            while t1 < T and nact[t1] == B:
+                t1 += 1
+            rows = (t1 - t) * B
+            gemm(True, False, K, N, rows, one, A, t * B * lda + a_col, lda,
+                 D, t * B * ldd + d_col, ldd, one, dR, r_col, ldr, iw, fw)
+            t = t1
+        else:
+            gemm(True, False, K, N, n, one, A, t * B * lda + a_col, lda,
+                 D, t * B * ldd + d_col, ldd, one, dR, r_col, ldr, iw, fw)
+            t += 1
+
+
+# D: [T, B, G] ; nact: [T] ; db: [G] float64 OUT (+= column sums over active rows, in order)
+@njit(**FLAGS)
+def accumulate_bias(nact, D, db):
+    T, B, G = D.shape
+    for t in range(T):
+        for b in range(nact[t]):
+            for j in range(G):
+                db[j] += D[t, b, j]

@@ -1,0 +1,173 @@
+"""GRU forward and BPTT kernels, gates ``[r | z | n]`` (see :mod:`fastseq.cells`).
+
+``reset_after=True`` (PyTorch / cuDNN): one GEMM ``hw = h_masked @ R`` per step, then a fused
+pointwise loop; ``aux`` keeps ``hw_n = (h_masked @ R_n) + b_hn`` for BPTT.
+``reset_after=False`` (classic / Keras): ``r, z`` need ``h_masked @ R[:, :2H]``, then ``n``
+needs ``(r * h_masked) @ R[:, 2H:]``: two GEMMs per step, ``aux`` keeps ``r * h_masked``.
+Buffer signature as in :mod:`.lstm`.
+"""
+from __future__ import annotations
+
+from numba import njit
+
+from ._jit import FLAGS
+from .activations import act, act_grad, cst, sigmoid, sigmoid_grad
+from .blas import gemm
+
+
+# xw: [T, B, 3H]  R: [H, 3H]  bh: [3H]  mask: [B, H]  nact: [T]
+# hs: [T+1, B, H] OUT   hm: [T, B, H] OUT h_prev * mask (iff masked)
+# gates: [T, B, 3H] OUT r z n    aux: [T, B, H] OUT hw_n     pre: [B, 3H] workspace
+@njit(**FLAGS)
+def forward_chunk(xw, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux,
+                  pre, iw, fw):
+    T = xw.shape[0]
+    B = xw.shape[1]
+    H = R.shape[0]
+    G = 3 * H
+    one = cst(bh[0], 1.0)
+    for t in range(T):
+        n = min(hi, nact[t])
+        if n <= lo:
+            break
+        if masked:
+            for b in range(lo, n):
+                for j in range(H):
+                    hm[t, b, j] = hs[t, b, j] * mask[b, j]
+            gemm(False, False, n - lo, G, H, 1.0, hm, (t * B + lo) * H, H, R, 0, G,
+                 0.0, pre, lo * G, G, iw, fw)
+        else:
+            gemm(False, False, n - lo, G, H, 1.0, hs, (t * B + lo) * H, H, R, 0, G,
+                 0.0, pre, lo * G, G, iw, fw)
+        for b in range(lo, n):
+            for j in range(H):
+                r = sigmoid(xw[t, b, j] + pre[b, j] + bh[j])
+                z = sigmoid(xw[t, b, H + j] + pre[b, H + j] + bh[H + j])
+                hw_n = pre[b, 2 * H + j] + bh[2 * H + j]
+                nn = act(xw[t, b, 2 * H + j] + r * hw_n, relu)
+                gates[t, b, j] = r
+                gates[t, b, H + j] = z
+                gates[t, b, 2 * H + j] = nn
+                aux[t, b, j] = hw_n
+                hs[t + 1, b, j] = (one - z) * nn + z * hs[t, b, j]
+
+
+# dH: [T, B, H] (iff has_dH)  dh: [B, H] in/OUT  dxw: [T, B, 3H] OUT [da_r, da_z, da_n]
+# dhw: [T, B, 3H] OUT gradient of hw = [da_r, da_z, da_n * r]   dtmp: [B, H] workspace
+@njit(**FLAGS)
+def backward_chunk(R, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, dH, has_dH,
+                   dh, dc, dxw, dhw, dtmp, dtmp2, iw, fw):
+    T = gates.shape[0]
+    B = gates.shape[1]
+    H = R.shape[0]
+    G = 3 * H
+    one = cst(R[0, 0], 1.0)
+    for t in range(T - 1, -1, -1):
+        n = min(hi, nact[t])
+        if n <= lo:
+            continue
+        for b in range(lo, n):
+            for j in range(H):
+                dh_t = dh[b, j] + dH[t, b, j] if has_dH else dh[b, j]
+                r = gates[t, b, j]
+                z = gates[t, b, H + j]
+                nn = gates[t, b, 2 * H + j]
+                da_n = dh_t * (one - z) * act_grad(nn, relu)
+                da_z = dh_t * (hs[t, b, j] - nn) * sigmoid_grad(z)
+                da_r = da_n * aux[t, b, j] * sigmoid_grad(r)
+                dxw[t, b, j] = da_r
+                dxw[t, b, H + j] = da_z
+                dxw[t, b, 2 * H + j] = da_n
+                dhw[t, b, j] = da_r
+                dhw[t, b, H + j] = da_z
+                dhw[t, b, 2 * H + j] = da_n * r
+                dh[b, j] = dh_t * z
+        if masked:
+            gemm(False, True, n - lo, H, G, 1.0, dhw, (t * B + lo) * G, G, R, 0, G,
+                 0.0, dtmp, lo * H, H, iw, fw)
+            for b in range(lo, n):
+                for j in range(H):
+                    dh[b, j] += dtmp[b, j] * mask[b, j]
+        else:
+            gemm(False, True, n - lo, H, G, 1.0, dhw, (t * B + lo) * G, G, R, 0, G,
+                 1.0, dh, lo * H, H, iw, fw)
+
+
+# classic form. gates: [T, B, 3H] OUT r z n    aux: [T, B, H] OUT r * h_masked
+# pre: [B, 3H] workspace (columns [0, 2H): h_masked @ R_rz; [2H, 3H): (r*h_masked) @ R_n)
+@njit(**FLAGS)
+def forward_chunk_classic(xw, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates,
+                          aux, pre, iw, fw):
+    T = xw.shape[0]
+    B = xw.shape[1]
+    H = R.shape[0]
+    G = 3 * H
+    one = cst(bh[0], 1.0)
+    for t in range(T):
+        n = min(hi, nact[t])
+        if n <= lo:
+            break
+        if masked:
+            for b in range(lo, n):
+                for j in range(H):
+                    hm[t, b, j] = hs[t, b, j] * mask[b, j]
+            gemm(False, False, n - lo, 2 * H, H, 1.0, hm, (t * B + lo) * H, H, R, 0, G,
+                 0.0, pre, lo * G, G, iw, fw)
+        else:
+            gemm(False, False, n - lo, 2 * H, H, 1.0, hs, (t * B + lo) * H, H, R, 0, G,
+                 0.0, pre, lo * G, G, iw, fw)
+        for b in range(lo, n):
+            for j in range(H):
+                r = sigmoid(xw[t, b, j] + pre[b, j] + bh[j])
+                z = sigmoid(xw[t, b, H + j] + pre[b, H + j] + bh[H + j])
+                h_m = hs[t, b, j] * mask[b, j] if masked else hs[t, b, j]
+                gates[t, b, j] = r
+                gates[t, b, H + j] = z
+                aux[t, b, j] = r * h_m
+        gemm(False, False, n - lo, H, H, 1.0, aux, (t * B + lo) * H, H, R, 2 * H, G,
+             0.0, pre, lo * G + 2 * H, G, iw, fw)
+        for b in range(lo, n):
+            for j in range(H):
+                z = gates[t, b, H + j]
+                nn = act(xw[t, b, 2 * H + j] + pre[b, 2 * H + j] + bh[2 * H + j], relu)
+                gates[t, b, 2 * H + j] = nn
+                hs[t + 1, b, j] = (one - z) * nn + z * hs[t, b, j]
+
+
+# classic form backward. dxw = dhw: [T, B, 3H] OUT; dtmp: [B, H] workspace (dh_masked);
+# dtmp2: [B, H] workspace (d(r*h_masked) = da_n @ R_n^T)
+@njit(**FLAGS)
+def backward_chunk_classic(R, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, dH,
+                           has_dH, dh, dc, dxw, dhw, dtmp, dtmp2, iw, fw):
+    T = gates.shape[0]
+    B = gates.shape[1]
+    H = R.shape[0]
+    G = 3 * H
+    one = cst(R[0, 0], 1.0)
+    for t in range(T - 1, -1, -1):
+        n = min(hi, nact[t])
+        if n <= lo:
+            continue
+        for b in range(lo, n):
+            for j in range(H):
+                dh_t = dh[b, j] + dH[t, b, j] if has_dH else dh[b, j]
+                z = gates[t, b, H + j]
+                nn = gates[t, b, 2 * H + j]
+                dxw[t, b, H + j] = dh_t * (hs[t, b, j] - nn) * sigmoid_grad(z)
+                dxw[t, b, 2 * H + j] = dh_t * (one - z) * act_grad(nn, relu)
+                dh[b, j] = dh_t * z
+        # d(r * h_masked) = da_n @ R_n^T
+        gemm(False, True, n - lo, H, H, 1.0, dxw, (t * B + lo) * G + 2 * H, G, R, 2 * H, G,
+             0.0, dtmp2, lo * H, H, iw, fw)
+        for b in range(lo, n):
+            for j in range(H):
+                r = gates[t, b, j]
+                h_m = hs[t, b, j] * mask[b, j] if masked else hs[t, b, j]
+                dxw[t, b, j] = dtmp2[b, j] * h_m * sigmoid_grad(r)
+        # dh_masked = [da_r, da_z] @ R_rz^T + d(r h_masked) * r
+        gemm(False, True, n - lo, H, 2 * H, 1.0, dxw, (t * B + lo) * G, G, R, 0, G,
+             0.0, dtmp, lo * H, H, iw, fw)
+        for b in range(lo, n):
+            for j in range(H):
+                dh_m = dtmp[b, j] + dtmp2[b, j] * gates[t, b, j]
+                dh[b, j] += dh_m * mask[b, j] if masked else dh_m

@@ -1,0 +1,96 @@
+"""LSTM forward and BPTT kernels (gates ``[i | f | g | o]``, see :mod:`fastseq.cells`).
+
+Batch rows are sorted by length (descending), so the active rows of step ``t`` are
+``[lo, min(hi, nact[t]))`` of the chunk ``[lo, hi)`` this call owns. Per step: one GEMM
+``pre = h_masked @ R`` for the chunk's active rows, then one fused pointwise loop that
+applies the gates, updates ``c`` and ``h`` and stores what BPTT needs. Backward mirrors it:
+a fused pointwise loop producing ``dgates`` (= dxw), then one GEMM ``dh = dgates @ R^T``.
+"""
+from __future__ import annotations
+
+from numba import njit
+
+from ._jit import FLAGS
+from .activations import act, act_grad, sigmoid, sigmoid_grad
+from .blas import gemm
+
+
+# xw: [T, B, 4H]  R: [H, 4H]  bh: [4H]  mask: [B, H] (used iff masked)  nact: [T]
+# hs: [T+1, B, H] OUT (hs[0] = h0 on entry; hs[t+1] = h after step t, 0 where inactive)
+# cs: [T+1, B, H] OUT (same for c)       hm: [T, B, H] OUT h_prev * mask (iff masked)
+# gates: [T, B, 4H] OUT post-activation i f g o     aux: [T, B, H] OUT act(c_t)
+# pre: [B, 4H] workspace     iw, fw: BLAS scratch of this thread
+@njit(**FLAGS)
+def forward_chunk(xw, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux,
+                  pre, iw, fw):
+    T = xw.shape[0]
+    B = xw.shape[1]
+    H = R.shape[0]
+    G = 4 * H
+    for t in range(T):
+        n = min(hi, nact[t])
+        if n <= lo:
+            break
+        if masked:
+            for b in range(lo, n):
+                for j in range(H):
+                    hm[t, b, j] = hs[t, b, j] * mask[b, j]
+            gemm(False, False, n - lo, G, H, 1.0, hm, (t * B + lo) * H, H, R, 0, G,
+                 0.0, pre, lo * G, G, iw, fw)
+        else:
+            gemm(False, False, n - lo, G, H, 1.0, hs, (t * B + lo) * H, H, R, 0, G,
+                 0.0, pre, lo * G, G, iw, fw)
+        for b in range(lo, n):
+            for j in range(H):
+                i = sigmoid(xw[t, b, j] + pre[b, j] + bh[j])
+                f = sigmoid(xw[t, b, H + j] + pre[b, H + j] + bh[H + j])
+                g = act(xw[t, b, 2 * H + j] + pre[b, 2 * H + j] + bh[2 * H + j], relu)
+                o = sigmoid(xw[t, b, 3 * H + j] + pre[b, 3 * H + j] + bh[3 * H + j])
+                c = f * cs[t, b, j] + i * g
+                c_act = act(c, relu)
+                gates[t, b, j] = i
+                gates[t, b, H + j] = f
+                gates[t, b, 2 * H + j] = g
+                gates[t, b, 3 * H + j] = o
+                aux[t, b, j] = c_act
+                cs[t + 1, b, j] = c
+                hs[t + 1, b, j] = o * c_act
+
+
+# forward's buffers as inputs, plus
+# dH: [T, B, H] gradient on the outputs (read iff has_dH)
+# dh, dc: [B, H] in: gradient on the final state; OUT: gradient on h0 / c0
+# dxw: [T, B, 4H] OUT dgates (= gradient of xw and of the pre-activations)
+# dhw, dtmp, dtmp2: unused by the LSTM (uniform signature)
+@njit(**FLAGS)
+def backward_chunk(R, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, dH, has_dH,
+                   dh, dc, dxw, dhw, dtmp, dtmp2, iw, fw):
+    T = gates.shape[0]
+    B = gates.shape[1]
+    H = R.shape[0]
+    G = 4 * H
+    for t in range(T - 1, -1, -1):
+        n = min(hi, nact[t])
+        if n <= lo:
+            continue
+        for b in range(lo, n):
+            for j in range(H):
+                dh_t = dh[b, j] + dH[t, b, j] if has_dH else dh[b, j]
+                i = gates[t, b, j]
+                f = gates[t, b, H + j]
+                g = gates[t, b, 2 * H + j]
+                o = gates[t, b, 3 * H + j]
+                c_act = aux[t, b, j]
+                dc_t = dc[b, j] + dh_t * o * act_grad(c_act, relu)
+                dxw[t, b, j] = dc_t * g * sigmoid_grad(i)
+                dxw[t, b, H + j] = dc_t * cs[t, b, j] * sigmoid_grad(f)
+                dxw[t, b, 2 * H + j] = dc_t * i * act_grad(g, relu)
+                dxw[t, b, 3 * H + j] = dh_t * c_act * sigmoid_grad(o)
+                dc[b, j] = dc_t * f
+        # dh_prev = (dgates @ R^T) * mask
+        gemm(False, True, n - lo, H, G, 1.0, dxw, (t * B + lo) * G, G, R, 0, G,
+             0.0, dh, lo * H, H, iw, fw)
+        if masked:
+            for b in range(lo, n):
+                for j in range(H):
+                    dh[b, j] *= mask[b, j]

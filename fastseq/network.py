@@ -51,7 +51,9 @@ apply the softmax.
 
 Methods
 -------
-``forward(x, lengths, training=False, masks=None, rng=None)`` -> outputs;
+``forward(x, lengths, training=False, masks=None, rng=None)`` -> outputs (with
+``training=False`` the dense head runs in float64 and the outputs are float64, so that a
+sequence's output never depends on the batch it is predicted in);
 ``forward_train(...)`` -> (outputs, cache) and ``backward(cache, d_out)`` -> ``grad_flat``;
 ``recurrent_state(x, lengths)`` -> ``(h_n, c_n)`` ``[L*D, B, H]`` (PyTorch order);
 ``features(x, lengths)`` -> what the head reads (``[B, D*H]`` or ``[T, B, D*H]``);
@@ -339,6 +341,12 @@ class Network:
         else:
             feats = out.reshape(T * B, -1)
         a = feats
+        # Inference runs the (small) head in float64: BLAS rounds a float32 GEMM differently
+        # for different batch sizes, and a sequence's output must not depend on its batch
+        # companions. The recurrent features themselves are batch-invariant.
+        head_dtype = self.dtype if training else np.float64
+        if head_dtype != a.dtype:
+            a = a.astype(head_dtype)
         acts = []                  # input of each dense layer (after its dropout mask)
         hidden = [None]            # hidden[j]: act(z_{j-1}) before the mask, j >= 1
         head_masks = masks["head"]
@@ -349,6 +357,8 @@ class Network:
                 a = a * head_masks[j].reshape(a.shape)
             acts.append(a)
             W, b = self.params[f"fc.{j}.weight"], self.params[f"fc.{j}.bias"]
+            if head_dtype != W.dtype:
+                W, b = W.astype(head_dtype), b.astype(head_dtype)
             z = a @ W.T
             z += b
             if j < self.n_fc - 1:

@@ -19,7 +19,7 @@ import time
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
@@ -84,7 +84,7 @@ class _Progress:
         self.stream.flush()
 
 
-class BaseSequenceEstimator(BaseEstimator):
+class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
     """Shared machinery; subclasses define the targets, the loss and the outputs.
 
     Subclass hooks: ``_output_mode``, ``_validate_targets(y, lengths, fmt, reset, classes)``
@@ -101,6 +101,8 @@ class BaseSequenceEstimator(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = True
         tags.input_tags.three_d_array = True
+        # transform() returns the hidden state in the model's dtype, whatever X's dtype was
+        tags.transformer_tags.preserves_dtype = []
         return tags
 
     # ------------------------------------------------------------------ helpers

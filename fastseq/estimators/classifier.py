@@ -118,7 +118,7 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
     # ------------------------------------------------------------ targets and loss
     def _validate_targets(self, y, lengths, fmt, reset, classes=None):
         if y is None:
-            raise ValueError("y must not be None: SequenceClassifier needs labels")
+            raise ValueError("SequenceClassifier requires y to be passed, but the target y is None")
         y = column_or_1d(y, warn=True)
         check_consistent_length(lengths, y)
         codes = encode_labels(self, y, reset, classes)

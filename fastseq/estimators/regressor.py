@@ -80,7 +80,7 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
             raise ValueError(f"loss must be one of {tuple(REGRESSION_LOSSES)}, got "
                              f"{self.loss!r}")
         if y is None:
-            raise ValueError("y must not be None: SequenceRegressor needs targets")
+            raise ValueError("SequenceRegressor requires y to be passed, but the target y is None")
         y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
         if y.ndim > 2:
             raise ValueError(f"y has shape {y.shape}; expected (n,) or (n, n_outputs)")

@@ -81,7 +81,7 @@ class SequenceTagger(ClassifierMixin, BaseSequenceEstimator):
 
     def _validate_targets(self, y, lengths, fmt, reset, classes=None):
         if y is None:
-            raise ValueError("y must not be None: SequenceTagger needs a label per step")
+            raise ValueError("SequenceTagger requires y to be passed, but the target y is None")
         n, T = len(lengths), int(lengths.max()) if len(lengths) else 0
         if fmt.kind == "2d":
             y = np.asarray(y)

@@ -21,7 +21,7 @@ _ENGINES = {
     "reference": ".reference",
     "numba": ".numba_cpu",
     "cython": ".cython_cpu",
-    "cuda": ".cuda",
+    "cuda": ".cuda.backend",      # the package imports without a GPU; .backend checks
 }
 BACKENDS = tuple(_ENGINES)
 

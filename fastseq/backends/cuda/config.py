@@ -33,3 +33,10 @@ PERSISTENT_MAX_BATCH = 16
 # fastmath maps tanh/exp to the approximate hardware instructions (~1e-3 relative in
 # float32 on some architectures), which would break the 1e-5 parity with the reference.
 CUDA_FASTMATH = False
+
+# Under NUMBA_ENABLE_CUDASIM the simulator runs each CUDA thread as a Python thread and
+# its syncthreads() is a polling loop that holds the GIL for a whole switch interval
+# (5 ms by default). For the duration of a backend call the interval is lowered to this
+# (seconds), which made the simulated GEMMs 5-7x faster; it is restored afterwards.
+# Ignored on a real GPU.
+SIMULATOR_SWITCH_INTERVAL = 5e-5

@@ -93,9 +93,12 @@ def make_colsum(dtype):
         rows = X.shape[0]
         chunks = partial.shape[0]
         per_chunk = (rows + chunks - 1) // chunks
+        stop = (chunk + 1) * per_chunk
+        if stop > rows:         # (builtin min() fails to type in compile_ptx here)
+            stop = rows
         if col < X.shape[1]:
             acc = zero
-            for r in range(chunk * per_chunk, min(rows, (chunk + 1) * per_chunk)):
+            for r in range(chunk * per_chunk, stop):
                 acc += X[r, col]
             partial[chunk, col] = acc
 

@@ -7,8 +7,12 @@ Python function around lets ``tests/test_cuda_ptx.py`` compile the very same sou
 """
 from __future__ import annotations
 
+import sys
+from contextlib import contextmanager
+
 import numpy as np
 from numba import cuda
+from numba.core import config as numba_config
 
 from . import config
 
@@ -46,3 +50,18 @@ def on_device(a):
 def as_device_array(a):
     """A numba device array viewing ``a`` (which :func:`on_device` accepted)."""
     return a if hasattr(a, "copy_to_host") else cuda.as_cuda_array(a)
+
+
+@contextmanager
+def simulator_switch_interval():
+    """Lower the interpreter's switch interval while kernels run in the CUDA simulator
+    (see ``config.SIMULATOR_SWITCH_INTERVAL``); a no-op on a real GPU."""
+    if not numba_config.ENABLE_CUDASIM:
+        yield
+        return
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(float(config.SIMULATOR_SWITCH_INTERVAL))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)

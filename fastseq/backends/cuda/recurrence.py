@@ -19,7 +19,7 @@ from numba import cuda
 
 from ...cells import CellSpec
 from . import common
-from .launch import as_device_array, on_device
+from .launch import as_device_array, on_device, simulator_switch_interval
 from . import gru, lstm, rnn
 
 _CELLS = {"rnn": rnn, "lstm": lstm, "gru": gru}
@@ -93,10 +93,11 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     ws.H_all = cuda.device_array((T, B, H), dtype=dtype)
     ws.hw = cuda.device_array((B, GH), dtype=dtype)           # per-step h_masked @ R + bh
 
-    common.init_state(ws, h0, c0)
     step_fn = _CELLS[cell.kind].forward_step
-    for t in range(T):
-        step_fn(ws, t)
+    with simulator_switch_interval():
+        common.init_state(ws, h0, c0)
+        for t in range(T):
+            step_fn(ws, t)
 
     H_all = ws.H_all.copy_to_host()
     h_T = ws.hs[T].copy_to_host()
@@ -129,9 +130,10 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     ws.dbh = cuda.device_array((GH,), dtype=dtype)
 
     module = _CELLS[cell.kind]
-    for t in range(T - 1, -1, -1):
-        module.backward_step(ws, t)
-    module.weight_grads(ws)
+    with simulator_switch_interval():
+        for t in range(T - 1, -1, -1):
+            module.backward_step(ws, t)
+        module.weight_grads(ws)
 
     dxw = ws.dxw.copy_to_host()
     dR = ws.dR.copy_to_host()

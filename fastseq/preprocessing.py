@@ -79,7 +79,7 @@ def check_sequences(X, *, n_timesteps=None, dtype=np.float32, tokens=False,
                 raise ValueError(f"X[{k}] has {s.shape[1]} features per step but X[0] has "
                                  f"{n_features}; all sequences need the same count")
         lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-        T = int(lengths.max())
+        T = max(int(lengths.max()), 1)          # at least one (padded) step
         x = np.zeros((T, len(seqs), n_features), dtype=dtype)
         for b, s in enumerate(seqs):
             x[:len(s), b] = s
@@ -128,7 +128,7 @@ def _check_tokens(X, n_timesteps=None):
             if s.size and not np.issubdtype(s.dtype, np.integer):
                 raise TypeError(f"X[{k}] has dtype {s.dtype}; token ids must be integers")
         lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-        x = np.zeros((int(lengths.max()), len(seqs)), dtype=np.int64)
+        x = np.zeros((max(int(lengths.max()), 1), len(seqs)), dtype=np.int64)
         for b, s in enumerate(seqs):
             x[:len(s), b] = s
         return x, lengths, SequenceFormat("ragged")

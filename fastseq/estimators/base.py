@@ -10,7 +10,8 @@ and skops round-trip it:
 * ``network_config_`` JSON-serializable architecture; ``network_`` rebuilds the
   :class:`~fastseq.network.Network` (a zero-copy wrapper around ``flat_params_``)
 * ``_optimizer_state`` a dict of arrays and numbers (used by ``warm_start`` / ``partial_fit``)
-* ``_rng`` the numpy Generator that draws shuffles and dropout masks
+* ``_rng_state`` the state (a dict of ints) of the numpy Generator that draws shuffles and
+  dropout masks, so ``partial_fit`` / ``warm_start`` continue the same random stream
 """
 from __future__ import annotations
 
@@ -186,6 +187,12 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ training
     def _fit(self, X, y, sample_weight=None, incremental=False, classes=None):
+        try:
+            return self._fit_impl(X, y, sample_weight, incremental, classes)
+        finally:
+            self.__dict__.pop("_rng", None)      # never part of the fitted state
+
+    def _fit_impl(self, X, y, sample_weight, incremental, classes):
         self._validate_params()
         fitted = hasattr(self, "flat_params_")
         first = not fitted or not (incremental or self.warm_start)
@@ -210,11 +217,11 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
 
         if first:
             seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-            self._rng = np.random.default_rng(seed)
+            rng = np.random.default_rng(seed)
             self.network_config_ = self._make_config(x, n_outputs)
             net = Network(self.network_config_, dtype=dtype, backend=self.backend,
                           n_threads=self._n_threads())
-            net.init_weights(self._rng)
+            net.init_weights(rng)
             self.flat_params_ = net.flat
             self._optimizer_state = None
             self.n_iter_ = 0
@@ -225,6 +232,10 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
             self.validation_scores_ = [] if self.early_stopping else None
             self.best_validation_score_ = -np.inf if self.early_stopping else None
             self._no_improvement_count = 0
+        else:
+            rng = np.random.default_rng()
+            rng.bit_generator.state = self._rng_state
+        self._rng = rng
         net = self._network()
 
         if self._optimizer_state is None or self._optimizer_state["name"] != self.solver:
@@ -346,6 +357,8 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                               "reached and the optimization hasn't converged yet.",
                               ConvergenceWarning)
         self._optimizer_state = optimizer.get_state()
+        # the generator's state as a dict of ints: the fitted state stays plain data
+        self._rng_state = self._rng.bit_generator.state
         return self
 
     def _split(self, n, targets, lengths):

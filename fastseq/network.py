@@ -316,11 +316,15 @@ class Network:
         return masks
 
     # ------------------------------------------------------------ forward / backward
-    def forward_train(self, x, lengths=None, masks=None, rng=None, training=True):
+    def forward_train(self, x, lengths=None, masks=None, rng=None, training=True, h0=None,
+                      c0=None):
         """Forward pass keeping what :meth:`backward` needs.
 
         ``masks`` from :meth:`draw_masks` (or drawn here from ``rng`` when ``training`` and
-        the config has dropout). Returns ``(outputs, cache)``.
+        the config has dropout). ``h0``, ``c0`` ``[L*D, B, H]``: initial states (None: zeros;
+        truncated BPTT passes the previous chunk's final state, and no gradient flows into
+        it). Returns ``(outputs, cache)``; ``cache["h_n"]``, ``cache["c_n"]`` are the final
+        states.
         """
         x, lengths = self._check_input(x, lengths)
         T, B = x.shape[:2]
@@ -331,7 +335,7 @@ class Network:
         if self.tokens:
             x, ids = self._embed(x, lengths)
         out, h_n, c_n, rnn_cache = stack_forward(
-            self.backend, self.cell, self.rnn_params, x, lengths,
+            self.backend, self.cell, self.rnn_params, x, lengths, h0=h0, c0=c0,
             dropout_masks=masks["layers"], rmasks=masks["recurrent"], training=training,
             n_threads=self.n_threads)
         many_to_one = self.config["output"] == "many-to-one"
@@ -366,7 +370,7 @@ class Network:
             a = z
         outputs = a if many_to_one else a.reshape(T, B, -1)
         cache = dict(rnn=rnn_cache, acts=acts, hidden=hidden, masks=masks, ids=ids, T=T, B=B,
-                     h_shape=h_n.shape, lengths=lengths)
+                     h_shape=h_n.shape, lengths=lengths, h_n=h_n, c_n=c_n)
         return outputs, cache
 
     def backward(self, cache, d_out):

@@ -1,0 +1,227 @@
+"""Unit tests of the Numba engine's building blocks: activations, the BLAS bridge, the
+ragged bookkeeping, thread control, NaN semantics and the on-disk compile cache."""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from compare import assert_close
+from fastseq.backends import numba_cpu as nb
+from fastseq.backends import reference as ref
+from fastseq.backends.numba_cpu import _loop, activations, blas, gru, lstm, rnn
+from fastseq.cells import make_cell
+
+
+# ------------------------------------------------------------------ activations
+def _grid(dtype):
+    x = np.concatenate([np.linspace(-12, 12, 20001), [-1e30, -7.9053, 7.9053, 1e-30, -0.0,
+                                                      1e-4, -3e-4, 88.0, -88.0, 1e30]])
+    return x.astype(dtype)
+
+
+def test_tanh_float32_accuracy():
+    x = _grid(np.float32)
+    out = np.empty_like(x)
+    activations.tanh_array(x, out)
+    assert out.dtype == np.float32
+    err = np.abs(out - np.tanh(x.astype(np.float64)))
+    assert err.max() < 3e-7, err.max()
+    assert np.all(np.abs(out) <= 1.0)
+
+
+def test_sigmoid_float32_accuracy():
+    x = _grid(np.float32)
+    out = np.empty_like(x)
+    activations.sigmoid_array(x, out)
+    with np.errstate(over="ignore"):
+        expected = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    assert np.abs(out - expected).max() < 2e-7
+    assert np.all((out >= 0.0) & (out <= 1.0))
+
+
+def test_float64_activations_are_exact():
+    x = _grid(np.float64)
+    out = np.empty_like(x)
+    activations.tanh_array(x, out)
+    assert np.abs(out - np.tanh(x)).max() <= 2 * np.finfo(np.float64).eps
+    activations.sigmoid_array(x, out)
+    assert np.abs(out - ref.sigmoid(x)).max() <= 2 * np.finfo(np.float64).eps
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_activations_keep_nan_and_saturate_inf(dtype):
+    x = np.array([np.nan, np.inf, -np.inf], dtype=dtype)
+    out = np.empty_like(x)
+    activations.tanh_array(x, out)
+    assert np.isnan(out[0]) and abs(out[1] - 1) < 3e-7 and abs(out[2] + 1) < 3e-7
+    activations.sigmoid_array(x, out)
+    assert np.isnan(out[0]) and abs(out[1] - 1) < 2e-7 and abs(out[2]) < 2e-7
+    activations.act_array(x, True, out)
+    assert np.isnan(out[0]) and out[1] == np.inf and out[2] == 0.0
+
+
+# ------------------------------------------------------------------ BLAS bridge
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_row_major_with_offsets(dtype, rng):
+    eps = np.finfo(dtype).eps
+    iw, fw = np.zeros(16, np.int32), np.zeros(2, dtype)
+    for trans_a in (False, True):
+        for trans_b in (False, True):
+            for beta in (0.0, 1.0):
+                M, N, K = rng.integers(1, 9, size=3)
+                pad_a, pad_b, pad_c = rng.integers(0, 4, size=3)
+                a_rows, a_cols = (K, M) if trans_a else (M, K)
+                b_rows, b_cols = (N, K) if trans_b else (K, N)
+                A = rng.standard_normal((a_rows, a_cols + pad_a + 1)).astype(dtype)
+                B = rng.standard_normal((b_rows, b_cols + pad_b + 2)).astype(dtype)
+                C = rng.standard_normal((M, N + pad_c + 1)).astype(dtype)
+                opA = A[:, 1:1 + a_cols]
+                opB = B[:, 2:2 + b_cols]
+                opA = opA.T if trans_a else opA
+                opB = opB.T if trans_b else opB
+                expected = C.copy()
+                expected[:, 1:1 + N] = 0.5 * opA @ opB + beta * C[:, 1:1 + N]
+                blas.gemm(trans_a, trans_b, M, N, K, 0.5, A, 1, A.shape[1], B, 2, B.shape[1],
+                          beta, C, 1, C.shape[1], iw, fw)
+                assert_close(C, expected, 50 * eps, name=f"gemm {trans_a} {trans_b} {beta}")
+
+
+def test_accumulate_outer_and_bias_over_active_rows(rng):
+    T, B, K, N = 6, 5, 3, 4
+    lengths = np.array([6, 6, 4, 1, 0])
+    nact = _loop.active_counts(lengths, T)
+    assert list(nact) == [4, 3, 3, 3, 2, 2]
+    A = rng.standard_normal((T + 1, B, K))
+    D = rng.standard_normal((T, B, N))
+    dR = np.zeros((K, N))
+    db = np.zeros(N)
+    iw, fw = np.zeros(16, np.int32), np.zeros(2)
+    _loop.accumulate_outer(nact, B, A, K, 0, K, D, N, 0, N, dR, N, 0, iw, fw)
+    _loop.accumulate_bias(nact, D, db)
+    active = np.arange(T)[:, None] < lengths[None, :]
+    expected = sum(A[t][active[t]].T @ D[t][active[t]] for t in range(T))
+    assert_close(dR, expected, 1e-13)
+    assert_close(db, (D * active[..., None]).sum(axis=(0, 1)), 1e-13)
+    # full batches are merged into one GEMM: same result
+    nact_full = _loop.active_counts(np.full(B, T), T)
+    dR2 = np.zeros((K, N))
+    _loop.accumulate_outer(nact_full, B, A, K, 0, K, D, N, 0, N, dR2, N, 0, iw, fw)
+    assert_close(dR2, np.einsum("tbk,tbn->kn", A[:T], D), 1e-13)
+
+
+def test_chunks_cover_batch_and_balance_work():
+    lengths = np.sort(np.random.default_rng(0).integers(0, 50, size=37))[::-1]
+    for n_threads in (1, 2, 3, 8):
+        chunks = _loop.make_chunks(lengths, n_threads)
+        assert chunks[0][0] == 0 and chunks[-1][1] == len(lengths)
+        assert all(a[1] == b[0] for a, b in zip(chunks[:-1], chunks[1:]))
+        assert len(chunks) <= n_threads
+        if len(chunks) > 1:
+            work = [lengths[lo:hi].sum() for lo, hi in chunks]
+            assert max(work) - min(work) <= 2 * lengths.max()
+    assert _loop.make_chunks(np.array([5, 3]), 2) == [(0, 2)]      # too small to split
+
+
+# ------------------------------------------------------------------ threads, NaN, errors
+def _blas_threads():
+    return sorted((i["filepath"], i["num_threads"]) for i in threadpool_info()
+                  if i["user_api"] == "blas")
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_thread_settings_restored(n_threads, rng):
+    cell = make_cell("lstm")
+    before = _blas_threads()
+    xw = rng.standard_normal((4, 12, 8)).astype(np.float32)
+    R = rng.standard_normal((2, 8)).astype(np.float32)
+    _, _, cache = nb.forward(cell, xw, R, np.zeros(8, np.float32),
+                             np.zeros((12, 2), np.float32), None, None, n_threads=n_threads)
+    nb.backward(cell, cache, np.ones((4, 12, 2), np.float32), n_threads=n_threads)
+    assert _blas_threads() == before
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "gru_classic"])
+def test_nan_stays_in_its_row(cell, dtype, rng):
+    cell = make_cell(cell)
+    T, B, H = 4, 6, 3
+    G = cell.n_gates
+    xw = rng.standard_normal((T, B, G * H)).astype(dtype)
+    xw[1, 2, 0] = np.nan
+    R = (0.3 * rng.standard_normal((H, G * H))).astype(dtype)
+    H_all, (h_T, _), cache = nb.forward(cell, xw, R, np.zeros(G * H, dtype),
+                                        np.zeros((B, H), dtype), None, None, n_threads=2)
+    assert np.isnan(H_all[1:, 2]).any() and np.isnan(h_T[2]).any()
+    assert np.isfinite(np.delete(H_all, 2, axis=1)).all()
+    assert not np.isnan(H_all[0]).any()
+
+
+def test_bad_input_names_the_argument():
+    cell = make_cell("gru")
+    xw = np.zeros((3, 2, 12))
+    with pytest.raises(ValueError, match="R has shape"):
+        nb.forward(cell, xw, np.zeros((4, 9)), np.zeros(12), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="h0 has shape"):
+        nb.forward(cell, xw, np.zeros((4, 12)), np.zeros(12), np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="lengths"):
+        nb.forward(cell, xw, np.zeros((4, 12)), np.zeros(12), np.zeros((2, 4)),
+                   lengths=[4, 1])
+    with pytest.raises(ValueError, match="xw has shape"):
+        nb.forward(cell, xw[0], np.zeros((4, 12)), np.zeros(12), np.zeros((2, 4)))
+    with pytest.raises(TypeError, match="CellSpec"):
+        nb.forward("gru", xw, np.zeros((4, 12)), np.zeros(12), np.zeros((2, 4)))
+    _, _, cache = nb.forward(cell, xw, np.zeros((4, 12)), np.zeros(12), np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="dH_all has shape"):
+        nb.backward(cell, cache, np.zeros((3, 2, 5)))
+
+
+def test_float_inputs_of_other_dtypes_run_in_float64(rng):
+    cell = make_cell("rnn")
+    xw = rng.integers(-2, 3, size=(3, 2, 4))
+    H_all, _, _ = nb.forward(cell, xw, np.eye(4), np.zeros(4), np.zeros((2, 4)))
+    expected, _, _ = ref.forward(cell, xw, np.eye(4), np.zeros(4), np.zeros((2, 4)))
+    assert H_all.dtype == np.float64
+    assert_close(H_all, expected, 1e-14)
+
+
+# ------------------------------------------------------------------ compile cache
+KERNELS = [rnn.forward_chunk, rnn.backward_chunk, lstm.forward_chunk, lstm.backward_chunk,
+           gru.forward_chunk, gru.backward_chunk, gru.forward_chunk_classic,
+           gru.backward_chunk_classic]
+
+
+def test_kernels_are_cached_on_disk():
+    """``cache=True`` works for every kernel (BLAS is linked by symbol name, so nothing
+    stops caching): after one fresh process has run (compiling whatever the cache lacked),
+    a second fresh process loads every kernel from the cache and compiles none. Uses the
+    session's cache directory so a warm cache keeps this test cheap."""
+    script = textwrap.dedent("""
+        import numpy as np
+        from fastseq.backends import numba_cpu as nb
+        from fastseq.backends.numba_cpu import rnn, lstm, gru, _loop
+        from fastseq.cells import make_cell
+        for name in ("rnn", "lstm", "gru", "gru_classic"):
+            cell = make_cell(name)
+            G = cell.n_gates
+            xw = np.ones((3, 2, 2 * G), np.float32)
+            _, _, c = nb.forward(cell, xw, np.ones((2, 2 * G), np.float32),
+                                 np.zeros(2 * G, np.float32), np.zeros((2, 2), np.float32))
+            nb.backward(cell, c, np.ones((3, 2, 2), np.float32))
+        fns = [rnn.forward_chunk, rnn.backward_chunk, lstm.forward_chunk,
+               lstm.backward_chunk, gru.forward_chunk, gru.backward_chunk,
+               gru.forward_chunk_classic, gru.backward_chunk_classic,
+               _loop.accumulate_outer, _loop.accumulate_bias]
+        print(sum(sum(f.stats.cache_hits.values()) for f in fns),
+              sum(sum(f.stats.cache_misses.values()) for f in fns))
+    """)
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True,
+                           text=True, timeout=600) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    hits1, misses1 = map(int, runs[0].stdout.split())
+    hits2, misses2 = map(int, runs[1].stdout.split())
+    assert hits1 + misses1 > 0
+    assert misses2 == 0 and hits2 == hits1 + misses1   # the second loaded everything

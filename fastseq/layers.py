@@ -12,6 +12,12 @@ This module owns the mechanics shared by every cell and backend:
 
 Only the recurrence itself is delegated to the backend (see :mod:`fastseq.backends`).
 
+Speed: the two directions of a bidirectional layer are independent, so with a backend
+whose kernels release the GIL (``backend.releases_gil``) and at least two threads they run
+concurrently, each with half the threads. When much of a ragged batch is padding, the
+input projection and the weight-gradient GEMMs only touch the valid ``(t, b)`` rows.
+BLAS threads are set to ``n_threads`` for the duration of a call and restored afterwards.
+
 Shapes (time-major)::
 
     x      [T, B, I]        input of the first layer
@@ -21,11 +27,97 @@ Shapes (time-major)::
 """
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
+from ._config import resolve_threads
 from .backends import get_backend
 from .cells import make_cell
 from .data import reverse_padded
+
+
+# skip the padded rows in the input GEMMs when at least this fraction of [T, B] is padding
+PADDING_SKIP_FRACTION = 0.2
+
+_pool = None
+_pool_lock = threading.Lock()
+_blas_controller = None
+
+
+def _direction_pool():
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastseq-direction")
+        return _pool
+
+
+class _BlasThreads:
+    """BLAS uses ``n`` threads inside the block; the previous setting is restored."""
+
+    def __init__(self, n):
+        self.n = n
+        self._limiter = None
+
+    def __enter__(self):
+        global _blas_controller
+        if self.n is not None:
+            if _blas_controller is None:
+                from threadpoolctl import ThreadpoolController
+                _blas_controller = ThreadpoolController().select(user_api="blas")
+            if any(lib.num_threads != self.n for lib in _blas_controller.lib_controllers):
+                self._limiter = _blas_controller.limit(limits=self.n)
+        return self
+
+    def __exit__(self, *exc):
+        if self._limiter is not None:
+            self._limiter.restore_original_limits()
+        return False
+
+
+def _plan_threads(backend, D, n_threads):
+    """(concurrent directions?, threads per direction, BLAS threads for the call)."""
+    n = resolve_threads(n_threads)
+    if D == 2 and n >= 2 and getattr(backend, "releases_gil", False):
+        return True, n // 2, n // 2
+    return False, n, n
+
+
+def _run_directions(fn, D, concurrent):
+    """[fn(0), fn(1)]: the second direction on a worker thread when ``concurrent``."""
+    if D == 1 or not concurrent:
+        return [fn(d) for d in range(D)]
+    future = _direction_pool().submit(fn, 1)
+    try:
+        first = fn(0)
+    finally:
+        second = future.result()
+    return [first, second]
+
+
+def _valid_rows(lengths, T):
+    """Flat indices of the valid ``(t, b)`` rows of ``[T*B]``, or None when padding is
+    too small a fraction to be worth a gather."""
+    B = len(lengths)
+    total = T * B
+    n_valid = int(np.minimum(lengths, T).sum())
+    if total == 0 or (total - n_valid) < PADDING_SKIP_FRACTION * total:
+        return None
+    valid = np.arange(T)[:, None] < lengths[None, :]
+    return np.flatnonzero(valid.ravel())
+
+
+def _project(seq, W, b_ih, rows):
+    """xw = seq @ W.T + b_ih over every row, or only over ``rows`` (others zero)."""
+    T, B, _ = seq.shape
+    flat = seq.reshape(T * B, -1)
+    if rows is None:
+        return (flat @ W.T + b_ih).reshape(T, B, -1)
+    xw = np.zeros((T * B, W.shape[0]), dtype=np.result_type(seq.dtype, W.dtype))
+    xw[rows] = flat[rows] @ W.T + b_ih
+    return xw.reshape(T, B, -1)
 
 
 def _suffix(layer, direction):
@@ -118,38 +210,48 @@ def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
     h_n = np.zeros((num_layers * D, B, H), dtype=dtype)
     c_n = np.zeros_like(h_n) if cell.has_cell_state else None
     layer_input = x.astype(dtype, copy=False)
+    concurrent, dir_threads, blas_n = _plan_threads(backend, D, n_threads)
+    rows = _valid_rows(lengths, T)
     caches = []
-    for layer in range(num_layers):
-        outputs, layer_cache = [], []
-        for direction in range(D):
-            k = layer * D + direction
-            s = _suffix(layer, direction)
-            W, R = params["weight_ih" + s], params["weight_hh" + s]
-            b_ih, b_hh = params["bias_ih" + s], params["bias_hh" + s]
-            seq = layer_input if direction == 0 else reverse_padded(layer_input, lengths)
-            xw = (seq.reshape(T * B, -1) @ W.T + b_ih).reshape(T, B, -1)
-            rmask = None if rmasks is None else rmasks[k]
-            H_all, (h_T, c_T), bcache = backend.forward(
-                cell, xw, np.ascontiguousarray(R.T), b_hh, h0[k],
-                c0[k] if cell.has_cell_state else None, lengths, rmask=rmask,
-                training=training, n_threads=n_threads)
-            H_all = np.asarray(H_all, dtype=dtype)
-            if direction == 1:
-                H_all = reverse_padded(H_all, lengths)
-            outputs.append(H_all)
-            h_n[k] = h_T
-            if cell.has_cell_state:
-                c_n[k] = c_T
-            layer_cache.append(dict(seq=seq, backend_cache=bcache))
-        out = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
-        mask = None
-        if dropout_masks is not None and layer < num_layers - 1:
-            mask = dropout_masks[layer]
-            out = out * mask
-        caches.append(dict(directions=layer_cache, dropout_mask=mask))
-        layer_input = out
+
+    def run_direction(layer, direction, layer_input):
+        k = layer * D + direction
+        s = _suffix(layer, direction)
+        W, R = params["weight_ih" + s], params["weight_hh" + s]
+        b_ih, b_hh = params["bias_ih" + s], params["bias_hh" + s]
+        seq = layer_input if direction == 0 else reverse_padded(layer_input, lengths)
+        xw = _project(seq, W, b_ih, rows)
+        rmask = None if rmasks is None else rmasks[k]
+        H_all, (h_T, c_T), bcache = backend.forward(
+            cell, xw, np.ascontiguousarray(R.T), b_hh, h0[k],
+            c0[k] if cell.has_cell_state else None, lengths, rmask=rmask,
+            training=training, n_threads=dir_threads)
+        H_all = np.asarray(H_all, dtype=dtype)
+        if direction == 1:
+            H_all = reverse_padded(H_all, lengths)
+        return H_all, h_T, c_T, dict(seq=seq, backend_cache=bcache)
+
+    with _BlasThreads(blas_n):
+        for layer in range(num_layers):
+            results = _run_directions(lambda d: run_direction(layer, d, layer_input), D,
+                                      concurrent)
+            outputs, layer_cache = [], []
+            for direction, (H_all, h_T, c_T, dcache) in enumerate(results):
+                k = layer * D + direction
+                outputs.append(H_all)
+                h_n[k] = h_T
+                if cell.has_cell_state:
+                    c_n[k] = c_T
+                layer_cache.append(dcache)
+            out = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)
+            mask = None
+            if dropout_masks is not None and layer < num_layers - 1:
+                mask = dropout_masks[layer]
+                out = out * mask
+            caches.append(dict(directions=layer_cache, dropout_mask=mask))
+            layer_input = out
     cache = dict(backend=backend, cell=cell, lengths=lengths, caches=caches,
-                 shape=(T, B, I), dims=(num_layers, D, H), dtype=dtype)
+                 shape=(T, B, I), dims=(num_layers, D, H), dtype=dtype, rows=rows)
     return layer_input, h_n, c_n, cache
 
 
@@ -168,37 +270,56 @@ def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=No
     dc0 = np.zeros_like(dh0) if cell.has_cell_state else None
     d_layer_out = (np.zeros((T, B, D * H), dtype=dtype) if d_out is None
                    else np.asarray(d_out, dtype=dtype))
-    for layer in range(num_layers - 1, -1, -1):
-        layer_cache = cache["caches"][layer]
-        if layer_cache["dropout_mask"] is not None:
-            d_layer_out = d_layer_out * layer_cache["dropout_mask"]
-        d_layer_in = None
-        for direction in range(D):
-            k = layer * D + direction
-            s = _suffix(layer, direction)
-            dcache = layer_cache["directions"][direction]
-            dH = d_layer_out[:, :, direction * H:(direction + 1) * H]
-            if direction == 1:
-                dH = reverse_padded(dH, lengths)
-            dxw, dR, dbh, dh0_k, dc0_k = backend.backward(
-                cell, dcache["backend_cache"], dH,
-                None if dh_n is None else dh_n[k],
-                None if (dc_n is None or not cell.has_cell_state) else dc_n[k],
-                n_threads=n_threads)
-            dxw = np.asarray(dxw, dtype=dtype).reshape(T * B, -1)
-            seq = dcache["seq"].reshape(T * B, -1)
-            W = params["weight_ih" + s]
-            grads["weight_ih" + s] = dxw.T @ seq
-            grads["weight_hh" + s] = np.asarray(dR, dtype=dtype).T
-            grads["bias_ih" + s] = dxw.sum(axis=0)
-            grads["bias_hh" + s] = np.asarray(dbh, dtype=dtype)
+    concurrent, dir_threads, blas_n = _plan_threads(backend, D, n_threads)
+    rows = cache.get("rows")
+
+    def run_direction(layer, direction, d_layer_out):
+        k = layer * D + direction
+        s = _suffix(layer, direction)
+        dcache = cache["caches"][layer]["directions"][direction]
+        dH = d_layer_out[:, :, direction * H:(direction + 1) * H]
+        if direction == 1:
+            dH = reverse_padded(dH, lengths)
+        dxw, dR, dbh, dh0_k, dc0_k = backend.backward(
+            cell, dcache["backend_cache"], dH,
+            None if dh_n is None else dh_n[k],
+            None if (dc_n is None or not cell.has_cell_state) else dc_n[k],
+            n_threads=dir_threads)
+        dxw = np.asarray(dxw, dtype=dtype).reshape(T * B, -1)
+        seq = dcache["seq"].reshape(T * B, -1)
+        W = params["weight_ih" + s]
+        g = {}
+        if rows is None:
+            g["weight_ih" + s] = dxw.T @ seq
             dseq = (dxw @ W).reshape(T, B, -1)
-            if direction == 1:
-                dseq = reverse_padded(dseq, lengths)
-            d_layer_in = dseq if d_layer_in is None else d_layer_in + dseq
-            dh0[k] = dh0_k
-            if cell.has_cell_state:
-                dc0[k] = dc0_k
-        d_layer_out = d_layer_in
+        else:                       # padded rows of dxw are zero: skip them
+            dxw_valid = dxw[rows]
+            g["weight_ih" + s] = dxw_valid.T @ seq[rows]
+            dseq = np.zeros((T * B, W.shape[1]), dtype=dtype)
+            dseq[rows] = dxw_valid @ W
+            dseq = dseq.reshape(T, B, -1)
+        g["weight_hh" + s] = np.asarray(dR, dtype=dtype).T
+        g["bias_ih" + s] = dxw.sum(axis=0)
+        g["bias_hh" + s] = np.asarray(dbh, dtype=dtype)
+        if direction == 1:
+            dseq = reverse_padded(dseq, lengths)
+        return dseq, g, dh0_k, dc0_k
+
+    with _BlasThreads(blas_n):
+        for layer in range(num_layers - 1, -1, -1):
+            layer_cache = cache["caches"][layer]
+            if layer_cache["dropout_mask"] is not None:
+                d_layer_out = d_layer_out * layer_cache["dropout_mask"]
+            results = _run_directions(lambda d: run_direction(layer, d, d_layer_out), D,
+                                      concurrent)
+            d_layer_in = None
+            for direction, (dseq, g, dh0_k, dc0_k) in enumerate(results):
+                k = layer * D + direction
+                grads.update(g)
+                d_layer_in = dseq if d_layer_in is None else d_layer_in + dseq
+                dh0[k] = dh0_k
+                if cell.has_cell_state:
+                    dc0[k] = dc0_k
+            d_layer_out = d_layer_in
     ordered = {name: grads[name] for name in params}
     return d_layer_out, ordered, dh0, dc0

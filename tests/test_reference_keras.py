@@ -140,3 +140,22 @@ def test_backward_matches_keras(path):
     if not reset_after:
         # classic form: b_hh enters exactly where b_ih does, b_hn included
         assert_close(grads["bias_hh_l0"], grads["bias_ih_l0"], 1e-14, "bias_hh vs bias_ih")
+
+
+@pytest.mark.parametrize("path", [p for p in FIXTURES if "classic" in p], ids=fixture_id)
+def test_classic_bias_hh_enters_where_bias_ih_does(path):
+    """fastseq's classic GRU adds ``b_hh`` (``b_hn`` included, outside the reset product)
+    exactly where ``b_ih`` goes, so Keras' single bias may sit in either; both must
+    reproduce Keras. (The standard mapping puts it all in ``bias_ih`` and would not notice
+    a classic cell that ignored ``b_hn``.)"""
+    fx = load(path)
+    rtol = rtol_of(fx)
+    params = keras_to_torch(fx)
+    params["bias_ih_l0"], params["bias_hh_l0"] = params["bias_hh_l0"], params["bias_ih_l0"]
+    out, h_n, dx, grads, dh0 = run_reference(fx, params)
+    mask = fx["mask"]
+    assert_close(out[mask], fx["out"][mask], rtol, "out at valid steps")
+    assert_close(h_n, fx["h_n"], rtol, "h_n")
+    assert_close(dx, fx["dx"], rtol, "dx")
+    keras_grads = torch_grads_to_keras(grads, False, fx["h0"].shape[1])
+    assert_close(keras_grads["bias"], fx["grad_keras:bias"], rtol, "grad of Keras bias")

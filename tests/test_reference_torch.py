@@ -135,3 +135,30 @@ def test_reverse_final_state_is_output_at_t0():
                                           source["out"][rows, fx["lengths"] - 1, :H])
         checked += 1
     assert checked >= 4 * 5
+
+
+@pytest.mark.parametrize("path", [p for p in FIXTURES if fixture_id(p).endswith("_l2_bi")
+                                  and "b1" not in fixture_id(p) and "h1" not in fixture_id(p)],
+                         ids=fixture_id)
+def test_comparison_has_teeth(path):
+    """The comparison notices a wrong layout: swapping two gate blocks (LSTM i<->f, GRU
+    r<->z) or dropping one bias must push the error far past the tolerance."""
+    from compare import rel_error
+    fx = load(path)
+    cell = make_cell(str(fx["meta_cell"]))
+    H = fx["h0"].shape[2]
+    mutations = {"drop bias_hh_l1_reverse[n]": lambda p: p["bias_hh_l1_reverse"].__setitem__(
+        slice((cell.n_gates - 1) * H, None), 0.0)}
+    if cell.n_gates > 1:
+        def swap(p):
+            for name, value in p.items():
+                value[[*range(H, 2 * H), *range(0, H)]] = value[:2 * H].copy()
+        mutations["swap gate blocks 0 and 1"] = swap
+    for what, mutate in mutations.items():
+        mutated = dict(fx)
+        params = {k: v.copy() for k, v in params_of(fx).items()}
+        mutate(params)
+        mutated.update({"param:" + k: v for k, v in params.items()})
+        got = run_reference(mutated)
+        err = max(rel_error(got["out"], fx["out"]), rel_error(got["h_n"], fx["h_n"]))
+        assert err > 1e3 * RTOL, f"{what}: error only {err:.1e}"

@@ -52,13 +52,13 @@ cdef inline floating sigmoid_fast(floating x) noexcept nogil:
     if floating is float:
         return <float>0.5 * tanh_f32(<float>0.5 * x) + <float>0.5
     else:
-        return 0.5 * libm_tanh(0.5 * x) + 0.5
+        return 0.5 * libm_tanh(0.5 * x) + 0.5   # double: plain literals are exact
 
 
 cdef inline floating relu(floating x) noexcept nogil:
     # NaN <= 0 is false: NaN passes through
     if x <= 0:
-        return 0
+        return <floating>0
     return x
 
 
@@ -96,14 +96,36 @@ cdef inline void mul_act_grad(floating* d, const floating* y, Py_ssize_t n,
     cdef Py_ssize_t j
     if act == ACT_RELU:
         for j in range(n):
-            d[j] = d[j] if y[j] > 0 else 0
+            d[j] = d[j] if y[j] > 0 else <floating>0
     else:
         for j in range(n):
-            d[j] = d[j] * (1 - y[j] * y[j])
+            d[j] = d[j] * (<floating>1 - y[j] * y[j])
 
 
 cdef inline void mul_sigmoid_grad(floating* d, const floating* y, Py_ssize_t n) noexcept nogil:
     """d <- d * sigmoid'(a) = d * y * (1 - y)."""
     cdef Py_ssize_t j
     for j in range(n):
-        d[j] = d[j] * y[j] * (1 - y[j])
+        d[j] = d[j] * y[j] * (<floating>1 - y[j])
+
+
+# ------------------------------------------------------------ scalar forms for fused loops
+# ``relu`` is loop-invariant where these are called: gcc unswitches the loop on it, so each
+# version vectorizes.
+cdef inline floating act(floating x, bint relu) noexcept nogil:
+    """The cell activation: ReLU or tanh."""
+    if relu:
+        return <floating>0 if x <= 0 else x
+    return tanh_fast(x)
+
+
+cdef inline floating act_grad(floating y, bint relu) noexcept nogil:
+    """d act / d a written in terms of the output y = act(a)."""
+    if relu:
+        return <floating>1 if y > 0 else <floating>0
+    return <floating>1 - y * y
+
+
+cdef inline floating sigmoid_grad(floating y) noexcept nogil:
+    """d sigmoid / d a = y * (1 - y), from the output y."""
+    return y * (<floating>1 - y)

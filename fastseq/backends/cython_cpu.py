@@ -1,0 +1,336 @@
+"""The Cython engine: ahead-of-time compiled kernels from :mod:`fastseq_ext`, no JIT.
+
+Same interface as :mod:`fastseq.backends.reference` (``forward``, ``backward``, ``step``) and
+the same cache layout as the Numba engine (:mod:`fastseq.backends.numba_cpu`), so layers and
+estimators cannot tell the two apart. float32 stays float32; anything else runs in float64.
+
+Mechanics (as in the Numba engine): the batch is sorted by length once (descending,
+stable), so the active rows of step ``t`` are a prefix and padded steps cost nothing. The
+sorted batch is split into contiguous chunks balanced by work; each chunk runs its whole
+time loop on one OpenMP thread (``prange`` with an explicit ``num_threads``).
+
+Thread rule (one level of parallelism): with several chunks the chunks are the
+parallelism and BLAS is pinned to one thread (threadpoolctl, restored in ``finally``);
+a batch too small to split (fewer than ``2 * MIN_CHUNK_ROWS`` rows, or ``n_threads=1``)
+runs as one chunk and BLAS may use ``n_threads`` threads for the per-step GEMMs. The
+weight-gradient GEMMs after the loop run outside the parallel region, BLAS threaded.
+Results are bitwise identical for a given thread count.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..cells import CellSpec
+from .._config import resolve_threads
+
+try:
+    from fastseq_ext import gru as _gru
+    from fastseq_ext import lstm as _lstm
+    from fastseq_ext import reduce as _reduce
+    from fastseq_ext import rnn as _rnn
+except ImportError as exc:  # pragma: no cover - depends on the build
+    raise ImportError(
+        "the compiled extension fastseq_ext is not built or does not import "
+        f"({exc}); build it with `pip install -e . --no-build-isolation` or "
+        "`python setup.py build_ext --inplace` (needs a C compiler and Cython), or use "
+        "backend='numba' / 'reference'") from exc
+
+name = "cython"
+
+# the kernels release the GIL, so callers may run independent recurrences (the two
+# directions of a bidirectional layer) concurrently on threads
+releases_gil = True
+
+# fewest rows a thread's chunk gets; below 2x this the batch runs as one chunk
+MIN_CHUNK_ROWS = 4
+
+_FORWARD = {
+    ("rnn", True): _rnn.forward,
+    ("lstm", True): _lstm.forward,
+    ("gru", True): _gru.forward,
+    ("gru", False): _gru.forward_classic,
+}
+_BACKWARD = {
+    ("rnn", True): _rnn.backward,
+    ("lstm", True): _lstm.backward,
+    ("gru", True): _gru.backward,
+    ("gru", False): _gru.backward_classic,
+}
+
+_controller = None
+
+
+def _blas_controller():
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+        _controller = ThreadpoolController().select(user_api="blas")
+    return _controller
+
+
+class _blas_threads:
+    """Context manager: BLAS libraries use ``n`` threads inside, restored on exit."""
+
+    def __init__(self, n):
+        self.n = int(n)
+        self._limiter = None
+
+    def __enter__(self):
+        ctl = _blas_controller()
+        if any(lib.num_threads != self.n for lib in ctl.lib_controllers):
+            self._limiter = ctl.limit(limits=self.n)
+        return self
+
+    def __exit__(self, *exc):
+        if self._limiter is not None:
+            self._limiter.restore_original_limits()
+        return False
+
+
+def _check_cell(cell):
+    if not isinstance(cell, CellSpec):
+        raise TypeError(f"cell must be a CellSpec, got {type(cell).__name__}")
+    return cell.kind, cell.reset_after
+
+
+def _dtype_of(xw):
+    return np.float32 if xw.dtype == np.float32 else np.float64
+
+
+def _array(value, name, shape, dtype):
+    arr = np.asarray(value)
+    if arr.shape != shape:
+        raise ValueError(f"{name} has shape {arr.shape}; expected {shape}")
+    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _dummy(dtype):
+    return np.zeros((1, 1, 1), dtype=dtype)
+
+
+def _sort_batch(lengths):
+    """(order, inverse, is_identity) sorting rows by length, descending and stable."""
+    order = np.argsort(-lengths, kind="stable")
+    identity = bool(np.all(order == np.arange(len(order))))
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return order, inverse, identity
+
+
+def _active_counts(lengths_sorted, T):
+    """nact[t] = number of rows with length > t (lengths sorted descending)."""
+    return np.searchsorted(-lengths_sorted, -np.arange(T), side="left").astype(np.int64)
+
+
+def _chunk_bounds(lengths_sorted, n_threads):
+    """Row boundaries ``[0, ..., B]`` of contiguous chunks, one per thread, balanced by
+    the number of active row-steps (so long and short sequences share the work)."""
+    B = len(lengths_sorted)
+    k = min(n_threads, B // MIN_CHUNK_ROWS)
+    total = float(np.sum(lengths_sorted))
+    if k <= 1 or total <= 0:
+        return np.array([0, B], dtype=np.int64)
+    work = np.cumsum(lengths_sorted, dtype=np.float64)
+    bounds = [0]
+    for i in range(1, k):
+        cut = int(np.searchsorted(work, total * i / k, side="left")) + 1
+        cut = min(max(cut, bounds[-1] + 1), B)
+        if cut < B:
+            bounds.append(cut)
+    bounds.append(B)
+    return np.array(sorted(set(bounds)), dtype=np.int64)
+
+
+def _run(call, bounds, n):
+    """``call(bounds, num_threads)`` with the thread rule of the module docstring."""
+    n_chunks = len(bounds) - 1
+    with _blas_threads(1 if n_chunks > 1 else n):
+        call(bounds, n_chunks)
+
+
+def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=True,
+            n_threads=None):
+    """Run the cell over ``T`` steps. Shapes as in :mod:`fastseq.backends.reference`;
+    float32 input stays float32, anything else runs in float64."""
+    key = _check_cell(cell)
+    xw = np.asarray(xw)
+    if xw.ndim != 3:
+        raise ValueError(f"xw has shape {xw.shape}; expected (T, batch, G*H) time-major")
+    dtype = _dtype_of(xw)
+    T, B, GH = xw.shape
+    G = cell.n_gates
+    R = np.asarray(R)
+    if R.ndim != 2 or R.shape[1] != GH or R.shape[0] * G != GH:
+        raise ValueError(f"R has shape {R.shape}; expected (H, {G}*H) with {G}*H == "
+                         f"xw.shape[2] == {GH}")
+    H = R.shape[0]
+    R = np.ascontiguousarray(R, dtype=dtype)
+    bh = _array(bh, "bh", (GH,), dtype)
+    h0 = _array(h0, "h0", (B, H), dtype)
+    if cell.has_cell_state:
+        c0 = np.zeros((B, H), dtype) if c0 is None else _array(c0, "c0", (B, H), dtype)
+    if lengths is None:
+        lengths = np.full(B, T, dtype=np.int64)
+    lengths = np.asarray(lengths)
+    if lengths.shape != (B,) or (B and (lengths.min() < 0 or lengths.max() > T)):
+        raise ValueError(f"lengths must be {B} integers in [0, {T}], got {lengths!r}")
+    lengths = lengths.astype(np.int64)
+    masked = rmask is not None
+    mask = _array(rmask, "rmask", (B, H), dtype) if masked else np.ones((1, 1), dtype)
+    n = resolve_threads(n_threads)
+
+    order, inverse, identity = _sort_batch(lengths)
+    if identity:
+        xw_s = np.ascontiguousarray(xw, dtype=dtype)
+    else:
+        xw_s = np.ascontiguousarray(xw[:, order], dtype=dtype)
+        h0 = h0[order]
+        if cell.has_cell_state:
+            c0 = c0[order]
+        if masked:
+            mask = np.ascontiguousarray(mask[order])
+        lengths = lengths[order]
+    nact = _active_counts(lengths, T)
+
+    hs = np.zeros((T + 1, B, H), dtype)
+    hs[0] = h0
+    if cell.has_cell_state:
+        cs = np.zeros((T + 1, B, H), dtype)
+        cs[0] = c0
+    else:
+        cs = _dummy(dtype)
+    hm = np.empty((T, B, H), dtype) if masked else _dummy(dtype)
+    gates = np.empty((T, B, GH), dtype) if cell.kind != "rnn" else _dummy(dtype)
+    aux = np.empty((T, B, H), dtype) if cell.kind != "rnn" else _dummy(dtype)
+    relu = cell.activation == "relu"
+    bounds = _chunk_bounds(lengths, n)
+    if B and T:
+        kernel = _FORWARD[key]
+        _run(lambda bounds, k: kernel(xw_s, R, bh, mask, masked, relu, nact, bounds, hs, cs,
+                                      hm, gates, aux, k), bounds, n)
+    rows = np.arange(B)
+    h_T = hs[lengths, rows]
+    c_T = cs[lengths, rows] if cell.has_cell_state else None
+    if identity:
+        H_all = hs[1:].copy()
+    else:
+        H_all = hs[1:][:, inverse]
+        h_T = h_T[inverse]
+        c_T = c_T[inverse] if c_T is not None else None
+    cache = dict(cell=cell, R=R, mask=mask, masked=masked, relu=relu, nact=nact,
+                 lengths=lengths, order=order, inverse=inverse, identity=identity,
+                 hs=hs, cs=cs, hm=hm, gates=gates, aux=aux, dtype=dtype, shape=(T, B, H))
+    return H_all, (h_T, c_T), cache
+
+
+def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
+    """BPTT through :func:`forward`; returns ``(dxw, dR, dbh, dh0, dc0)``."""
+    key = _check_cell(cell)
+    if not isinstance(cache, dict) or "hs" not in cache:
+        raise TypeError("cache must be the third value returned by this backend's forward")
+    if cache["cell"] != cell:
+        raise ValueError(f"cell {cell} differs from the forward pass's {cache['cell']}")
+    T, B, H = cache["shape"]
+    dtype, order, identity = cache["dtype"], cache["order"], cache["identity"]
+    GH = cell.n_gates * H
+    R, mask, masked, nact = cache["R"], cache["mask"], cache["masked"], cache["nact"]
+    hs, cs, hm, gates, aux = (cache[k] for k in ("hs", "cs", "hm", "gates", "aux"))
+    relu = cache["relu"]
+    n = resolve_threads(n_threads)
+
+    def state_grad(value, name):
+        if value is None:
+            return np.zeros((B, H), dtype)
+        arr = _array(value, name, (B, H), dtype)
+        return np.ascontiguousarray(arr[order]) if not identity else arr.copy()
+
+    dh = state_grad(dh_T, "dh_T")
+    dc = state_grad(dc_T, "dc_T") if cell.has_cell_state else _dummy(dtype)[0]
+    has_dH = dH_all is not None
+    if has_dH:
+        dH = _array(dH_all, "dH_all", (T, B, H), dtype)
+        if not identity:
+            dH = np.ascontiguousarray(dH[:, order])
+    else:
+        dH = _dummy(dtype)
+    dxw = np.zeros((T, B, GH), dtype)
+    gru_after = key == ("gru", True)
+    dhw = np.empty((T, B, GH), dtype) if gru_after else dxw
+    bounds = _chunk_bounds(cache["lengths"], n)
+    if B and T:
+        kernel = _BACKWARD[key]
+        if cell.kind == "rnn":
+            _run(lambda bounds, k: kernel(R, mask, masked, relu, nact, bounds, hs, dH, has_dH,
+                                          dh, dxw, k), bounds, n)
+        elif cell.kind == "lstm":
+            _run(lambda bounds, k: kernel(R, mask, masked, relu, nact, bounds, cs, gates, aux,
+                                          dH, has_dH, dh, dc, dxw, k), bounds, n)
+        elif gru_after:
+            _run(lambda bounds, k: kernel(R, mask, masked, relu, nact, bounds, hs, gates, aux,
+                                          dH, has_dH, dh, dxw, dhw, k), bounds, n)
+        else:
+            _run(lambda bounds, k: kernel(R, mask, masked, relu, nact, bounds, hs, hm, gates,
+                                          dH, has_dH, dh, dxw, k), bounds, n)
+
+    # weight gradients: dR = sum_t h_masked[t]^T @ dhw[t], dbh = sum of dhw rows
+    dR = np.zeros((H, GH), dtype)
+    db64 = np.zeros(GH, np.float64)
+    if B and T:
+        h_src = (hm if masked else hs).reshape(-1)
+        d_flat, dR_flat = dhw.reshape(-1), dR.reshape(-1)
+        with _blas_threads(n):
+            if key == ("gru", False):
+                _reduce.accumulate_outer(nact, B, h_src, H, 0, H, d_flat, GH, 0, 2 * H,
+                                         dR_flat, GH, 0)
+                _reduce.accumulate_outer(nact, B, aux.reshape(-1), H, 0, H, d_flat, GH, 2 * H,
+                                         H, dR_flat, GH, 2 * H)
+            else:
+                _reduce.accumulate_outer(nact, B, h_src, H, 0, H, d_flat, GH, 0, GH,
+                                         dR_flat, GH, 0)
+        _reduce.accumulate_bias(nact, dhw, db64)
+    dbh = db64.astype(dtype)
+
+    inverse = cache["inverse"]
+    if not identity:
+        dxw = dxw[:, inverse]
+        dh = dh[inverse]
+        if cell.has_cell_state:
+            dc = dc[inverse]
+    return dxw, dR, dbh, dh, (dc if cell.has_cell_state else None)
+
+
+def step(cell, xw_t, R, bh, h, c=None, rmask=None):
+    """One step for streaming inference: ``xw_t [B, G*H]``, ``h, c [B, H]`` -> ``(h, c)``.
+
+    Runs the forward kernel for one step on one thread (no sorting, no chunks)."""
+    key = _check_cell(cell)
+    xw_t = np.asarray(xw_t)
+    if xw_t.ndim != 2:
+        raise ValueError(f"xw_t has shape {xw_t.shape}; expected (batch, G*H)")
+    dtype = _dtype_of(xw_t)
+    B, GH = xw_t.shape
+    R = np.asarray(R)
+    if R.ndim != 2 or R.shape[1] != GH or R.shape[0] * cell.n_gates != GH:
+        raise ValueError(f"R has shape {R.shape}; expected (H, G*H) with G*H == {GH}")
+    H = R.shape[0]
+    R = np.ascontiguousarray(R, dtype=dtype)
+    bh = _array(bh, "bh", (GH,), dtype)
+    hs = np.empty((2, B, H), dtype)
+    hs[0] = _array(h, "h", (B, H), dtype)
+    if cell.has_cell_state:
+        cs = np.empty((2, B, H), dtype)
+        cs[0] = 0 if c is None else _array(c, "c", (B, H), dtype)
+    else:
+        cs = _dummy(dtype)
+    masked = rmask is not None
+    mask = _array(rmask, "rmask", (B, H), dtype) if masked else np.ones((1, 1), dtype)
+    hm = np.empty((1, B, H), dtype) if masked else _dummy(dtype)
+    gates = np.empty((1, B, GH), dtype) if cell.kind != "rnn" else _dummy(dtype)
+    aux = np.empty((1, B, H), dtype) if cell.kind != "rnn" else _dummy(dtype)
+    if B:
+        _FORWARD[key](np.ascontiguousarray(xw_t, dtype=dtype).reshape(1, B, GH), R, bh,
+                      mask, masked, cell.activation == "relu", np.array([B], np.int64),
+                      np.array([0, B], np.int64), hs, cs, hm, gates, aux, 1)
+    return hs[1], (cs[1] if cell.has_cell_state else None)

@@ -1,0 +1,376 @@
+"""GRU forward and BPTT kernels, gates ``[r | z | n]`` (see :mod:`fastseq.cells`).
+
+``reset_after=True`` (PyTorch / cuDNN): gate rows preloaded with ``[xw_r + b_r, xw_z + b_z,
+b_hn]``, one GEMM adds ``h_masked @ R`` (beta = 1), then a pointwise pass; ``aux`` keeps
+``hw_n = h_masked @ R_n + b_hn`` for BPTT. ``reset_after=False`` (classic / Keras): ``r, z``
+need ``h_masked @ R[:, :2H]``, then ``n`` needs ``(r * h_masked) @ R[:, 2H:]``: two GEMMs
+per step; ``aux`` keeps ``r * h_masked``. Buffers as in :mod:`fastseq_ext.lstm`.
+
+Pointwise loops store to one array each where two stores would share a base pointer at a
+run-time offset (gcc does not vectorize those loops otherwise).
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy
+
+import numpy as np
+
+from fastseq_ext._blas cimport gemm_rm
+from fastseq_ext.activations cimport act_grad, activate_inplace, sigmoid_inplace
+
+
+cdef inline void _mask_rows(const floating* hs, const floating* mask, floating* hm,
+                            Py_ssize_t t, Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo,
+                            Py_ssize_t n) noexcept nogil:
+    """hm[t, b] = hs[t, b] * mask[b] for the rows [lo, n)."""
+    cdef Py_ssize_t b, j, row
+    for b in range(lo, n):
+        row = t * B + b
+        for j in range(H):
+            hm[row * H + j] = hs[row * H + j] * mask[b * H + j]
+
+
+cdef inline void _blend(floating* h_new, const floating* z, const floating* nn,
+                        const floating* h_prev, Py_ssize_t H) noexcept nogil:
+    """h' = (1 - z) * n + z * h."""
+    cdef Py_ssize_t j
+    cdef floating one = 1
+    for j in range(H):
+        h_new[j] = (one - z[j]) * nn[j] + z[j] * h_prev[j]
+
+
+# xw: [T, B, 3H]  R: [H, 3H]  bh: [3H]  mask: [B, H]  nact: [T]
+# hs: [T+1, B, H] OUT   hm: [T, B, H] OUT h_prev * mask (iff masked)
+# gates: [T, B, 3H] OUT r z n    aux: [T, B, H] OUT hw_n
+cdef void _forward_chunk(const floating* xw, const floating* R, const floating* bh,
+                         const floating* mask, bint masked, bint relu, const int64_t* nact,
+                         Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo,
+                         Py_ssize_t hi, floating* hs, floating* hm, floating* gates,
+                         floating* aux) noexcept nogil:
+    cdef Py_ssize_t G = 3 * H, t, n, b, j, row
+    cdef floating* a
+    cdef floating* a_n
+    cdef floating* hw_n
+    cdef const floating* x
+    cdef const floating* h_in
+    for t in range(T):
+        n = min(hi, nact[t])
+        if n <= lo:
+            break
+        for b in range(lo, n):                   # [xw_r + b_r, xw_z + b_z, b_hn]
+            row = t * B + b
+            a = gates + row * G
+            x = xw + row * G
+            for j in range(2 * H):
+                a[j] = x[j] + bh[j]
+            a_n = a + 2 * H
+            for j in range(H):
+                a_n[j] = bh[2 * H + j]
+        h_in = hs + (t * B + lo) * H
+        if masked:
+            _mask_rows(hs, mask, hm, t, B, H, lo, n)
+            h_in = hm + (t * B + lo) * H
+        gemm_rm(False, False, <int>(n - lo), <int>G, <int>H, 1, h_in, <int>H, R, <int>G,
+                1, gates + (t * B + lo) * G, <int>G)
+        for b in range(lo, n):
+            row = t * B + b
+            a = gates + row * G
+            a_n = a + 2 * H
+            hw_n = aux + row * H
+            x = xw + row * G + 2 * H
+            sigmoid_inplace(a, 2 * H)                # r, z
+            memcpy(hw_n, a_n, H * sizeof(floating))  # hw_n = h_masked @ R_n + b_hn
+            for j in range(H):
+                a_n[j] = x[j] + a[j] * hw_n[j]
+            activate_inplace(a_n, H, relu)           # n
+            _blend(hs + (row + B) * H, a + H, a_n, hs + row * H, H)
+
+
+# dH: [T, B, H] (iff has_dH)  dh: [B, H] in/OUT  dxw: [T, B, 3H] OUT [da_r, da_z, da_n]
+# dhw: [T, B, 3H] OUT gradient of hw = [da_r, da_z, da_n * r]   dtmp: [B, H] workspace
+cdef void _backward_chunk(const floating* R, const floating* mask, bint masked, bint relu,
+                          const int64_t* nact, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
+                          Py_ssize_t lo, Py_ssize_t hi, const floating* hs,
+                          const floating* gates, const floating* aux, const floating* dH,
+                          bint has_dH, floating* dh, floating* dxw, floating* dhw,
+                          floating* dtmp) noexcept nogil:
+    cdef Py_ssize_t G = 3 * H, t, n, b, j, row
+    cdef const floating* r
+    cdef const floating* z
+    cdef const floating* nn
+    cdef const floating* hw_n
+    cdef const floating* h_prev
+    cdef const floating* dH_row
+    cdef floating* d_r
+    cdef floating* d_z
+    cdef floating* d_n
+    cdef floating* e_n
+    cdef floating* dh_b
+    cdef floating one = 1
+    for t in range(T - 1, -1, -1):
+        n = min(hi, nact[t])
+        if n <= lo:
+            continue
+        for b in range(lo, n):
+            row = t * B + b
+            r = gates + row * G
+            z = r + H
+            nn = r + 2 * H
+            hw_n = aux + row * H
+            h_prev = hs + row * H
+            d_r = dxw + row * G
+            d_z = d_r + H
+            d_n = d_r + 2 * H
+            e_n = dhw + row * G + 2 * H
+            dh_b = dh + b * H
+            if has_dH:
+                dH_row = dH + row * H
+                for j in range(H):
+                    dh_b[j] += dH_row[j]
+            for j in range(H):
+                d_n[j] = dh_b[j] * (one - z[j]) * act_grad(nn[j], relu)
+            for j in range(H):
+                d_z[j] = dh_b[j] * (h_prev[j] - nn[j]) * z[j] * (one - z[j])
+            for j in range(H):
+                d_r[j] = d_n[j] * hw_n[j] * r[j] * (one - r[j])
+            memcpy(dhw + row * G, d_r, 2 * H * sizeof(floating))
+            for j in range(H):
+                e_n[j] = d_n[j] * r[j]
+            for j in range(H):
+                dh_b[j] = dh_b[j] * z[j]
+        # dh_prev = dh * z + (dhw @ R^T) * mask
+        if masked:
+            gemm_rm(False, True, <int>(n - lo), <int>H, <int>G, 1, dhw + (t * B + lo) * G,
+                    <int>G, R, <int>G, 0, dtmp + lo * H, <int>H)
+            for b in range(lo, n):
+                for j in range(H):
+                    dh[b * H + j] += dtmp[b * H + j] * mask[b * H + j]
+        else:
+            gemm_rm(False, True, <int>(n - lo), <int>H, <int>G, 1, dhw + (t * B + lo) * G,
+                    <int>G, R, <int>G, 1, dh + lo * H, <int>H)
+
+
+# classic form. gates: [T, B, 3H] OUT r z n    aux: [T, B, H] OUT r * h_masked
+cdef void _forward_chunk_classic(const floating* xw, const floating* R, const floating* bh,
+                                 const floating* mask, bint masked, bint relu,
+                                 const int64_t* nact, Py_ssize_t T, Py_ssize_t B,
+                                 Py_ssize_t H, Py_ssize_t lo, Py_ssize_t hi, floating* hs,
+                                 floating* hm, floating* gates,
+                                 floating* aux) noexcept nogil:
+    cdef Py_ssize_t G = 3 * H, t, n, b, j, row
+    cdef floating* a
+    cdef floating* rh
+    cdef const floating* x
+    cdef const floating* h_in
+    cdef const floating* h_m
+    for t in range(T):
+        n = min(hi, nact[t])
+        if n <= lo:
+            break
+        for b in range(lo, n):                   # preactivation <- xw + b_hh
+            row = t * B + b
+            a = gates + row * G
+            x = xw + row * G
+            for j in range(G):
+                a[j] = x[j] + bh[j]
+        h_in = hs + (t * B + lo) * H
+        if masked:
+            _mask_rows(hs, mask, hm, t, B, H, lo, n)
+            h_in = hm + (t * B + lo) * H
+        # [r, z] preactivation += h_masked @ R[:, :2H]
+        gemm_rm(False, False, <int>(n - lo), <int>(2 * H), <int>H, 1, h_in, <int>H, R,
+                <int>G, 1, gates + (t * B + lo) * G, <int>G)
+        for b in range(lo, n):
+            row = t * B + b
+            a = gates + row * G
+            sigmoid_inplace(a, 2 * H)
+            rh = aux + row * H
+            h_m = (hm if masked else hs) + row * H
+            for j in range(H):
+                rh[j] = a[j] * h_m[j]
+        # n preactivation += (r * h_masked) @ R[:, 2H:]
+        gemm_rm(False, False, <int>(n - lo), <int>H, <int>H, 1, aux + (t * B + lo) * H,
+                <int>H, R + 2 * H, <int>G, 1, gates + (t * B + lo) * G + 2 * H, <int>G)
+        for b in range(lo, n):
+            row = t * B + b
+            a = gates + row * G
+            activate_inplace(a + 2 * H, H, relu)
+            _blend(hs + (row + B) * H, a + H, a + 2 * H, hs + row * H, H)
+
+
+# classic form backward. dxw (= dhw): [T, B, 3H] OUT; dtmp: [B, H] workspace (dh_masked);
+# dtmp2: [B, H] workspace (d(r*h_masked) = da_n @ R_n^T)
+cdef void _backward_chunk_classic(const floating* R, const floating* mask, bint masked,
+                                  bint relu, const int64_t* nact, Py_ssize_t T, Py_ssize_t B,
+                                  Py_ssize_t H, Py_ssize_t lo, Py_ssize_t hi,
+                                  const floating* hs, const floating* hm,
+                                  const floating* gates, const floating* dH, bint has_dH,
+                                  floating* dh, floating* dxw, floating* dtmp,
+                                  floating* dtmp2) noexcept nogil:
+    cdef Py_ssize_t G = 3 * H, t, n, b, j, row
+    cdef const floating* r
+    cdef const floating* z
+    cdef const floating* nn
+    cdef const floating* h_prev
+    cdef const floating* h_m
+    cdef const floating* dH_row
+    cdef const floating* d_rh
+    cdef floating* d_r
+    cdef floating* d_z
+    cdef floating* d_n
+    cdef floating* dh_b
+    cdef floating* dh_m
+    cdef floating one = 1
+    for t in range(T - 1, -1, -1):
+        n = min(hi, nact[t])
+        if n <= lo:
+            continue
+        for b in range(lo, n):
+            row = t * B + b
+            z = gates + row * G + H
+            nn = z + H
+            h_prev = hs + row * H
+            d_z = dxw + row * G + H
+            d_n = d_z + H
+            dh_b = dh + b * H
+            if has_dH:
+                dH_row = dH + row * H
+                for j in range(H):
+                    dh_b[j] += dH_row[j]
+            for j in range(H):
+                d_z[j] = dh_b[j] * (h_prev[j] - nn[j]) * z[j] * (one - z[j])
+            for j in range(H):
+                d_n[j] = dh_b[j] * (one - z[j]) * act_grad(nn[j], relu)
+            for j in range(H):
+                dh_b[j] = dh_b[j] * z[j]
+        # d(r * h_masked) = da_n @ R_n^T
+        gemm_rm(False, True, <int>(n - lo), <int>H, <int>H, 1,
+                dxw + (t * B + lo) * G + 2 * H, <int>G, R + 2 * H, <int>G, 0,
+                dtmp2 + lo * H, <int>H)
+        for b in range(lo, n):
+            row = t * B + b
+            r = gates + row * G
+            h_m = (hm if masked else hs) + row * H
+            d_r = dxw + row * G
+            d_rh = dtmp2 + b * H
+            for j in range(H):
+                d_r[j] = d_rh[j] * h_m[j] * r[j] * (one - r[j])
+        # dh_masked = [da_r, da_z] @ R_rz^T + d(r h_masked) * r
+        gemm_rm(False, True, <int>(n - lo), <int>H, <int>(2 * H), 1, dxw + (t * B + lo) * G,
+                <int>G, R, <int>G, 0, dtmp + lo * H, <int>H)
+        for b in range(lo, n):
+            r = gates + (t * B + b) * G
+            dh_m = dtmp + b * H
+            d_rh = dtmp2 + b * H
+            dh_b = dh + b * H
+            for j in range(H):
+                dh_m[j] = dh_m[j] + d_rh[j] * r[j]
+            if masked:
+                for j in range(H):
+                    dh_b[j] += dh_m[j] * mask[b * H + j]
+            else:
+                for j in range(H):
+                    dh_b[j] += dh_m[j]
+
+
+# ----------------------------------------------------------------- Python entry points
+def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floating[::1] bh,
+            const floating[:, ::1] mask, bint masked, bint relu, const int64_t[::1] nact,
+            const int64_t[::1] bounds, floating[:, :, ::1] hs, floating[:, :, ::1] cs,
+            floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux,
+            int n_threads):
+    """PyTorch-form GRU over every chunk ``[bounds[k], bounds[k+1])`` (cs unused)."""
+    cdef Py_ssize_t T = xw.shape[0], B = xw.shape[1], H = R.shape[0]
+    cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
+    if T == 0 or B == 0:
+        return
+    with nogil:
+        if n_chunks == 1:
+            _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu,
+                           &nact[0], T, B, H, bounds[0], bounds[1], &hs[0, 0, 0],
+                           &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0])
+        else:
+            for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
+                _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu,
+                               &nact[0], T, B, H, bounds[k], bounds[k + 1], &hs[0, 0, 0],
+                               &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0])
+
+
+def backward(const floating[:, ::1] R, const floating[:, ::1] mask, bint masked, bint relu,
+             const int64_t[::1] nact, const int64_t[::1] bounds,
+             const floating[:, :, ::1] hs, const floating[:, :, ::1] gates,
+             const floating[:, :, ::1] aux, const floating[:, :, ::1] dH, bint has_dH,
+             floating[:, ::1] dh, floating[:, :, ::1] dxw, floating[:, :, ::1] dhw,
+             int n_threads):
+    """BPTT of the PyTorch-form GRU; ``dh`` in: final-state gradient, out: initial."""
+    cdef Py_ssize_t T = dxw.shape[0], B = dxw.shape[1], H = R.shape[0]
+    cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
+    if T == 0 or B == 0:
+        return
+    cdef floating[:, ::1] dtmp = np.empty((B, H), dtype=np.asarray(dh).dtype)
+    with nogil:
+        if n_chunks == 1:
+            _backward_chunk(&R[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
+                            bounds[0], bounds[1], &hs[0, 0, 0], &gates[0, 0, 0],
+                            &aux[0, 0, 0], &dH[0, 0, 0], has_dH, &dh[0, 0], &dxw[0, 0, 0],
+                            &dhw[0, 0, 0], &dtmp[0, 0])
+        else:
+            for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
+                _backward_chunk(&R[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
+                                bounds[k], bounds[k + 1], &hs[0, 0, 0], &gates[0, 0, 0],
+                                &aux[0, 0, 0], &dH[0, 0, 0], has_dH, &dh[0, 0],
+                                &dxw[0, 0, 0], &dhw[0, 0, 0], &dtmp[0, 0])
+
+
+def forward_classic(const floating[:, :, ::1] xw, const floating[:, ::1] R,
+                    const floating[::1] bh, const floating[:, ::1] mask, bint masked,
+                    bint relu, const int64_t[::1] nact, const int64_t[::1] bounds,
+                    floating[:, :, ::1] hs, floating[:, :, ::1] cs, floating[:, :, ::1] hm,
+                    floating[:, :, ::1] gates, floating[:, :, ::1] aux, int n_threads):
+    """Classic (Keras ``reset_after=False``) GRU over every chunk (cs unused)."""
+    cdef Py_ssize_t T = xw.shape[0], B = xw.shape[1], H = R.shape[0]
+    cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
+    if T == 0 or B == 0:
+        return
+    with nogil:
+        if n_chunks == 1:
+            _forward_chunk_classic(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked,
+                                   relu, &nact[0], T, B, H, bounds[0], bounds[1],
+                                   &hs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0],
+                                   &aux[0, 0, 0])
+        else:
+            for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
+                _forward_chunk_classic(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked,
+                                       relu, &nact[0], T, B, H, bounds[k], bounds[k + 1],
+                                       &hs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0],
+                                       &aux[0, 0, 0])
+
+
+def backward_classic(const floating[:, ::1] R, const floating[:, ::1] mask, bint masked,
+                     bint relu, const int64_t[::1] nact, const int64_t[::1] bounds,
+                     const floating[:, :, ::1] hs, const floating[:, :, ::1] hm,
+                     const floating[:, :, ::1] gates, const floating[:, :, ::1] dH,
+                     bint has_dH, floating[:, ::1] dh, floating[:, :, ::1] dxw,
+                     int n_threads):
+    """BPTT of the classic GRU; ``dh`` in: final-state gradient, out: initial."""
+    cdef Py_ssize_t T = dxw.shape[0], B = dxw.shape[1], H = R.shape[0]
+    cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
+    if T == 0 or B == 0:
+        return
+    dtype = np.asarray(dh).dtype
+    cdef floating[:, ::1] dtmp = np.empty((B, H), dtype=dtype)
+    cdef floating[:, ::1] dtmp2 = np.empty((B, H), dtype=dtype)
+    with nogil:
+        if n_chunks == 1:
+            _backward_chunk_classic(&R[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
+                                    bounds[0], bounds[1], &hs[0, 0, 0], &hm[0, 0, 0],
+                                    &gates[0, 0, 0], &dH[0, 0, 0], has_dH, &dh[0, 0],
+                                    &dxw[0, 0, 0], &dtmp[0, 0], &dtmp2[0, 0])
+        else:
+            for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
+                _backward_chunk_classic(&R[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B,
+                                        H, bounds[k], bounds[k + 1], &hs[0, 0, 0],
+                                        &hm[0, 0, 0], &gates[0, 0, 0], &dH[0, 0, 0],
+                                        has_dH, &dh[0, 0], &dxw[0, 0, 0], &dtmp[0, 0],
+                                        &dtmp2[0, 0])

@@ -1,0 +1,191 @@
+"""LSTM forward and BPTT kernels (gates ``[i | f | g | o]``, see :mod:`fastseq.cells`).
+
+Rows are sorted by length (descending), so the active rows of step ``t`` are
+``[lo, min(hi, nact[t]))`` of the chunk ``[lo, hi)`` a thread owns; each chunk runs its
+own time loop (``prange`` over chunks, one level of parallelism). Per step: the gate rows
+are preloaded with ``xw + b_hh``, one GEMM adds ``h_masked @ R`` (beta = 1), then a
+pointwise pass activates the gates in place and updates ``c`` and ``h``. Backward mirrors
+it: a fused pointwise loop producing ``dgates`` (= dxw), then one GEMM ``dh = dgates @ R^T``.
+
+Buffers and their meaning are those of the Numba engine (``fastseq.backends.numba_cpu``),
+so the two engines' caches are interchangeable. Called by ``fastseq.backends.cython_cpu``.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t
+
+from fastseq_ext._blas cimport gemm_rm
+from fastseq_ext.activations cimport act, act_grad, activate_inplace, sigmoid_inplace
+
+
+# xw: [T, B, 4H]  R: [H, 4H]  bh: [4H]  mask: [B, H] (read iff masked)  nact: [T]
+# hs: [T+1, B, H] OUT (hs[0] = h0 on entry; hs[t+1] = h after step t, untouched where inactive)
+# cs: [T+1, B, H] OUT (same for c)       hm: [T, B, H] OUT h_prev * mask (iff masked)
+# gates: [T, B, 4H] OUT post-activation i f g o     aux: [T, B, H] OUT act(c_t)
+cdef void _forward_chunk(const floating* xw, const floating* R, const floating* bh,
+                         const floating* mask, bint masked, bint relu, const int64_t* nact,
+                         Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo,
+                         Py_ssize_t hi, floating* hs, floating* cs, floating* hm,
+                         floating* gates, floating* aux) noexcept nogil:
+    cdef Py_ssize_t G = 4 * H, t, n, b, j, row
+    cdef floating* a
+    cdef const floating* x
+    cdef const floating* h_in
+    cdef const floating* c_prev
+    cdef floating* c_new
+    cdef floating* c_act
+    cdef floating* h_new
+    cdef floating c
+    for t in range(T):
+        n = min(hi, nact[t])
+        if n <= lo:
+            break
+        for b in range(lo, n):                   # preactivation <- xw + b_hh
+            row = t * B + b
+            a = gates + row * G
+            x = xw + row * G
+            for j in range(G):
+                a[j] = x[j] + bh[j]
+        h_in = hs + (t * B + lo) * H
+        if masked:
+            for b in range(lo, n):
+                row = t * B + b
+                for j in range(H):
+                    hm[row * H + j] = hs[row * H + j] * mask[b * H + j]
+            h_in = hm + (t * B + lo) * H
+        # preactivation += h_masked @ R
+        gemm_rm(False, False, <int>(n - lo), <int>G, <int>H, 1, h_in, <int>H, R, <int>G,
+                1, gates + (t * B + lo) * G, <int>G)
+        for b in range(lo, n):
+            row = t * B + b
+            a = gates + row * G
+            sigmoid_inplace(a, 2 * H)                # i, f
+            activate_inplace(a + 2 * H, H, relu)     # g
+            sigmoid_inplace(a + 3 * H, H)            # o
+            c_prev = cs + row * H
+            c_new = cs + (row + B) * H
+            c_act = aux + row * H
+            h_new = hs + (row + B) * H
+            for j in range(H):
+                c = a[H + j] * c_prev[j] + a[j] * a[2 * H + j]
+                c_new[j] = c
+                c_act[j] = c
+            activate_inplace(c_act, H, relu)
+            for j in range(H):
+                h_new[j] = a[3 * H + j] * c_act[j]
+
+
+# forward's buffers as inputs, plus
+# dH: [T, B, H] gradient on the outputs (read iff has_dH)
+# dh, dc: [B, H] in: gradient on the final state; OUT: gradient on h0 / c0
+# dxw: [T, B, 4H] OUT dgates (= gradient of xw and of the preactivations)
+cdef void _backward_chunk(const floating* R, const floating* mask, bint masked, bint relu,
+                          const int64_t* nact, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
+                          Py_ssize_t lo, Py_ssize_t hi, const floating* cs,
+                          const floating* gates, const floating* aux, const floating* dH,
+                          bint has_dH, floating* dh, floating* dc,
+                          floating* dxw) noexcept nogil:
+    cdef Py_ssize_t G = 4 * H, t, n, b, j, row
+    cdef const floating* g_i
+    cdef const floating* g_f
+    cdef const floating* g_g
+    cdef const floating* g_o
+    cdef const floating* c_act
+    cdef const floating* c_prev
+    cdef const floating* dH_row
+    cdef floating* d_i
+    cdef floating* d_f
+    cdef floating* d_g
+    cdef floating* d_o
+    cdef floating* dh_b
+    cdef floating* dc_b
+    cdef floating one = 1
+    for t in range(T - 1, -1, -1):
+        n = min(hi, nact[t])
+        if n <= lo:
+            continue
+        for b in range(lo, n):
+            row = t * B + b
+            g_i = gates + row * G
+            g_f = g_i + H
+            g_g = g_i + 2 * H
+            g_o = g_i + 3 * H
+            d_i = dxw + row * G
+            d_f = d_i + H
+            d_g = d_i + 2 * H
+            d_o = d_i + 3 * H
+            c_act = aux + row * H
+            c_prev = cs + row * H
+            dh_b = dh + b * H
+            dc_b = dc + b * H
+            if has_dH:                          # dh_b <- dh_t (dh_b is rewritten below)
+                dH_row = dH + row * H
+                for j in range(H):
+                    dh_b[j] += dH_row[j]
+            # one store per loop: the four gate blocks share a base pointer at a run-time
+            # offset, which gcc cannot disambiguate within one loop (it then won't vectorize)
+            for j in range(H):                  # dc_t = dc + dh_t * o * act'(c)
+                dc_b[j] = dc_b[j] + dh_b[j] * g_o[j] * act_grad(c_act[j], relu)
+            for j in range(H):
+                d_o[j] = dh_b[j] * c_act[j] * g_o[j] * (one - g_o[j])
+            for j in range(H):
+                d_g[j] = dc_b[j] * g_i[j] * act_grad(g_g[j], relu)
+            for j in range(H):
+                d_i[j] = dc_b[j] * g_g[j] * g_i[j] * (one - g_i[j])
+            for j in range(H):
+                d_f[j] = dc_b[j] * c_prev[j] * g_f[j] * (one - g_f[j])
+            for j in range(H):
+                dc_b[j] = dc_b[j] * g_f[j]      # dc_prev
+        # dh_prev = (dgates @ R^T) * mask
+        gemm_rm(False, True, <int>(n - lo), <int>H, <int>G, 1, dxw + (t * B + lo) * G,
+                <int>G, R, <int>G, 0, dh + lo * H, <int>H)
+        if masked:
+            for b in range(lo, n):
+                for j in range(H):
+                    dh[b * H + j] *= mask[b * H + j]
+
+
+def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floating[::1] bh,
+            const floating[:, ::1] mask, bint masked, bint relu, const int64_t[::1] nact,
+            const int64_t[::1] bounds, floating[:, :, ::1] hs, floating[:, :, ::1] cs,
+            floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux,
+            int n_threads):
+    """Run every chunk ``[bounds[k], bounds[k+1])`` of the sorted batch; buffers as above."""
+    cdef Py_ssize_t T = xw.shape[0], B = xw.shape[1], H = R.shape[0]
+    cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
+    if T == 0 or B == 0:
+        return
+    with nogil:
+        if n_chunks == 1:
+            _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu,
+                           &nact[0], T, B, H, bounds[0], bounds[1], &hs[0, 0, 0],
+                           &cs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0])
+        else:
+            for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
+                _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu,
+                               &nact[0], T, B, H, bounds[k], bounds[k + 1], &hs[0, 0, 0],
+                               &cs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0])
+
+
+def backward(const floating[:, ::1] R, const floating[:, ::1] mask, bint masked, bint relu,
+             const int64_t[::1] nact, const int64_t[::1] bounds,
+             const floating[:, :, ::1] cs, const floating[:, :, ::1] gates,
+             const floating[:, :, ::1] aux, const floating[:, :, ::1] dH, bint has_dH,
+             floating[:, ::1] dh, floating[:, ::1] dc, floating[:, :, ::1] dxw, int n_threads):
+    """BPTT over every chunk; ``dh``/``dc`` in: final-state gradients, out: initial."""
+    cdef Py_ssize_t T = dxw.shape[0], B = dxw.shape[1], H = R.shape[0]
+    cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
+    if T == 0 or B == 0:
+        return
+    with nogil:
+        if n_chunks == 1:
+            _backward_chunk(&R[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
+                            bounds[0], bounds[1], &cs[0, 0, 0], &gates[0, 0, 0],
+                            &aux[0, 0, 0], &dH[0, 0, 0], has_dH, &dh[0, 0], &dc[0, 0],
+                            &dxw[0, 0, 0])
+        else:
+            for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
+                _backward_chunk(&R[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
+                                bounds[k], bounds[k + 1], &cs[0, 0, 0], &gates[0, 0, 0],
+                                &aux[0, 0, 0], &dH[0, 0, 0], has_dH, &dh[0, 0], &dc[0, 0],
+                                &dxw[0, 0, 0])

@@ -1,0 +1,125 @@
+"""Simple RNN forward and BPTT kernels: ``h_t = act(xw_t + h_{t-1} @ R + b_hh)``.
+
+Same structure and buffers as :mod:`fastseq_ext.lstm` (see there): the RNN stores no gates
+(the post-activation value is ``h`` itself, in ``hs``) and no cell state; the next state
+row ``hs[t+1]`` doubles as the preactivation buffer.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t
+
+from fastseq_ext._blas cimport gemm_rm
+from fastseq_ext.activations cimport act_grad, activate_inplace
+
+
+# xw: [T, B, H]  R: [H, H]  bh: [H]  mask: [B, H] (read iff masked)  nact: [T]
+# hs: [T+1, B, H] OUT states (hs[0] = h0 on entry; rows untouched where inactive)
+# hm: [T, B, H] OUT h_prev * mask (iff masked)
+cdef void _forward_chunk(const floating* xw, const floating* R, const floating* bh,
+                         const floating* mask, bint masked, bint relu, const int64_t* nact,
+                         Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo,
+                         Py_ssize_t hi, floating* hs, floating* hm) noexcept nogil:
+    cdef Py_ssize_t t, n, b, j, row
+    cdef floating* h_new
+    cdef const floating* x
+    cdef const floating* h_in
+    for t in range(T):
+        n = min(hi, nact[t])
+        if n <= lo:
+            break
+        for b in range(lo, n):                   # preactivation <- xw + b_hh
+            row = t * B + b
+            h_new = hs + (row + B) * H
+            x = xw + row * H
+            for j in range(H):
+                h_new[j] = x[j] + bh[j]
+        h_in = hs + (t * B + lo) * H
+        if masked:
+            for b in range(lo, n):
+                row = t * B + b
+                for j in range(H):
+                    hm[row * H + j] = hs[row * H + j] * mask[b * H + j]
+            h_in = hm + (t * B + lo) * H
+        gemm_rm(False, False, <int>(n - lo), <int>H, <int>H, 1, h_in, <int>H, R, <int>H,
+                1, hs + ((t + 1) * B + lo) * H, <int>H)
+        for b in range(lo, n):
+            activate_inplace(hs + ((t + 1) * B + b) * H, H, relu)
+
+
+# dH: [T, B, H] (read iff has_dH)   dh: [B, H] in: dh_T; OUT: dh0   dxw: [T, B, H] OUT
+cdef void _backward_chunk(const floating* R, const floating* mask, bint masked, bint relu,
+                          const int64_t* nact, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
+                          Py_ssize_t lo, Py_ssize_t hi, const floating* hs,
+                          const floating* dH, bint has_dH, floating* dh,
+                          floating* dxw) noexcept nogil:
+    cdef Py_ssize_t t, n, b, j, row
+    cdef floating* d
+    cdef floating* dh_b
+    cdef const floating* y
+    cdef const floating* dH_row
+    for t in range(T - 1, -1, -1):
+        n = min(hi, nact[t])
+        if n <= lo:
+            continue
+        for b in range(lo, n):
+            row = t * B + b
+            dh_b = dh + b * H
+            if has_dH:
+                dH_row = dH + row * H
+                for j in range(H):
+                    dh_b[j] += dH_row[j]
+            d = dxw + row * H
+            y = hs + (row + B) * H
+            for j in range(H):
+                d[j] = dh_b[j] * act_grad(y[j], relu)
+        # dh_prev = (dgates @ R^T) * mask
+        gemm_rm(False, True, <int>(n - lo), <int>H, <int>H, 1, dxw + (t * B + lo) * H,
+                <int>H, R, <int>H, 0, dh + lo * H, <int>H)
+        if masked:
+            for b in range(lo, n):
+                for j in range(H):
+                    dh[b * H + j] *= mask[b * H + j]
+
+
+def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floating[::1] bh,
+            const floating[:, ::1] mask, bint masked, bint relu, const int64_t[::1] nact,
+            const int64_t[::1] bounds, floating[:, :, ::1] hs, floating[:, :, ::1] cs,
+            floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux,
+            int n_threads):
+    """Run every chunk ``[bounds[k], bounds[k+1])`` of the sorted batch (cs, gates and
+    aux are unused: uniform signature across cells)."""
+    cdef Py_ssize_t T = xw.shape[0], B = xw.shape[1], H = R.shape[0]
+    cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
+    if T == 0 or B == 0:
+        return
+    with nogil:
+        if n_chunks == 1:
+            _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu,
+                           &nact[0], T, B, H, bounds[0], bounds[1], &hs[0, 0, 0],
+                           &hm[0, 0, 0])
+        else:
+            for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
+                _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu,
+                               &nact[0], T, B, H, bounds[k], bounds[k + 1], &hs[0, 0, 0],
+                               &hm[0, 0, 0])
+
+
+def backward(const floating[:, ::1] R, const floating[:, ::1] mask, bint masked, bint relu,
+             const int64_t[::1] nact, const int64_t[::1] bounds,
+             const floating[:, :, ::1] hs, const floating[:, :, ::1] dH, bint has_dH,
+             floating[:, ::1] dh, floating[:, :, ::1] dxw, int n_threads):
+    """BPTT over every chunk; ``dh`` in: final-state gradient, out: initial."""
+    cdef Py_ssize_t T = dxw.shape[0], B = dxw.shape[1], H = R.shape[0]
+    cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
+    if T == 0 or B == 0:
+        return
+    with nogil:
+        if n_chunks == 1:
+            _backward_chunk(&R[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
+                            bounds[0], bounds[1], &hs[0, 0, 0], &dH[0, 0, 0], has_dH,
+                            &dh[0, 0], &dxw[0, 0, 0])
+        else:
+            for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
+                _backward_chunk(&R[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
+                                bounds[k], bounds[k + 1], &hs[0, 0, 0], &dH[0, 0, 0],
+                                has_dH, &dh[0, 0], &dxw[0, 0, 0])

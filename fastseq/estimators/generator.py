@@ -438,7 +438,8 @@ class TextGenerator(BaseSequenceEstimator):
     # ------------------------------------------------------------------ generation
     def generate_ids(self, prompt_ids, n_tokens, *, temperature=1.0, top_k=None,
                      random_state=None):
-        """Continue the id sequence ``prompt_ids`` by ``n_tokens`` ids (``[n_tokens]`` int64).
+        """Continue the id sequence ``prompt_ids`` by ``n_tokens`` ids (``[n_tokens]`` int64);
+        the unknown token is never generated.
 
         A window model re-reads its last ``window`` ids per new token; a full-sequence
         model absorbs the prompt once and then carries its state, one step per token."""
@@ -451,11 +452,20 @@ class TextGenerator(BaseSequenceEstimator):
             raise ValueError(f"prompt ids must be in [0, {self.vocab_size_})")
         out = np.empty(n_tokens, dtype=np.int64)
         stepper = NetworkStepper(net, batch_size=1)
+        # the unknown token is never generated (it stands for many rare tokens, or none)
+        unknown = self.vocabulary_.unknown_id_ if self.vocab_size_ > 1 else None
+
+        def next_id(feats):
+            logits = stepper.head(feats)[0]
+            if unknown is not None:
+                logits[unknown] = -np.inf
+            return _sample(logits, temperature, top_k, rng)
+
         with self._threads_ctx():
             if self.window is None:
                 feats = stepper.prime(ids[:, None]) if ids.size else stepper.h[-1]
                 for t in range(n_tokens):
-                    out[t] = _sample(stepper.head(feats)[0], temperature, top_k, rng)
+                    out[t] = next_id(feats)
                     feats = stepper.step(out[t:t + 1])
                 return out
             N = self.window
@@ -465,7 +475,7 @@ class TextGenerator(BaseSequenceEstimator):
                 feats = stepper.h[-1]
                 for tok in context:
                     feats = stepper.step(np.array([tok]))
-                out[t] = _sample(stepper.head(feats)[0], temperature, top_k, rng)
+                out[t] = next_id(feats)
                 context = (context + [int(out[t])])[-N:]
         return out
 

@@ -82,3 +82,211 @@ def test_pointwise_lstm_cell_checks_shapes():
         activations.lstm_cell(np.zeros((2, 6), np.float32), np.zeros((2, 1), np.float32))
     with pytest.raises(ValueError, match="c_prev has shape"):
         activations.lstm_cell(np.zeros((2, 8), np.float32), np.zeros((2, 3), np.float32))
+
+
+# ---------------------------------------------------------------- recurrent kernels
+from fastseq.backends import cython_cpu  # noqa: E402
+from fastseq.cells import make_cell  # noqa: E402
+
+CELLS = ["rnn", "rnn_relu", "lstm", "lstm_relu", "gru", "gru_relu", "gru_classic",
+         "gru_classic_relu"]
+RTOL = {np.float64: 1e-10, np.float32: 1e-5}
+# (T, B, H, lengths or None, masked): awkward shapes, ragged and unsorted lengths with 0/1
+SHAPES = [
+    (1, 1, 1, None, False),
+    (1, 3, 2, [1, 0, 1], True),
+    (6, 1, 4, [3], False),
+    (5, 4, 1, [5, 0, 2, 1], True),
+    (7, 9, 6, [1, 7, 3, 3, 0, 7, 2, 5, 6], False),
+    (4, 11, 3, [0, 0, 4, 1, 2, 4, 3, 0, 1, 4, 2], True),
+]
+
+
+def _case(rng, cell, T, B, H, lengths, masked):
+    G = cell.n_gates
+    c = dict(
+        xw=rng.normal(0, 1.5, (T, B, G * H)), R=rng.normal(0, 0.6, (H, G * H)),
+        bh=rng.normal(0, 0.5, G * H), h0=rng.normal(0, 0.5, (B, H)),
+        c0=rng.normal(0, 0.5, (B, H)) if cell.has_cell_state else None,
+        lengths=None if lengths is None else np.array(lengths),
+        rmask=((rng.random((B, H)) < 0.7) / 0.7) if masked else None,
+        dH=rng.normal(size=(T, B, H)), dh_T=rng.normal(size=(B, H)),
+        dc_T=rng.normal(size=(B, H)) if cell.has_cell_state else None)
+    return c
+
+
+def _cast(a, dtype):
+    return None if a is None else np.asarray(a).astype(dtype)
+
+
+def _run_backend(backend, cell, c, dtype, n_threads):
+    k = {name: _cast(c[name], dtype) for name in ("xw", "R", "bh", "h0", "c0", "rmask")}
+    H_all, (h_T, c_T), cache = backend.forward(
+        cell, k["xw"], k["R"], k["bh"], k["h0"], k["c0"], c["lengths"], rmask=k["rmask"],
+        n_threads=n_threads)
+    grads = backend.backward(cell, cache, _cast(c["dH"], dtype), _cast(c["dh_T"], dtype),
+                             _cast(c["dc_T"], dtype), n_threads=n_threads)
+    out = dict(H_all=H_all, h_T=h_T, dxw=grads[0], dR=grads[1], dbh=grads[2], dh0=grads[3])
+    if cell.has_cell_state:
+        out.update(c_T=c_T, dc0=grads[4])
+    else:
+        assert c_T is None and grads[4] is None
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("cell_name", CELLS)
+def test_cython_matches_reference(rng, cell_name, dtype):
+    cell = make_cell(cell_name)
+    for T, B, H, lengths, masked in SHAPES:
+        c = _case(rng, cell, T, B, H, lengths, masked)
+        # the oracle runs on the inputs rounded to dtype, so only the arithmetic differs
+        c64 = {k: (_cast(_cast(v, dtype), np.float64) if isinstance(v, np.ndarray) and
+                   k != "lengths" else v) for k, v in c.items()}
+        expected = _run_backend(reference, cell, c64, np.float64, None)
+        for n_threads in (1, 2):
+            got = _run_backend(cython_cpu, cell, c, dtype, n_threads)
+            for name, value in got.items():
+                assert value.dtype == dtype, (name, value.dtype)
+                assert_close(value, expected[name], RTOL[dtype],
+                             f"{cell_name} T={T} B={B} H={H} threads={n_threads} {name}")
+            # padded steps are exactly zero, in the output and in dxw
+            if lengths is not None:
+                pad = np.arange(T)[:, None] >= np.array(lengths)[None, :]
+                assert not np.any(got["H_all"][pad]) and not np.any(got["dxw"][pad])
+
+
+@pytest.mark.parametrize("cell_name", ["lstm", "gru", "gru_classic", "rnn_relu"])
+def test_bitwise_deterministic_for_a_thread_count(rng, cell_name):
+    cell = make_cell(cell_name)
+    c = _case(rng, cell, 9, 37, 16, rng.integers(0, 10, 37), True)
+    for n_threads in (1, 2):
+        first = _run_backend(cython_cpu, cell, c, np.float32, n_threads)
+        for _ in range(3):
+            again = _run_backend(cython_cpu, cell, c, np.float32, n_threads)
+            for name in first:
+                np.testing.assert_array_equal(again[name], first[name], err_msg=name)
+
+
+@pytest.mark.parametrize("cell_name", ["lstm", "gru", "gru_classic", "rnn"])
+def test_results_do_not_depend_on_batch_companions(rng, cell_name):
+    """A sequence's outputs are the same alone and inside a ragged batch (sklearn's
+    subset-invariance check needs this), whatever the chunking."""
+    cell = make_cell(cell_name)
+    c = _case(rng, cell, 8, 13, 5, rng.integers(1, 9, 13), False)
+    full = _run_backend(cython_cpu, cell, c, np.float64, 2)
+    b = 4
+    single = {k: (v[:, b:b + 1] if k in ("xw", "dH") else
+                  v[b:b + 1] if isinstance(v, np.ndarray) and v.ndim and k not in ("R", "bh")
+                  else v) for k, v in c.items()}
+    alone = _run_backend(cython_cpu, cell, single, np.float64, 1)
+    assert_close(alone["H_all"][:, 0], full["H_all"][:, b], 1e-13, "H_all")
+    assert_close(alone["dxw"][:, 0], full["dxw"][:, b], 1e-13, "dxw")
+    assert_close(alone["dh0"][0], full["dh0"][b], 1e-13, "dh0")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("cell_name", CELLS)
+def test_step_matches_forward_and_reference(rng, cell_name, dtype):
+    cell = make_cell(cell_name)
+    T, B, H = 4, 3, 5
+    c = _case(rng, cell, T, B, H, None, True)
+    k = {name: _cast(c[name], dtype) for name in ("xw", "R", "bh", "h0", "c0", "rmask")}
+    H_all, (h_T, c_T), _ = cython_cpu.forward(cell, k["xw"], k["R"], k["bh"], k["h0"],
+                                              k["c0"], rmask=k["rmask"])
+    h, cc = k["h0"], k["c0"]
+    for t in range(T):
+        h_ref, c_ref = reference.step(cell, k["xw"][t], k["R"], k["bh"], h, cc, k["rmask"])
+        h, cc = cython_cpu.step(cell, k["xw"][t], k["R"], k["bh"], h, cc, k["rmask"])
+        assert h.dtype == dtype and h.shape == (B, H)
+        np.testing.assert_array_equal(h, H_all[t])          # same kernel, same bits
+        assert_close(h, h_ref, RTOL[dtype], "h")
+        if cell.has_cell_state:
+            assert_close(cc, c_ref, RTOL[dtype], "c")
+    np.testing.assert_array_equal(h, h_T)
+    if cell.has_cell_state:
+        np.testing.assert_array_equal(cc, c_T)
+
+
+def test_zero_batch_and_zero_steps(rng):
+    cell = make_cell("lstm")
+    for T, B in ((0, 3), (3, 0)):
+        xw = np.zeros((T, B, 8), np.float32)
+        H_all, (h_T, c_T), cache = cython_cpu.forward(
+            cell, xw, np.zeros((2, 8), np.float32), np.zeros(8, np.float32),
+            np.ones((B, 2), np.float32), None, np.zeros(B, int) if T == 0 else None)
+        assert H_all.shape == (T, B, 2) and h_T.shape == (B, 2)
+        np.testing.assert_array_equal(h_T, np.ones((B, 2)))
+        dxw, dR, dbh, dh0, dc0 = cython_cpu.backward(cell, cache, None, None, None)
+        assert dxw.shape == (T, B, 8) and not dR.any() and not dbh.any()
+
+
+def test_cache_is_interchangeable_with_the_numba_engine(rng):
+    numba_cpu = pytest.importorskip("fastseq.backends.numba_cpu")
+    for cell_name in ("lstm", "gru", "gru_classic", "rnn"):
+        cell = make_cell(cell_name)
+        c = _case(rng, cell, 6, 7, 4, [6, 0, 3, 1, 6, 2, 5], True)
+        args = [_cast(c[k], np.float64) for k in ("xw", "R", "bh", "h0", "c0")]
+        _, _, cache_cy = cython_cpu.forward(cell, *args, c["lengths"], rmask=c["rmask"])
+        _, _, cache_nb = numba_cpu.forward(cell, *args, c["lengths"], rmask=c["rmask"])
+        assert set(cache_cy) == set(cache_nb)
+        np.testing.assert_array_equal(cache_cy["nact"], cache_nb["nact"])
+        np.testing.assert_array_equal(cache_cy["order"], cache_nb["order"])
+        for key in ("hs", "cs", "hm", "gates", "aux"):
+            assert cache_cy[key].shape == cache_nb[key].shape, key
+            if cache_cy[key].shape[0] == 1:     # a placeholder for an unused buffer
+                continue
+            for t, n in enumerate(cache_nb["nact"]):    # the rows each engine wrote
+                if key in ("hs", "cs"):
+                    np.testing.assert_allclose(cache_cy[key][t + 1, :n],
+                                               cache_nb[key][t + 1, :n], rtol=1e-12)
+                else:
+                    np.testing.assert_allclose(cache_cy[key][t, :n], cache_nb[key][t, :n],
+                                               rtol=1e-12, atol=1e-15)
+        dcy = cython_cpu.backward(cell, cache_nb, _cast(c["dH"], np.float64), None, None)
+        dnb = numba_cpu.backward(cell, cache_nb, _cast(c["dH"], np.float64), None, None)
+        for a, b in zip(dcy, dnb):
+            if a is not None:
+                assert_close(a, b, 1e-12, cell_name)
+
+
+def test_bad_input_is_named():
+    cell = make_cell("gru")
+    xw = np.zeros((2, 3, 6), np.float32)
+    with pytest.raises(ValueError, match="xw has shape"):
+        cython_cpu.forward(cell, xw[0], np.zeros((2, 6)), np.zeros(6), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="R has shape"):
+        cython_cpu.forward(cell, xw, np.zeros((3, 6)), np.zeros(6), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="h0 has shape"):
+        cython_cpu.forward(cell, xw, np.zeros((2, 6)), np.zeros(6), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="lengths must be"):
+        cython_cpu.forward(cell, xw, np.zeros((2, 6)), np.zeros(6), np.zeros((3, 2)),
+                           lengths=[1, 2, 3])
+    with pytest.raises(ValueError, match="rmask has shape"):
+        cython_cpu.forward(cell, xw, np.zeros((2, 6)), np.zeros(6), np.zeros((3, 2)),
+                           rmask=np.ones((3, 3)))
+    with pytest.raises(TypeError, match="cell must be a CellSpec"):
+        cython_cpu.forward("gru", xw, np.zeros((2, 6)), np.zeros(6), np.zeros((3, 2)))
+    _, _, cache = cython_cpu.forward(cell, xw, np.zeros((2, 6)), np.zeros(6),
+                                     np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="differs from the forward"):
+        cython_cpu.backward(make_cell("gru_classic"), cache, None, None, None)
+
+
+def test_blas_threads_restored_after_calls(rng):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+              if lib["user_api"] == "blas"]
+    cell = make_cell("lstm")
+    c = _case(rng, cell, 5, 32, 8, None, False)
+    _run_backend(cython_cpu, cell, c, np.float32, 2)     # several chunks: BLAS pinned to 1
+    _run_backend(cython_cpu, cell, c, np.float32, 1)
+    after = [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+             if lib["user_api"] == "blas"]
+    assert after == before
+
+
+def test_registry_finds_the_cython_backend():
+    from fastseq.backends import available_backends, get_backend
+    assert "cython" in available_backends()
+    assert get_backend("cython") is cython_cpu

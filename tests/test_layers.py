@@ -183,3 +183,21 @@ def test_unknown_backend_and_cell(rng):
         layers.stack_forward("no-such-engine", "gru", params, np.zeros((2, 1, 3)))
     with pytest.raises(ValueError, match="cell"):
         layers.stack_forward("reference", "gru_bogus", params, np.zeros((2, 1, 3)))
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="layers reshapes [T*B, -1] arrays of size 0 (T=0 or B=0); "
+                          "the reference backend itself handles both")
+@pytest.mark.parametrize("T, B", [(0, 2), (3, 0)], ids=["T0", "B0"])
+def test_stack_degenerate_sizes(rng, T, B):
+    cell, params, LD = _stack(rng, "lstm")
+    h0 = rng.standard_normal((LD, B, 2))
+    out, h_n, c_n, cache = layers.stack_forward("reference", cell, params,
+                                                np.zeros((T, B, 3)), [0] * B, h0)
+    assert out.shape == (T, B, 4)
+    np.testing.assert_array_equal(h_n, h0)
+    dh_n = rng.standard_normal((LD, B, 2))
+    dx, grads, dh0, _ = layers.stack_backward(params, cache, np.zeros_like(out), dh_n)
+    assert dx.shape == (T, B, 3)
+    np.testing.assert_array_equal(dh0, dh_n)
+    assert all(np.all(g == 0) for g in grads.values())

@@ -188,3 +188,28 @@ def test_cell_interface_gradients(rng, cell, source):
     # padded steps of a ragged batch carry no gradient onto xw
     inactive = np.arange(T)[:, None] >= lengths[None, :]
     assert np.all(dxw[inactive] == 0.0)
+
+
+@pytest.mark.parametrize("T, B", [(0, 3), (3, 0)], ids=["T0", "B0"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_cell_interface_degenerate_sizes(rng, cell, T, B):
+    """No steps (or no rows): the state passes through and so does its gradient."""
+    cell = make_cell(cell)
+    H = 2
+    GH = cell.n_gates * H
+    h0 = rng.standard_normal((B, H))
+    c0 = rng.standard_normal((B, H)) if cell.has_cell_state else None
+    H_all, (h_T, c_T), cache = reference.forward(
+        cell, np.zeros((T, B, GH)), rng.standard_normal((H, GH)), rng.standard_normal(GH),
+        h0, c0, np.zeros(B, dtype=int) if T == 0 else None)
+    assert H_all.shape == (T, B, H)
+    np.testing.assert_array_equal(h_T, h0)
+    dh_T = rng.standard_normal((B, H))
+    dc_T = rng.standard_normal((B, H)) if cell.has_cell_state else None
+    dxw, dR, dbh, dh0, dc0 = reference.backward(cell, cache, np.zeros((T, B, H)), dh_T, dc_T)
+    assert dxw.shape == (T, B, GH)
+    assert np.all(dR == 0) and np.all(dbh == 0)
+    np.testing.assert_array_equal(dh0, dh_T)
+    if cell.has_cell_state:
+        np.testing.assert_array_equal(c_T, c0)
+        np.testing.assert_array_equal(dc0, dc_T)

@@ -15,7 +15,7 @@ from fastseq import layers
 from fastseq.backends import reference
 from fastseq.cells import make_cell
 
-from compare import assert_all_close, assert_close
+from compare import assert_all_close, assert_close, rel_error
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 FIXTURES = sorted(glob.glob(os.path.join(DATA, "torch_*.npz")))
@@ -58,11 +58,13 @@ def test_fixture_set_is_complete():
     for cell in ("rnn_tanh", "rnn_relu", "lstm", "gru"):
         for tag in ("l1", "l1_bi", "l2", "l2_bi", "t1_bi", "b1_l2_bi", "h1_l2_bi"):
             assert f"{cell}_{tag}" in ids, f"missing fixture torch_{cell}_{tag}.npz"
-    unsorted = [fixture_id(p) for p in FIXTURES
-                if np.any(np.diff(load(p)["lengths"]) > 0) and np.any(np.diff(load(p)["lengths"]) < 0)]
+    steps = {fixture_id(p): np.diff(load(p)["lengths"]) for p in FIXTURES}
+    unsorted = [k for k, d in steps.items() if np.any(d > 0) and np.any(d < 0)]
     assert len(unsorted) >= 4 * 4, f"too few fixtures with unsorted lengths: {unsorted}"
-    total = sum(os.path.getsize(p) for p in glob.glob(os.path.join(DATA, "*.npz")))
-    assert total < 1024 * 1024, f"fixtures take {total} bytes; keep them under 1 MB"
+    ours = [p for pattern in ("torch_*.npz", "keras_*.npz")
+            for p in glob.glob(os.path.join(DATA, pattern))]
+    total = sum(os.path.getsize(p) for p in ours)
+    assert total < 1024 * 1024, f"torch/keras fixtures take {total} bytes; keep them under 1 MB"
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=fixture_id)
@@ -143,7 +145,6 @@ def test_reverse_final_state_is_output_at_t0():
 def test_comparison_has_teeth(path):
     """The comparison notices a wrong layout: swapping two gate blocks (LSTM i<->f, GRU
     r<->z) or dropping one bias must push the error far past the tolerance."""
-    from compare import rel_error
     fx = load(path)
     cell = make_cell(str(fx["meta_cell"]))
     H = fx["h0"].shape[2]

@@ -11,17 +11,23 @@ so a patched value gives freshly compiled kernels rather than stale ones.
 """
 from __future__ import annotations
 
+from numba.core import config as _numba_config
+
+# Under NUMBA_ENABLE_CUDASIM every CUDA thread is a Python thread, so the defaults there
+# are small (fewer idle threads to start and poll; several blocks even for tiny inputs).
+_SIM = bool(_numba_config.ENABLE_CUDASIM)
+
 # Threads per block of the 1-D pointwise kernels (one thread per (row, unit) element)
 # and of the column reductions.
-THREADS_PER_BLOCK = 128
+THREADS_PER_BLOCK = 8 if _SIM else 128
 
 # Edge of the square shared-memory tile of the GEMM kernels: TILE x TILE threads per
 # block, each computing one output element.
-TILE = 16
+TILE = 2 if _SIM else 16
 
 # Row chunks of the deterministic column sum (bias gradient): each block of the first
 # pass sums its own chunk of rows; the second pass adds the chunks in a fixed order.
-REDUCE_CHUNKS = 32
+REDUCE_CHUNKS = 4 if _SIM else 32
 
 # Largest batch tile x hidden size handled by the persistent (one launch per sequence)
 # kernels; above it the step-wise path (tiled GEMM + fused pointwise per step) runs.

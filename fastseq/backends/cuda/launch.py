@@ -65,3 +65,48 @@ def simulator_switch_interval():
         yield
     finally:
         sys.setswitchinterval(previous)
+
+
+def _make_simulator_shared_arrays_thread_safe():
+    """Work around a race in Numba's CUDA simulator.
+
+    ``FakeCUDAShared.array`` looks up the block's allocation for the calling line and
+    creates it if missing, without a lock. When two simulated threads of a block interleave
+    there, each gets its own array, and a thread then computes with a private "shared"
+    tile that no other thread fills: the GEMM returned wrong numbers now and then (seen in
+    tests/test_parity.py, more often with the short switch interval set above). The
+    replacement does the same lookup under a lock, keyed like the original by the caller's
+    file and line. Only ever applied under NUMBA_ENABLE_CUDASIM.
+    """
+    import threading
+
+    from numba.core import types
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+
+    cls = kernelapi.FakeCUDAShared
+    if getattr(cls, "_fastseq_thread_safe", False):
+        return
+    original = cls.array
+    lock = threading.Lock()
+
+    def array(self, shape, dtype):
+        if shape == 0:                      # dynamic shared memory: one buffer, no race
+            return original(self, shape, dtype)
+        if isinstance(dtype, types.Type):
+            dtype = numpy_support.as_dtype(dtype)
+        frame = sys._getframe(1)
+        caller = (frame.f_code.co_filename, frame.f_lineno)
+        with lock:
+            res = self._allocations.get(caller)
+            if res is None:
+                res = np.empty(shape, dtype)
+                self._allocations[caller] = res
+        return res
+
+    cls.array = array
+    cls._fastseq_thread_safe = True
+
+
+if numba_config.ENABLE_CUDASIM:
+    _make_simulator_shared_arrays_thread_safe()

@@ -58,8 +58,8 @@ def _parser():
 
 def _settings(args):
     if args.tiny:
-        return dict(matrix="tiny", cases=_cases.tiny_cases(), min_time=0.01, gemm_n=256,
-                    memory=[Case("lstm", 4, 5, 3, 4, "train")], scaling=[],
+        return dict(matrix="tiny", cases=_cases.tiny_cases(), min_time=0.01, gemm_n=128,
+                    memory=[Case("lstm", 16, 50, 16, 32, "train")], scaling=[],
                     cold_cells=("lstm",), estimator=False)
     if args.full:
         return dict(matrix="full", cases=_cases.full_cases(), min_time=0.5, gemm_n=2048,
@@ -101,7 +101,8 @@ def run(args, log=print):
     log(f"fastseq bench ({settings['matrix']}): backends {backends}, peers {peers}, "
         f"{n_threads} threads, {meta['cpu']}")
     log("GEMM ceiling ...")
-    ceiling_raw = suite.measure_ceiling(n_threads, n=settings["gemm_n"])
+    ceiling_raw = suite.measure_ceiling(n_threads, n=settings["gemm_n"],
+                                        min_time=0.05 if args.tiny else 0.5)
     ceiling = {}
     for (dtype, threads), gflops in ceiling_raw.items():
         ceiling.setdefault(dtype, {})[str(threads)] = gflops
@@ -156,6 +157,7 @@ def run(args, log=print):
             coldstart[impl] = measure_cold_start(impl, settings["cold_cells"], n_threads)
             log(f"  {impl}: " + json.dumps(coldstart[impl])[:200])
     meta["elapsed_s"] = round(time.perf_counter() - t_start, 1)
+    meta["load_end"] = suite._load()
     log(f"measured in {meta['elapsed_s']} s")
     return dict(meta=meta, settings=dict(matrix=settings["matrix"], min_time=min_time,
                                          backends=backends, peers=peers,

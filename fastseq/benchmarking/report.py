@@ -210,6 +210,7 @@ def render_markdown(data):
            + (f", torch {meta['torch']}" if "torch" in meta else "")
            + (f", keras {meta['keras']} / tensorflow {meta['tensorflow']}"
               if "keras" in meta else ""), "",
+           _load_line(meta),
            "Times are medians after warm-up rounds (JIT compilation excluded; see cold "
            "start). GFLOP/s use the nominal count `2·B·(I+H)·G·H` per step, training = 3× "
            "forward; % is of the GEMM ceiling below at the same thread count and dtype; "
@@ -247,6 +248,19 @@ def render_markdown(data):
         out += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     out += ["## Every measurement", "", detail_table(data["records"]), ""]
     return "\n".join(out)
+
+
+def _load_line(meta):
+    start, end = meta.get("load_start"), meta.get("load_end")
+    if start is None:
+        return ""
+    text = f"Load average (1 min) {start}" + (f" at start, {end} at end" if end is not None
+                                              else "") + f", {meta.get('elapsed_s', '?')} s."
+    busy = max(start, end or 0) > meta["cores"] * 0.75
+    if busy:
+        text += (" **The machine was busy with other work: absolute numbers are "
+                 "pessimistic and noisy; compare ratios within this run.**")
+    return text + "\n"
 
 
 def render_summary(data):

@@ -18,6 +18,7 @@ implementation cannot run raises :class:`Unsupported` with the reason.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -133,8 +134,17 @@ def torch_runner(case, n_threads, onednn=True, seed=0):
         before = torch.get_num_threads()
         torch.set_num_threads(n_threads)
         try:
-            with torch.backends.mkldnn.flags(enabled=onednn):
+            with warnings.catch_warnings():
+                # "TF32 acceleration on top of oneDNN is available for Intel GPUs"
+                warnings.simplefilter("ignore", UserWarning)
+                flags = torch.backends.mkldnn.flags(enabled=onednn)
+                flags.__enter__()
+            try:
                 yield
+            finally:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    flags.__exit__(None, None, None)
         finally:
             torch.set_num_threads(before)
 

@@ -130,13 +130,22 @@ def machine_info(n_threads):
     info = dict(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 cpu=cpu, cores=_cores(), threads=n_threads, python=platform.python_version(),
                 numpy=np.__version__, blas=blas_info(), numba=numba.__version__,
-                fastseq=__version__, machine=platform.machine())
-    try:
-        import torch
-        info["torch"] = torch.__version__
-    except ImportError:
+                fastseq=__version__, machine=platform.machine(), load_start=_load())
+    from importlib import metadata
+    try:                        # the version without paying for the import
+        info["torch"] = metadata.version("torch")
+    except metadata.PackageNotFoundError:
         pass
     return info
+
+
+def _load():
+    """1-minute load average: above the thread count, the machine was shared."""
+    import os
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):  # pragma: no cover
+        return None
 
 
 def _cores():

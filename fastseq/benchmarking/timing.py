@@ -60,10 +60,19 @@ def measure(fn, warmup=WARMUP_ROUNDS, min_rounds=MIN_ROUNDS, max_rounds=MAX_ROUN
     return Timing(statistics.median(times), min(times), len(times), first)
 
 
+_CONTROLLER = None
+
+
 def blas_limits(n_threads):
-    """Context manager limiting BLAS (and OpenMP) pools to ``n_threads``."""
-    from threadpoolctl import threadpool_limits
-    return threadpool_limits(limits=n_threads)
+    """Context manager limiting BLAS pools to ``n_threads`` (restored on exit).
+
+    One ``ThreadpoolController`` is kept: finding the loaded libraries is the slow part.
+    """
+    global _CONTROLLER
+    from threadpoolctl import ThreadpoolController
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=n_threads, user_api="blas")
 
 
 def blas_info():

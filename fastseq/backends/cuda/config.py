@@ -19,11 +19,11 @@ _SIM = bool(_numba_config.ENABLE_CUDASIM)
 
 # Threads per block of the 1-D pointwise kernels (one thread per (row, unit) element)
 # and of the column reductions.
-THREADS_PER_BLOCK = 8 if _SIM else 128
+THREADS_PER_BLOCK = 16 if _SIM else 128
 
 # Edge of the square shared-memory tile of the GEMM kernels: TILE x TILE threads per
 # block, each computing one output element.
-TILE = 2 if _SIM else 16
+TILE = 4 if _SIM else 16
 
 # Row chunks of the deterministic column sum (bias gradient): each block of the first
 # pass sums its own chunk of rows; the second pass adds the chunks in a fixed order.

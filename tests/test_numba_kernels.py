@@ -89,7 +89,7 @@ def test_gemm_row_major_with_offsets(dtype, rng):
                 assert_close(C, expected, 50 * eps, name=f"gemm {trans_a} {trans_b} {beta}")
 
 
-def test_accumulate_outer_and_bias_over_active_rows(rng):
+def test_accumulate_outer_over_active_rows(rng):
     T, B, K, N = 6, 5, 3, 4
     lengths = np.array([6, 6, 4, 1, 0])
     nact = _loop.active_counts(lengths, T)
@@ -97,14 +97,15 @@ def test_accumulate_outer_and_bias_over_active_rows(rng):
     A = rng.standard_normal((T + 1, B, K))
     D = rng.standard_normal((T, B, N))
     dR = np.zeros((K, N))
-    db = np.zeros(N)
+    db = np.zeros((1, N))
     iw, fw = np.zeros(16, np.int32), np.zeros(2)
     _loop.accumulate_outer(nact, B, A, K, 0, K, D, N, 0, N, dR, N, 0, iw, fw)
-    _loop.accumulate_bias(nact, D, db)
+    # the bias gradient is the same reduction with a column of ones
+    _loop.accumulate_outer(nact, B, np.ones((T, B, 1)), 1, 0, 1, D, N, 0, N, db, N, 0, iw, fw)
     active = np.arange(T)[:, None] < lengths[None, :]
     expected = sum(A[t][active[t]].T @ D[t][active[t]] for t in range(T))
     assert_close(dR, expected, 1e-13)
-    assert_close(db, (D * active[..., None]).sum(axis=(0, 1)), 1e-13)
+    assert_close(db[0], (D * active[..., None]).sum(axis=(0, 1)), 1e-13)
     # full batches are merged into one GEMM: same result
     nact_full = _loop.active_counts(np.full(B, T), T)
     dR2 = np.zeros((K, N))
@@ -213,7 +214,7 @@ def test_kernels_are_cached_on_disk():
         fns = [rnn.forward_chunk, rnn.backward_chunk, lstm.forward_chunk,
                lstm.backward_chunk, gru.forward_chunk, gru.backward_chunk,
                gru.forward_chunk_classic, gru.backward_chunk_classic,
-               _loop.accumulate_outer, _loop.accumulate_bias]
+               _loop.accumulate_outer]
         print(sum(sum(f.stats.cache_hits.values()) for f in fns),
               sum(sum(f.stats.cache_misses.values()) for f in fns))
     """)

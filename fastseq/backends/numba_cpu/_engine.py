@@ -8,7 +8,7 @@ import numpy as np
 
 from ...cells import CellSpec
 from . import gru, lstm, rnn
-from ._loop import (accumulate_bias, accumulate_outer, active_counts, blas_threads,
+from ._loop import (accumulate_outer, active_counts, blas_threads,
                     make_chunks, run_chunks, sort_batch, threads)
 
 # (forward kernel, backward kernel) per cell form
@@ -174,12 +174,14 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     if B and T:
         run_chunks(run, chunks, n)
 
-    # weight gradients: dR = sum_t h_masked[t]^T @ dhw[t], dbh = sum of dhw rows
+    # weight gradients: dR = sum_t h_masked[t]^T @ dhw[t], dbh = ones^T @ dhw, both as
+    # GEMMs over the active rows (steps with a full batch merged into one GEMM)
     dR = np.zeros((H, GH), dtype)
-    db64 = np.zeros(GH, np.float64)
+    dbh = np.zeros((1, GH), dtype)
     h_src = hm if masked else hs
     d_hw = dhw if gru_after else dxw
     if B and T:
+        ones = np.ones((T, B, 1), dtype)
         with blas_threads(n):
             if cell.kind == "gru" and not cell.reset_after:
                 accumulate_outer(nact, B, h_src, H, 0, H, dxw, GH, 0, 2 * H, dR, GH, 0,
@@ -189,8 +191,9 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
             else:
                 accumulate_outer(nact, B, h_src, H, 0, H, d_hw, GH, 0, GH, dR, GH, 0,
                                  iw[0], fw[0])
-        accumulate_bias(nact, d_hw, db64)
-    dbh = db64.astype(dtype)
+            accumulate_outer(nact, B, ones, 1, 0, 1, d_hw, GH, 0, GH, dbh, GH, 0,
+                             iw[0], fw[0])
+    dbh = dbh[0]
 
     inverse = cache["inverse"]
     if not identity:

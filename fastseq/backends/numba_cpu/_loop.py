@@ -10,8 +10,8 @@ with no synchronisation: that is the one level of parallelism, and BLAS is pinne
 thread meanwhile. A single chunk (small batch) lets BLAS thread the per-step GEMM instead.
 Each row's arithmetic does not depend on the chunking, so results are batch-invariant.
 
-Weight gradients ``dR = sum_t h_prev[t]^T @ dgates[t]`` and ``dbh`` are reduced after the
-time loop, in a fixed order, over active rows only.
+Weight gradients ``dR = sum_t h_prev[t]^T @ dgates[t]`` and ``dbh = ones^T @ dgates`` are
+reduced after the time loop by BLAS, in a fixed order, over active rows only.
 """
 from __future__ import annotations
 
@@ -161,13 +161,3 @@ def accumulate_outer(nact, B, A, lda, a_col, K, D, ldd, d_col, N, dR, ldr, r_col
             gemm(True, False, K, N, n, one, A, t * B * lda + a_col, lda,
                  D, t * B * ldd + d_col, ldd, one, dR, r_col, ldr, iw, fw)
             t += 1
-
-
-# D: [T, B, G] ; nact: [T] ; db: [G] float64 OUT (+= column sums over active rows, in order)
-@njit(**FLAGS)
-def accumulate_bias(nact, D, db):
-    T, B, G = D.shape
-    for t in range(T):
-        for b in range(nact[t]):
-            for j in range(G):
-                db[j] += D[t, b, j]

@@ -60,15 +60,16 @@ def matrix(config):
 
 
 def pytest_generate_tests(metafunc):
-    """``case`` = the matrix's cases; ``backend`` = fastseq engines; ``peer`` = peers."""
+    """Arguments named ``bench_case`` (the matrix's cases), ``bench_backend`` (fastseq
+    engines) and ``bench_peer`` (peers) are parametrized here."""
     config = metafunc.config
-    if "case" in metafunc.fixturenames:
+    if "bench_case" in metafunc.fixturenames:
         cases = matrix(config)
-        metafunc.parametrize("case", cases, ids=[c.id for c in cases])
-    if "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", bench_backends(config))
-    if "peer" in metafunc.fixturenames:
-        metafunc.parametrize("peer", PEERS)
+        metafunc.parametrize("bench_case", cases, ids=[c.id for c in cases])
+    if "bench_backend" in metafunc.fixturenames:
+        metafunc.parametrize("bench_backend", bench_backends(config))
+    if "bench_peer" in metafunc.fixturenames:
+        metafunc.parametrize("bench_peer", PEERS)
 
 
 @pytest.fixture(scope="session")

@@ -6,5 +6,5 @@ backend's streaming ``step()``. See fastseq.benchmarking.cases for the FLOP form
 from .conftest import run_case
 
 
-def test_fastseq(benchmark, case, backend, n_threads, ceiling):
-    run_case(benchmark, case, backend, n_threads, ceiling)
+def test_fastseq(benchmark, bench_case, bench_backend, n_threads, ceiling):
+    run_case(benchmark, bench_case, bench_backend, n_threads, ceiling)

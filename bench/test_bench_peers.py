@@ -7,7 +7,8 @@ from fastseq.benchmarking.suite import available_peers, peers_for
 from .conftest import run_case, run_keras_case
 
 
-def test_peer(benchmark, case, peer, n_threads, ceiling, request):
+def test_peer(benchmark, bench_case, bench_peer, n_threads, ceiling, request):
+    case, peer = bench_case, bench_peer
     reason = available_peers()[peer]
     if reason:
         pytest.skip(reason)

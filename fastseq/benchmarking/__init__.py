@@ -60,16 +60,16 @@ def _settings(args):
     if args.tiny:
         return dict(matrix="tiny", cases=_cases.tiny_cases(), min_time=0.01, gemm_n=128,
                     memory=[Case("lstm", 16, 50, 16, 32, "train")], scaling=[],
-                    cold_cells=("lstm",), estimator=False)
+                    cold_cells=("lstm",), cold_peers=False, estimator=False)
     if args.full:
         return dict(matrix="full", cases=_cases.full_cases(), min_time=0.5, gemm_n=2048,
                     memory=_cases.memory_cases(full=True),
                     scaling=_cases.scaling_cases(full=True),
-                    cold_cells=_cases.CELLS, estimator=True)
-    return dict(matrix="quick", cases=_cases.quick_cases(), min_time=0.15, gemm_n=1536,
+                    cold_cells=_cases.CELLS, cold_peers=True, estimator=True)
+    return dict(matrix="quick", cases=_cases.quick_cases(), min_time=0.1, gemm_n=1536,
                 memory=_cases.memory_cases(full=False),
                 scaling=_cases.scaling_cases(full=False),
-                cold_cells=("lstm", "gru"), estimator=True)
+                cold_cells=("lstm",), cold_peers=False, estimator=True)
 
 
 def run(args, log=print):
@@ -153,7 +153,8 @@ def run(args, log=print):
     coldstart = {}
     if not args.no_coldstart:
         log("cold start (fresh processes) ...")
-        for impl in backends + [p for p in peers if p == "torch"]:
+        cold_peers = [p for p in peers if p == "torch"] if settings["cold_peers"] else []
+        for impl in backends + cold_peers:
             coldstart[impl] = measure_cold_start(impl, settings["cold_cells"], n_threads)
             log(f"  {impl}: " + json.dumps(coldstart[impl])[:200])
     meta["elapsed_s"] = round(time.perf_counter() - t_start, 1)

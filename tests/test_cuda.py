@@ -49,6 +49,20 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(config, "REDUCE_CHUNKS", 3)
 
 
+@pytest.fixture(params=["stepwise", "persistent"])
+def forward_path(request, monkeypatch):
+    """Both forward paths: GEMM + pointwise kernel per step, and the persistent kernel
+    (whole time loop in one launch, one block per row; with 4 threads per block and H=5,
+    each thread handles several units)."""
+    from fastseq.backends.cuda import config
+    if request.param == "stepwise":
+        monkeypatch.setattr(config, "PERSISTENT_MAX_HIDDEN", 0)
+    else:
+        monkeypatch.setattr(config, "PERSISTENT_MAX_HIDDEN", 8)
+        monkeypatch.setattr(config, "PERSISTENT_MAX_BATCH", 8)
+    return request.param
+
+
 def _inputs(rng, cell, T, B, H, dtype, lengths=None, masked=True):
     G = cell.n_gates
     scale = 1.0 / np.sqrt(H)
@@ -95,15 +109,15 @@ def _check_forward_backward(rng, cell, dtype, T, B, H, lengths=None, masked=True
 @needs_cuda
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.name)
-def test_forward_backward_match_reference(rng, cell, dtype):
+def test_forward_backward_match_reference(rng, cell, dtype, forward_path):
     # ragged and unsorted, with an empty sequence and a full one
-    _check_forward_backward(rng, cell, dtype, T=3, B=4, H=3, lengths=[2, 3, 0, 1])
+    _check_forward_backward(rng, cell, dtype, T=3, B=4, H=5, lengths=[2, 3, 0, 1])
 
 
 @needs_cuda
 @pytest.mark.parametrize("cell", [CELLS[0], CELLS[2], CELLS[4], CELLS[5]],
                          ids=lambda c: c.name)
-def test_awkward_shapes(rng, cell):
+def test_awkward_shapes(rng, cell, forward_path):
     # T=1, batch 1, H=1, random lengths; no recurrent dropout (mask None)
     _check_forward_backward(rng, cell, np.float64, T=1, B=1, H=1, masked=False)
     _check_forward_backward(rng, cell, np.float64, T=2, B=1, H=5, masked=False)
@@ -112,7 +126,7 @@ def test_awkward_shapes(rng, cell):
 
 @needs_cuda
 @pytest.mark.parametrize("cell", [CELLS[2], CELLS[5]], ids=lambda c: c.name)
-def test_empty_time_and_all_zero_lengths(rng, cell):
+def test_empty_time_and_all_zero_lengths(rng, cell, forward_path):
     _check_forward_backward(rng, cell, np.float64, T=2, B=2, H=2, lengths=[0, 0])
     _check_forward_backward(rng, cell, np.float64, T=0, B=2, H=2, lengths=[0, 0])
 
@@ -120,7 +134,7 @@ def test_empty_time_and_all_zero_lengths(rng, cell):
 @needs_cuda
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.name)
-def test_step_matches_forward_and_reference(rng, cell, dtype):
+def test_step_matches_forward_and_reference(rng, cell, dtype, forward_path):
     rtol = RTOL[np.dtype(dtype).name]
     T, B, H = 2, 2, 3
     xw, R, bh, h0, c0, _, rmask = _inputs(rng, cell, T, B, H, dtype)
@@ -152,6 +166,22 @@ def test_backward_is_deterministic(rng):
     for a, b in zip(runs[0], runs[1]):
         if a is not None:
             np.testing.assert_array_equal(a, b)
+
+
+@needs_cuda
+@pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.name)
+def test_persistent_and_stepwise_paths_agree(rng, cell, monkeypatch):
+    """Same summation order in both paths: agreement to a few ulps in float32."""
+    from fastseq.backends.cuda import config, persistent
+    xw, R, bh, h0, c0, lengths, rmask = _inputs(rng, cell, 3, 3, 6, np.float32)
+    results = {}
+    for max_hidden in (0, 8):
+        monkeypatch.setattr(config, "PERSISTENT_MAX_HIDDEN", max_hidden)
+        H_all, (h_T, _), ws = CUDA.forward(cell, xw, R, bh, h0, c0, lengths, rmask=rmask)
+        assert persistent.applies(ws) == (max_hidden > 0)
+        results[max_hidden] = (H_all, h_T, ws.gates.copy_to_host())
+    for a, b in zip(results[0], results[8]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=4 * np.finfo(np.float32).eps)
 
 
 @needs_cuda

@@ -28,9 +28,34 @@ def make_kernels(dtype, activation, reset_after):
     zero, one = dtype(0.0), dtype(1.0)
 
     # ---------------------------------------------------------------- reset_after=True
-    # t: step; xw: [T, B, 3H]; hw: [B, 3H] = h_masked @ R + b_hh; lengths: [B]; mask: [B, H]
+    # one (row b, unit j) of a forward step; hw_r, hw_z, hw_n = (h_masked @ R + b_hh)[b, .]
+    # xw: [T, B, 3H]; lengths: [B]; mask: [B, H]
     # hs, hm: [T+1, B, H] OUT row t+1; gates: [T, B, 3H] OUT r z n; aux: [T, B, H] OUT hw_n
     # H_all: [T, B, H] OUT
+    @cuda.jit(device=True)
+    def forward_unit(t, b, j, hw_r, hw_z, hw_n, xw, lengths, mask, hs, hm, gates, aux, H_all):
+        H = mask.shape[1]
+        h_prev = hs[t, b, j]
+        if t < lengths[b]:
+            r = sigmoid(xw[t, b, j] + hw_r)
+            z = sigmoid(xw[t, b, H + j] + hw_z)
+            n = act(xw[t, b, 2 * H + j] + r * hw_n)
+            h = (one - z) * n + z * h_prev
+            gates[t, b, j] = r
+            gates[t, b, H + j] = z
+            gates[t, b, 2 * H + j] = n
+            aux[t, b, j] = hw_n
+            H_all[t, b, j] = h
+        else:
+            h = h_prev
+            for k in range(3):
+                gates[t, b, k * H + j] = zero
+            aux[t, b, j] = zero
+            H_all[t, b, j] = zero
+        hs[t + 1, b, j] = h
+        hm[t + 1, b, j] = h * mask[b, j]
+
+    # t: step; hw: [B, 3H] = h_masked @ R + b_hh; other arguments as forward_unit
     def forward_pointwise(t, xw, hw, lengths, mask, hs, hm, gates, aux, H_all):
         idx = cuda.grid(1)
         B = mask.shape[0]
@@ -38,26 +63,8 @@ def make_kernels(dtype, activation, reset_after):
         if idx < B * H:
             b = idx // H
             j = idx - b * H
-            h_prev = hs[t, b, j]
-            if t < lengths[b]:
-                r = sigmoid(xw[t, b, j] + hw[b, j])
-                z = sigmoid(xw[t, b, H + j] + hw[b, H + j])
-                hw_n = hw[b, 2 * H + j]
-                n = act(xw[t, b, 2 * H + j] + r * hw_n)
-                h = (one - z) * n + z * h_prev
-                gates[t, b, j] = r
-                gates[t, b, H + j] = z
-                gates[t, b, 2 * H + j] = n
-                aux[t, b, j] = hw_n
-                H_all[t, b, j] = h
-            else:
-                h = h_prev
-                for k in range(3):
-                    gates[t, b, k * H + j] = zero
-                aux[t, b, j] = zero
-                H_all[t, b, j] = zero
-            hs[t + 1, b, j] = h
-            hm[t + 1, b, j] = h * mask[b, j]
+            forward_unit(t, b, j, hw[b, j], hw[b, H + j], hw[b, 2 * H + j], xw, lengths, mask,
+                         hs, hm, gates, aux, H_all)
 
     # gates: [T, B, 3H]; aux: [T, B, H]; hs: [T+1, B, H]; lengths: [B]; dH_all: [T, B, H]
     # dh: [B, H] in/OUT dh_t = dh + dH_all[t]
@@ -102,8 +109,24 @@ def make_kernels(dtype, activation, reset_after):
                 dh[b, j] = dh[b, j] * gates[t, b, H + j] + dpart[b, j] * mask[b, j]
 
     # ---------------------------------------------------------------- reset_after=False
-    # t: step; xw: [T, B, 3H]; hw: [B, 3H] (columns :2H filled); lengths: [B]
-    # hm: [T+1, B, H]; gates: [T, B, 3H] OUT r z; rh: [T, B, H] OUT r * h_masked
+    # one (row b, unit j) of the gate phase; hw_r, hw_z = (h_masked @ R[:, :2H] + b)[b, .]
+    # xw: [T, B, 3H]; lengths: [B]; hm: [T+1, B, H]
+    # gates: [T, B, 3H] OUT r z; rh: [T, B, H] OUT r * h_masked
+    @cuda.jit(device=True)
+    def classic_gates_unit(t, b, j, hw_r, hw_z, xw, lengths, hm, gates, rh):
+        H = rh.shape[2]
+        if t < lengths[b]:
+            r = sigmoid(xw[t, b, j] + hw_r)
+            z = sigmoid(xw[t, b, H + j] + hw_z)
+            gates[t, b, j] = r
+            gates[t, b, H + j] = z
+            rh[t, b, j] = r * hm[t, b, j]
+        else:
+            gates[t, b, j] = zero
+            gates[t, b, H + j] = zero
+            rh[t, b, j] = zero
+
+    # t: step; hw: [B, 3H] (columns :2H filled); other arguments as classic_gates_unit
     def classic_gates(t, xw, hw, lengths, hm, gates, rh):
         idx = cuda.grid(1)
         B = rh.shape[1]
@@ -111,20 +134,29 @@ def make_kernels(dtype, activation, reset_after):
         if idx < B * H:
             b = idx // H
             j = idx - b * H
-            if t < lengths[b]:
-                r = sigmoid(xw[t, b, j] + hw[b, j])
-                z = sigmoid(xw[t, b, H + j] + hw[b, H + j])
-                gates[t, b, j] = r
-                gates[t, b, H + j] = z
-                rh[t, b, j] = r * hm[t, b, j]
-            else:
-                gates[t, b, j] = zero
-                gates[t, b, H + j] = zero
-                rh[t, b, j] = zero
+            classic_gates_unit(t, b, j, hw[b, j], hw[b, H + j], xw, lengths, hm, gates, rh)
 
-    # t: step; xw: [T, B, 3H]; hw: [B, 3H] (columns 2H: = rh @ R_n + b_hn); lengths: [B]
-    # mask: [B, H]; hs, hm: [T+1, B, H] OUT row t+1; gates: [T, B, 3H] OUT n (r, z read)
-    # H_all: [T, B, H] OUT
+    # one (row b, unit j) of the candidate phase; hw_n = (rh @ R[:, 2H:] + b_hn)[b, j]
+    # xw: [T, B, 3H]; lengths: [B]; mask: [B, H]; hs, hm: [T+1, B, H] OUT row t+1
+    # gates: [T, B, 3H] OUT n (r, z read); H_all: [T, B, H] OUT
+    @cuda.jit(device=True)
+    def classic_candidate_unit(t, b, j, hw_n, xw, lengths, mask, hs, hm, gates, H_all):
+        H = mask.shape[1]
+        h_prev = hs[t, b, j]
+        if t < lengths[b]:
+            z = gates[t, b, H + j]
+            n = act(xw[t, b, 2 * H + j] + hw_n)
+            h = (one - z) * n + z * h_prev
+            gates[t, b, 2 * H + j] = n
+            H_all[t, b, j] = h
+        else:
+            h = h_prev
+            gates[t, b, 2 * H + j] = zero
+            H_all[t, b, j] = zero
+        hs[t + 1, b, j] = h
+        hm[t + 1, b, j] = h * mask[b, j]
+
+    # t: step; hw: [B, 3H] (columns 2H: = rh @ R_n + b_hn); others as classic_candidate_unit
     def classic_candidate(t, xw, hw, lengths, mask, hs, hm, gates, H_all):
         idx = cuda.grid(1)
         B = mask.shape[0]
@@ -132,19 +164,8 @@ def make_kernels(dtype, activation, reset_after):
         if idx < B * H:
             b = idx // H
             j = idx - b * H
-            h_prev = hs[t, b, j]
-            if t < lengths[b]:
-                z = gates[t, b, H + j]
-                n = act(xw[t, b, 2 * H + j] + hw[b, 2 * H + j])
-                h = (one - z) * n + z * h_prev
-                gates[t, b, 2 * H + j] = n
-                H_all[t, b, j] = h
-            else:
-                h = h_prev
-                gates[t, b, 2 * H + j] = zero
-                H_all[t, b, j] = zero
-            hs[t + 1, b, j] = h
-            hm[t + 1, b, j] = h * mask[b, j]
+            classic_candidate_unit(t, b, j, hw[b, 2 * H + j], xw, lengths, mask, hs, hm, gates,
+                                   H_all)
 
     # gates: [T, B, 3H]; hs: [T+1, B, H]; lengths: [B]; dH_all: [T, B, H]
     # dh: [B, H] in/OUT dh_t; dxw: [T, B, 3H] OUT da_z, da_n (da_r zeroed, set later)
@@ -195,10 +216,12 @@ def make_kernels(dtype, activation, reset_after):
     if reset_after:
         return dict(forward_pointwise=forward_pointwise,
                     backward_pointwise=backward_pointwise,
-                    finish_state_grad=finish_state_grad)
+                    finish_state_grad=finish_state_grad, forward_unit=forward_unit)
     return dict(classic_gates=classic_gates, classic_candidate=classic_candidate,
                 classic_backward_zn=classic_backward_zn, classic_backward_r=classic_backward_r,
-                classic_finish_state_grad=classic_finish_state_grad)
+                classic_finish_state_grad=classic_finish_state_grad,
+                classic_gates_unit=classic_gates_unit,
+                classic_candidate_unit=classic_candidate_unit)
 
 
 def _kernels(ws):

@@ -14,15 +14,15 @@ import inspect
 from numba import types
 
 from ...cells import CellSpec
-from . import common, gru, lstm, rnn
+from . import common, config, gru, lstm, persistent, rnn
 from .gemm import make_colsum, make_gemm
 
 ARG_RANKS = {
     # vectors
-    "bias": 1, "out": 1,
+    "bias": 1, "out": 1, "bh": 1,
     # [B, .] matrices and GEMM operands
     "hw": 2, "mask": 2, "h0": 2, "c0": 2, "dh": 2, "dc": 2, "dpart": 2, "drh": 2,
-    "A": 2, "B": 2, "C": 2, "X": 2, "partial": 2,
+    "A": 2, "B": 2, "C": 2, "X": 2, "partial": 2, "R": 2,
     # [T(+1), B, .] sequences
     "xw": 3, "hs": 3, "hm": 3, "cs": 3, "gates": 3, "aux": 3, "H_all": 3, "rh": 3,
     "dH_all": 3, "dxw": 3, "dhw": 3,
@@ -47,7 +47,13 @@ def kernel_sources(cell: CellSpec, dtype, tile=16, shared=True):
         cell_kernels = lstm.make_kernels(dtype, cell.activation)
     else:
         cell_kernels = gru.make_kernels(dtype, cell.activation, cell.reset_after)
-    sources = {f"{cell.name}.{k}": f for k, f in cell_kernels.items()}
+    # names ending in "_unit" are device functions (one row and unit of a step), shared by
+    # the step-wise and the persistent kernels: they are compiled as part of those
+    sources = {f"{cell.name}.{k}": f for k, f in cell_kernels.items()
+               if not k.endswith("_unit")}
+    sources[f"{cell.name}.sequence"] = persistent.make_sequence_kernel(
+        dtype, cell.kind, cell.activation, cell.reset_after,
+        int(config.PERSISTENT_MAX_HIDDEN) or 128)
     if shared:
         sources.update(shared_kernel_sources(dtype, tile))
     return sources

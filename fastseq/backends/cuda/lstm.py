@@ -25,9 +25,40 @@ def make_kernels(dtype, activation):
     act, act_grad, sigmoid, sigmoid_grad = make_activations(dtype, activation)
     zero = dtype(0.0)
 
-    # t: step; xw: [T, B, 4H]; hw: [B, 4H]; lengths: [B]; mask: [B, H]
+    # one (row b, unit j) of a forward step; hw_i..hw_o = (h_masked @ R + b_hh)[b, k*H + j]
+    # xw: [T, B, 4H]; lengths: [B]; mask: [B, H]
     # hs, hm, cs: [T+1, B, H] OUT row t+1; gates: [T, B, 4H] OUT; aux: [T, B, H] OUT act(c_t)
     # H_all: [T, B, H] OUT
+    @cuda.jit(device=True)
+    def forward_unit(t, b, j, hw_i, hw_f, hw_g, hw_o, xw, lengths, mask, hs, hm, cs, gates,
+                     aux, H_all):
+        H = mask.shape[1]
+        if t < lengths[b]:
+            i = sigmoid(xw[t, b, j] + hw_i)
+            f = sigmoid(xw[t, b, H + j] + hw_f)
+            g = act(xw[t, b, 2 * H + j] + hw_g)
+            o = sigmoid(xw[t, b, 3 * H + j] + hw_o)
+            c = f * cs[t, b, j] + i * g
+            c_act = act(c)
+            h = o * c_act
+            gates[t, b, j] = i
+            gates[t, b, H + j] = f
+            gates[t, b, 2 * H + j] = g
+            gates[t, b, 3 * H + j] = o
+            aux[t, b, j] = c_act
+            H_all[t, b, j] = h
+        else:
+            c = cs[t, b, j]
+            h = hs[t, b, j]
+            for k in range(4):
+                gates[t, b, k * H + j] = zero
+            aux[t, b, j] = zero
+            H_all[t, b, j] = zero
+        cs[t + 1, b, j] = c
+        hs[t + 1, b, j] = h
+        hm[t + 1, b, j] = h * mask[b, j]
+
+    # t: step; hw: [B, 4H] = h_masked @ R + b_hh; other arguments as forward_unit
     def forward_pointwise(t, xw, hw, lengths, mask, hs, hm, cs, gates, aux, H_all):
         idx = cuda.grid(1)
         B = mask.shape[0]
@@ -35,30 +66,8 @@ def make_kernels(dtype, activation):
         if idx < B * H:
             b = idx // H
             j = idx - b * H
-            if t < lengths[b]:
-                i = sigmoid(xw[t, b, j] + hw[b, j])
-                f = sigmoid(xw[t, b, H + j] + hw[b, H + j])
-                g = act(xw[t, b, 2 * H + j] + hw[b, 2 * H + j])
-                o = sigmoid(xw[t, b, 3 * H + j] + hw[b, 3 * H + j])
-                c = f * cs[t, b, j] + i * g
-                c_act = act(c)
-                h = o * c_act
-                gates[t, b, j] = i
-                gates[t, b, H + j] = f
-                gates[t, b, 2 * H + j] = g
-                gates[t, b, 3 * H + j] = o
-                aux[t, b, j] = c_act
-                H_all[t, b, j] = h
-            else:
-                c = cs[t, b, j]
-                h = hs[t, b, j]
-                for k in range(4):
-                    gates[t, b, k * H + j] = zero
-                aux[t, b, j] = zero
-                H_all[t, b, j] = zero
-            cs[t + 1, b, j] = c
-            hs[t + 1, b, j] = h
-            hm[t + 1, b, j] = h * mask[b, j]
+            forward_unit(t, b, j, hw[b, j], hw[b, H + j], hw[b, 2 * H + j], hw[b, 3 * H + j],
+                         xw, lengths, mask, hs, hm, cs, gates, aux, H_all)
 
     # gates: [T, B, 4H]; aux: [T, B, H]; cs: [T+1, B, H]; lengths: [B]; dH_all: [T, B, H]
     # dh: [B, H] in/OUT (dh_t = dh + dH_all[t]); dc: [B, H] in/OUT (-> dc_{t-1})
@@ -89,7 +98,8 @@ def make_kernels(dtype, activation):
                 for k in range(4):
                     dxw[t, b, k * H + j] = zero
 
-    return dict(forward_pointwise=forward_pointwise, backward_pointwise=backward_pointwise)
+    return dict(forward_pointwise=forward_pointwise, backward_pointwise=backward_pointwise,
+                forward_unit=forward_unit)
 
 
 def forward_step(ws, t):

@@ -20,7 +20,7 @@ from numba import cuda
 from ...cells import CellSpec
 from . import common
 from .launch import as_device_array, on_device, simulator_switch_interval
-from . import gru, lstm, rnn
+from . import gru, lstm, persistent, rnn
 
 _CELLS = {"rnn": rnn, "lstm": lstm, "gru": gru}
 
@@ -96,8 +96,11 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     step_fn = _CELLS[cell.kind].forward_step
     with simulator_switch_interval():
         common.init_state(ws, h0, c0)
-        for t in range(T):
-            step_fn(ws, t)
+        if persistent.applies(ws):          # small B and H: one launch for all T steps
+            persistent.forward(ws)
+        else:                               # GEMM + fused pointwise kernel per step
+            for t in range(T):
+                step_fn(ws, t)
 
     H_all = ws.H_all.copy_to_host()
     h_T = ws.hs[T].copy_to_host()

@@ -24,9 +24,24 @@ def make_kernels(dtype, activation):
     act, act_grad, _, _ = make_activations(dtype, activation)
     zero = dtype(0.0)
 
-    # t: step; xw: [T, B, H]; hw: [B, H] = h_masked @ R + b_hh; lengths: [B]; mask: [B, H]
+    # one (row b, unit j) of a forward step; hw_h = (h_masked @ R + b_hh)[b, j]
+    # xw: [T, B, H]; lengths: [B]; mask: [B, H]
     # hs: [T+1, B, H] OUT hs[t+1]; hm: [T+1, B, H] OUT hm[t+1] = hs[t+1] * mask
     # gates: [T, B, H] OUT (= h_t where active, else 0); H_all: [T, B, H] OUT
+    @cuda.jit(device=True)
+    def forward_unit(t, b, j, hw_h, xw, lengths, mask, hs, hm, gates, H_all):
+        if t < lengths[b]:
+            h = act(xw[t, b, j] + hw_h)
+            gates[t, b, j] = h
+            H_all[t, b, j] = h
+        else:
+            h = hs[t, b, j]
+            gates[t, b, j] = zero
+            H_all[t, b, j] = zero
+        hs[t + 1, b, j] = h
+        hm[t + 1, b, j] = h * mask[b, j]
+
+    # t: step; hw: [B, H] = h_masked @ R + b_hh; other arguments as forward_unit
     def forward_pointwise(t, xw, hw, lengths, mask, hs, hm, gates, H_all):
         i = cuda.grid(1)
         B = mask.shape[0]
@@ -34,16 +49,7 @@ def make_kernels(dtype, activation):
         if i < B * H:
             b = i // H
             j = i - b * H
-            if t < lengths[b]:
-                h = act(xw[t, b, j] + hw[b, j])
-                gates[t, b, j] = h
-                H_all[t, b, j] = h
-            else:
-                h = hs[t, b, j]
-                gates[t, b, j] = zero
-                H_all[t, b, j] = zero
-            hs[t + 1, b, j] = h
-            hm[t + 1, b, j] = h * mask[b, j]
+            forward_unit(t, b, j, hw[b, j], xw, lengths, mask, hs, hm, gates, H_all)
 
     # gates: [T, B, H]; lengths: [B]; dH_all: [T, B, H]
     # dh: [B, H] in: gradient on the state after step t; OUT: dh_t = dh + dH_all[t]
@@ -62,7 +68,8 @@ def make_kernels(dtype, activation):
             else:
                 dxw[t, b, j] = zero
 
-    return dict(forward_pointwise=forward_pointwise, backward_pointwise=backward_pointwise)
+    return dict(forward_pointwise=forward_pointwise, backward_pointwise=backward_pointwise,
+                forward_unit=forward_unit)
 
 
 def forward_step(ws, t):

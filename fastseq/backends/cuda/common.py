@@ -37,6 +37,11 @@ def make_kernels(dtype):
 
     # lengths: [B]; mask: [B, H]; dpart: [B, H] = dxw[t] @ R.T
     # dh: [B, H] in: dh_t; OUT: dh_{t-1} = dpart * mask where step t ran, else unchanged
+    @cuda.jit(device=True)
+    def finish_state_grad_unit(t, b, j, dpart_bj, lengths, mask, dh):
+        if t < lengths[b]:
+            dh[b, j] = dpart_bj * mask[b, j]
+
     def finish_state_grad(t, lengths, mask, dpart, dh):
         i = cuda.grid(1)
         B = dh.shape[0]
@@ -44,11 +49,11 @@ def make_kernels(dtype):
         if i < B * H:
             b = i // H
             j = i - b * H
-            if t < lengths[b]:
-                dh[b, j] = dpart[b, j] * mask[b, j]
+            finish_state_grad_unit(t, b, j, dpart[b, j], lengths, mask, dh)
 
     return dict(init_state=init_state, init_cell=init_cell,
-                finish_state_grad=finish_state_grad)
+                finish_state_grad=finish_state_grad,
+                finish_state_grad_unit=finish_state_grad_unit)
 
 
 def init_state(ws, h0, c0):

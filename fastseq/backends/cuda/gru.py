@@ -69,6 +69,29 @@ def make_kernels(dtype, activation, reset_after):
     # gates: [T, B, 3H]; aux: [T, B, H]; hs: [T+1, B, H]; lengths: [B]; dH_all: [T, B, H]
     # dh: [B, H] in/OUT dh_t = dh + dH_all[t]
     # dxw: [T, B, 3H] OUT [da_r | da_z | da_n]; dhw: [T, B, 3H] OUT [da_r | da_z | da_n*r]
+    @cuda.jit(device=True)
+    def backward_pointwise_unit(t, b, j, gates, aux, hs, lengths, dH_all, dh, dxw, dhw):
+        H = dh.shape[1]
+        if t < lengths[b]:
+            dh_t = dh[b, j] + dH_all[t, b, j]
+            r = gates[t, b, j]
+            z = gates[t, b, H + j]
+            n = gates[t, b, 2 * H + j]
+            da_n = dh_t * (one - z) * act_grad(n)
+            da_z = dh_t * (hs[t, b, j] - n) * sigmoid_grad(z)
+            da_r = da_n * aux[t, b, j] * sigmoid_grad(r)
+            dxw[t, b, j] = da_r
+            dxw[t, b, H + j] = da_z
+            dxw[t, b, 2 * H + j] = da_n
+            dhw[t, b, j] = da_r
+            dhw[t, b, H + j] = da_z
+            dhw[t, b, 2 * H + j] = da_n * r
+            dh[b, j] = dh_t
+        else:
+            for k in range(3):
+                dxw[t, b, k * H + j] = zero
+                dhw[t, b, k * H + j] = zero
+
     def backward_pointwise(t, gates, aux, hs, lengths, dH_all, dh, dxw, dhw):
         idx = cuda.grid(1)
         B = dh.shape[0]
@@ -76,28 +99,16 @@ def make_kernels(dtype, activation, reset_after):
         if idx < B * H:
             b = idx // H
             j = idx - b * H
-            if t < lengths[b]:
-                dh_t = dh[b, j] + dH_all[t, b, j]
-                r = gates[t, b, j]
-                z = gates[t, b, H + j]
-                n = gates[t, b, 2 * H + j]
-                da_n = dh_t * (one - z) * act_grad(n)
-                da_z = dh_t * (hs[t, b, j] - n) * sigmoid_grad(z)
-                da_r = da_n * aux[t, b, j] * sigmoid_grad(r)
-                dxw[t, b, j] = da_r
-                dxw[t, b, H + j] = da_z
-                dxw[t, b, 2 * H + j] = da_n
-                dhw[t, b, j] = da_r
-                dhw[t, b, H + j] = da_z
-                dhw[t, b, 2 * H + j] = da_n * r
-                dh[b, j] = dh_t
-            else:
-                for k in range(3):
-                    dxw[t, b, k * H + j] = zero
-                    dhw[t, b, k * H + j] = zero
+            backward_pointwise_unit(t, b, j, gates, aux, hs, lengths, dH_all, dh, dxw, dhw)
 
     # gates: [T, B, 3H]; lengths: [B]; mask: [B, H]; dpart: [B, H] = dhw[t] @ R.T
     # dh: [B, H] in dh_t; OUT dh_{t-1} = dh_t * z + dpart * mask where step t ran
+    @cuda.jit(device=True)
+    def finish_state_grad_unit(t, b, j, dpart_bj, gates, lengths, mask, dh):
+        H = dh.shape[1]
+        if t < lengths[b]:
+            dh[b, j] = dh[b, j] * gates[t, b, H + j] + dpart_bj * mask[b, j]
+
     def finish_state_grad(t, gates, lengths, mask, dpart, dh):
         idx = cuda.grid(1)
         B = dh.shape[0]
@@ -105,8 +116,7 @@ def make_kernels(dtype, activation, reset_after):
         if idx < B * H:
             b = idx // H
             j = idx - b * H
-            if t < lengths[b]:
-                dh[b, j] = dh[b, j] * gates[t, b, H + j] + dpart[b, j] * mask[b, j]
+            finish_state_grad_unit(t, b, j, dpart[b, j], gates, lengths, mask, dh)
 
     # ---------------------------------------------------------------- reset_after=False
     # one (row b, unit j) of the gate phase; hw_r, hw_z = (h_masked @ R[:, :2H] + b)[b, .]
@@ -169,6 +179,21 @@ def make_kernels(dtype, activation, reset_after):
 
     # gates: [T, B, 3H]; hs: [T+1, B, H]; lengths: [B]; dH_all: [T, B, H]
     # dh: [B, H] in/OUT dh_t; dxw: [T, B, 3H] OUT da_z, da_n (da_r zeroed, set later)
+    @cuda.jit(device=True)
+    def classic_backward_zn_unit(t, b, j, gates, hs, lengths, dH_all, dh, dxw):
+        H = dh.shape[1]
+        if t < lengths[b]:
+            dh_t = dh[b, j] + dH_all[t, b, j]
+            z = gates[t, b, H + j]
+            n = gates[t, b, 2 * H + j]
+            dxw[t, b, H + j] = dh_t * (hs[t, b, j] - n) * sigmoid_grad(z)
+            dxw[t, b, 2 * H + j] = dh_t * (one - z) * act_grad(n)
+            dh[b, j] = dh_t
+        else:
+            dxw[t, b, H + j] = zero
+            dxw[t, b, 2 * H + j] = zero
+        dxw[t, b, j] = zero
+
     def classic_backward_zn(t, gates, hs, lengths, dH_all, dh, dxw):
         idx = cuda.grid(1)
         B = dh.shape[0]
@@ -176,20 +201,15 @@ def make_kernels(dtype, activation, reset_after):
         if idx < B * H:
             b = idx // H
             j = idx - b * H
-            if t < lengths[b]:
-                dh_t = dh[b, j] + dH_all[t, b, j]
-                z = gates[t, b, H + j]
-                n = gates[t, b, 2 * H + j]
-                dxw[t, b, H + j] = dh_t * (hs[t, b, j] - n) * sigmoid_grad(z)
-                dxw[t, b, 2 * H + j] = dh_t * (one - z) * act_grad(n)
-                dh[b, j] = dh_t
-            else:
-                dxw[t, b, H + j] = zero
-                dxw[t, b, 2 * H + j] = zero
-            dxw[t, b, j] = zero
+            classic_backward_zn_unit(t, b, j, gates, hs, lengths, dH_all, dh, dxw)
 
     # gates: [T, B, 3H]; hm: [T+1, B, H]; lengths: [B]; drh: [B, H] = da_n @ R_n.T
     # dxw: [T, B, 3H] OUT da_r = drh * h_masked * sigmoid'(r)
+    @cuda.jit(device=True)
+    def classic_backward_r_unit(t, b, j, drh_bj, gates, hm, lengths, dxw):
+        if t < lengths[b]:
+            dxw[t, b, j] = drh_bj * hm[t, b, j] * sigmoid_grad(gates[t, b, j])
+
     def classic_backward_r(t, gates, hm, lengths, drh, dxw):
         idx = cuda.grid(1)
         B = drh.shape[0]
@@ -197,11 +217,17 @@ def make_kernels(dtype, activation, reset_after):
         if idx < B * H:
             b = idx // H
             j = idx - b * H
-            if t < lengths[b]:
-                dxw[t, b, j] = drh[b, j] * hm[t, b, j] * sigmoid_grad(gates[t, b, j])
+            classic_backward_r_unit(t, b, j, drh[b, j], gates, hm, lengths, dxw)
 
     # gates: [T, B, 3H]; lengths: [B]; mask: [B, H]; dpart: [B, H] = dxw[t, :, :2H] @ R[:, :2H].T
     # drh: [B, H]; dh: [B, H] in dh_t; OUT dh_{t-1} = dh_t*z + (dpart + drh*r) * mask
+    @cuda.jit(device=True)
+    def classic_finish_state_grad_unit(t, b, j, dpart_bj, drh_bj, gates, lengths, mask, dh):
+        H = dh.shape[1]
+        if t < lengths[b]:
+            dh[b, j] = (dh[b, j] * gates[t, b, H + j]
+                        + (dpart_bj + drh_bj * gates[t, b, j]) * mask[b, j])
+
     def classic_finish_state_grad(t, gates, lengths, mask, dpart, drh, dh):
         idx = cuda.grid(1)
         B = dh.shape[0]
@@ -209,19 +235,23 @@ def make_kernels(dtype, activation, reset_after):
         if idx < B * H:
             b = idx // H
             j = idx - b * H
-            if t < lengths[b]:
-                dh[b, j] = (dh[b, j] * gates[t, b, H + j]
-                            + (dpart[b, j] + drh[b, j] * gates[t, b, j]) * mask[b, j])
+            classic_finish_state_grad_unit(t, b, j, dpart[b, j], drh[b, j], gates, lengths,
+                                           mask, dh)
 
     if reset_after:
         return dict(forward_pointwise=forward_pointwise,
                     backward_pointwise=backward_pointwise,
-                    finish_state_grad=finish_state_grad, forward_unit=forward_unit)
+                    finish_state_grad=finish_state_grad, forward_unit=forward_unit,
+                    backward_pointwise_unit=backward_pointwise_unit,
+                    finish_state_grad_unit=finish_state_grad_unit)
     return dict(classic_gates=classic_gates, classic_candidate=classic_candidate,
                 classic_backward_zn=classic_backward_zn, classic_backward_r=classic_backward_r,
                 classic_finish_state_grad=classic_finish_state_grad,
                 classic_gates_unit=classic_gates_unit,
-                classic_candidate_unit=classic_candidate_unit)
+                classic_candidate_unit=classic_candidate_unit,
+                classic_backward_zn_unit=classic_backward_zn_unit,
+                classic_backward_r_unit=classic_backward_r_unit,
+                classic_finish_state_grad_unit=classic_finish_state_grad_unit)
 
 
 def _kernels(ws):

@@ -61,7 +61,8 @@ def kernel_sources(cell: CellSpec, dtype, tile=16, shared=True):
 
 def shared_kernel_sources(dtype, tile=16):
     """``{name: python function}`` of the kernels shared by every cell."""
-    sources = {f"common.{k}": f for k, f in common.make_kernels(dtype).items()}
+    sources = {f"common.{k}": f for k, f in common.make_kernels(dtype).items()
+               if not k.endswith("_unit")}
     for name, form in GEMM_FORMS.items():
         sources[name] = make_gemm(dtype, tile, *form)
     sources["colsum_partial"], sources["colsum_final"] = make_colsum(dtype)

@@ -72,6 +72,28 @@ def make_kernels(dtype, activation):
     # gates: [T, B, 4H]; aux: [T, B, H]; cs: [T+1, B, H]; lengths: [B]; dH_all: [T, B, H]
     # dh: [B, H] in/OUT (dh_t = dh + dH_all[t]); dc: [B, H] in/OUT (-> dc_{t-1})
     # dxw: [T, B, 4H] OUT dxw[t]
+    @cuda.jit(device=True)
+    def backward_pointwise_unit(t, b, j, gates, aux, cs, lengths, dH_all, dh, dc, dxw):
+        H = dh.shape[1]
+        if t < lengths[b]:
+            dh_t = dh[b, j] + dH_all[t, b, j]
+            i = gates[t, b, j]
+            f = gates[t, b, H + j]
+            g = gates[t, b, 2 * H + j]
+            o = gates[t, b, 3 * H + j]
+            c_act = aux[t, b, j]
+            d_o = dh_t * c_act
+            dc_total = dc[b, j] + dh_t * o * act_grad(c_act)
+            dxw[t, b, j] = dc_total * g * sigmoid_grad(i)
+            dxw[t, b, H + j] = dc_total * cs[t, b, j] * sigmoid_grad(f)
+            dxw[t, b, 2 * H + j] = dc_total * i * act_grad(g)
+            dxw[t, b, 3 * H + j] = d_o * sigmoid_grad(o)
+            dc[b, j] = dc_total * f
+            dh[b, j] = dh_t
+        else:
+            for k in range(4):
+                dxw[t, b, k * H + j] = zero
+
     def backward_pointwise(t, gates, aux, cs, lengths, dH_all, dh, dc, dxw):
         idx = cuda.grid(1)
         B = dh.shape[0]
@@ -79,27 +101,10 @@ def make_kernels(dtype, activation):
         if idx < B * H:
             b = idx // H
             j = idx - b * H
-            if t < lengths[b]:
-                dh_t = dh[b, j] + dH_all[t, b, j]
-                i = gates[t, b, j]
-                f = gates[t, b, H + j]
-                g = gates[t, b, 2 * H + j]
-                o = gates[t, b, 3 * H + j]
-                c_act = aux[t, b, j]
-                d_o = dh_t * c_act
-                dc_total = dc[b, j] + dh_t * o * act_grad(c_act)
-                dxw[t, b, j] = dc_total * g * sigmoid_grad(i)
-                dxw[t, b, H + j] = dc_total * cs[t, b, j] * sigmoid_grad(f)
-                dxw[t, b, 2 * H + j] = dc_total * i * act_grad(g)
-                dxw[t, b, 3 * H + j] = d_o * sigmoid_grad(o)
-                dc[b, j] = dc_total * f
-                dh[b, j] = dh_t
-            else:
-                for k in range(4):
-                    dxw[t, b, k * H + j] = zero
+            backward_pointwise_unit(t, b, j, gates, aux, cs, lengths, dH_all, dh, dc, dxw)
 
     return dict(forward_pointwise=forward_pointwise, backward_pointwise=backward_pointwise,
-                forward_unit=forward_unit)
+                forward_unit=forward_unit, backward_pointwise_unit=backward_pointwise_unit)
 
 
 def forward_step(ws, t):

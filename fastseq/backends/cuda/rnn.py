@@ -54,6 +54,15 @@ def make_kernels(dtype, activation):
     # gates: [T, B, H]; lengths: [B]; dH_all: [T, B, H]
     # dh: [B, H] in: gradient on the state after step t; OUT: dh_t = dh + dH_all[t]
     # dxw: [T, B, H] OUT dxw[t] (zero where inactive)
+    @cuda.jit(device=True)
+    def backward_pointwise_unit(t, b, j, gates, lengths, dH_all, dh, dxw):
+        if t < lengths[b]:
+            dh_t = dh[b, j] + dH_all[t, b, j]
+            dh[b, j] = dh_t
+            dxw[t, b, j] = dh_t * act_grad(gates[t, b, j])
+        else:
+            dxw[t, b, j] = zero
+
     def backward_pointwise(t, gates, lengths, dH_all, dh, dxw):
         i = cuda.grid(1)
         B = dh.shape[0]
@@ -61,15 +70,10 @@ def make_kernels(dtype, activation):
         if i < B * H:
             b = i // H
             j = i - b * H
-            if t < lengths[b]:
-                dh_t = dh[b, j] + dH_all[t, b, j]
-                dh[b, j] = dh_t
-                dxw[t, b, j] = dh_t * act_grad(gates[t, b, j])
-            else:
-                dxw[t, b, j] = zero
+            backward_pointwise_unit(t, b, j, gates, lengths, dH_all, dh, dxw)
 
     return dict(forward_pointwise=forward_pointwise, backward_pointwise=backward_pointwise,
-                forward_unit=forward_unit)
+                forward_unit=forward_unit, backward_pointwise_unit=backward_pointwise_unit)
 
 
 def forward_step(ws, t):

@@ -51,9 +51,9 @@ def small_blocks(monkeypatch):
 
 @pytest.fixture(params=["stepwise", "persistent"])
 def forward_path(request, monkeypatch):
-    """Both forward paths: GEMM + pointwise kernel per step, and the persistent kernel
-    (whole time loop in one launch, one block per row; with 4 threads per block and H=5,
-    each thread handles several units)."""
+    """Both paths, forward and backward: GEMM + pointwise kernels per step, and the
+    persistent kernels (whole time loop in one launch, one block per row; with 4 threads
+    per block and H=5, each thread handles several units)."""
     from fastseq.backends.cuda import config
     if request.param == "stepwise":
         monkeypatch.setattr(config, "PERSISTENT_MAX_HIDDEN", 0)
@@ -174,14 +174,18 @@ def test_persistent_and_stepwise_paths_agree(rng, cell, monkeypatch):
     """Same summation order in both paths: agreement to a few ulps in float32."""
     from fastseq.backends.cuda import config, persistent
     xw, R, bh, h0, c0, lengths, rmask = _inputs(rng, cell, 3, 3, 6, np.float32)
+    dH = rng.normal(size=(3, 3, 6)).astype(np.float32)
     results = {}
     for max_hidden in (0, 8):
         monkeypatch.setattr(config, "PERSISTENT_MAX_HIDDEN", max_hidden)
         H_all, (h_T, _), ws = CUDA.forward(cell, xw, R, bh, h0, c0, lengths, rmask=rmask)
         assert persistent.applies(ws) == (max_hidden > 0)
-        results[max_hidden] = (H_all, h_T, ws.gates.copy_to_host())
+        gates = ws.gates.copy_to_host()
+        grads = CUDA.backward(cell, ws, dH, None, None)
+        results[max_hidden] = (H_all, h_T, gates) + tuple(g for g in grads if g is not None)
     for a, b in zip(results[0], results[8]):
-        np.testing.assert_allclose(a, b, rtol=0, atol=4 * np.finfo(np.float32).eps)
+        scale = max(1.0, float(np.abs(a).max()))
+        np.testing.assert_allclose(a, b, rtol=0, atol=8 * scale * np.finfo(np.float32).eps)
 
 
 @needs_cuda

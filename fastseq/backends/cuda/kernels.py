@@ -54,6 +54,9 @@ def kernel_sources(cell: CellSpec, dtype, tile=16, shared=True):
     sources[f"{cell.name}.sequence"] = persistent.make_sequence_kernel(
         dtype, cell.kind, cell.activation, cell.reset_after,
         int(config.PERSISTENT_MAX_HIDDEN) or 128)
+    sources[f"{cell.name}.sequence_backward"] = persistent.make_backward_kernel(
+        dtype, cell.kind, cell.activation, cell.reset_after,
+        int(config.PERSISTENT_MAX_HIDDEN) or 128)
     if shared:
         sources.update(shared_kernel_sources(dtype, tile))
     return sources

@@ -12,8 +12,14 @@ same cache. Two ``__syncthreads()`` per step; no grid-wide synchronisation.
 Each product is summed over ``k`` in the same order as the GEMM and the bias is added last,
 as in the step-wise path.
 
-Used when ``H <= config.PERSISTENT_MAX_HIDDEN`` (the size of the shared state buffer) and
-``B <= config.PERSISTENT_MAX_BATCH``; the backward pass always runs step-wise.
+The backward twin runs BPTT the same way: block ``b`` walks the steps of row ``b`` in
+reverse, each thread calling the step-wise path's per-unit gradient functions, with the
+row's gate gradients in shared memory for ``dh_prev = (d_gates @ R.T) * mask`` (summed in
+the GEMM's order). ``dR`` and ``dbh`` stay one GEMM and one reduction over all ``T*B``
+rows after the loop (:mod:`.common`).
+
+Used when ``H <= config.PERSISTENT_MAX_HIDDEN`` (the size of the shared buffers) and
+``B <= config.PERSISTENT_MAX_BATCH``.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from functools import lru_cache
 
 from numba import cuda
 
-from . import config, gru, lstm, rnn
+from . import common, config, gru, lstm, rnn
 from .launch import kernel
 
 
@@ -176,6 +182,150 @@ def make_sequence_kernel(dtype, kind, activation, reset_after, max_hidden):
     return gru_classic_sequence
 
 
+@lru_cache(maxsize=None)
+def make_backward_kernel(dtype, kind, activation, reset_after, max_hidden):
+    """Kernel source running BPTT over all steps of one row per block, for one cell."""
+    zero = dtype(0.0)
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
+
+    if kind in ("rnn", "lstm"):
+        finish_unit = common.make_kernels(dtype)["finish_state_grad_unit"]
+
+    if kind == "rnn":
+        unit = rnn.make_kernels(dtype, activation)["backward_pointwise_unit"]
+
+        # R: [H, H]; gates: [T, B, H]; lengths: [B]; mask: [B, H]; dH_all: [T, B, H]
+        # dh: [B, H] in dh_T, OUT dh0; dxw: [T, B, H] OUT
+        def rnn_sequence_backward(R, gates, lengths, mask, dH_all, dh, dxw):
+            d_s = cuda.shared.array(max_hidden, dtype)
+            b = cuda.blockIdx.x
+            tid = cuda.threadIdx.x
+            nt = cuda.blockDim.x
+            T = gates.shape[0]
+            H = mask.shape[1]
+            for step in range(T):
+                t = T - 1 - step
+                for j in range(tid, H, nt):
+                    unit(t, b, j, gates, lengths, dH_all, dh, dxw)
+                cuda.syncthreads()
+                for n in range(tid, H, nt):
+                    d_s[n] = dxw[t, b, n]
+                cuda.syncthreads()
+                for k in range(tid, H, nt):
+                    acc = zero
+                    for n in range(H):
+                        acc += d_s[n] * R[k, n]
+                    finish_unit(t, b, k, acc, lengths, mask, dh)
+                cuda.syncthreads()
+
+        return rnn_sequence_backward
+
+    if kind == "lstm":
+        unit = lstm.make_kernels(dtype, activation)["backward_pointwise_unit"]
+
+        # R: [H, 4H]; gates: [T, B, 4H]; aux: [T, B, H]; cs: [T+1, B, H]; lengths: [B]
+        # mask: [B, H]; dH_all: [T, B, H]; dh, dc: [B, H] in at T, OUT at 0
+        # dxw: [T, B, 4H] OUT
+        def lstm_sequence_backward(R, gates, aux, cs, lengths, mask, dH_all, dh, dc, dxw):
+            d_s = cuda.shared.array(G * max_hidden, dtype)
+            b = cuda.blockIdx.x
+            tid = cuda.threadIdx.x
+            nt = cuda.blockDim.x
+            T = gates.shape[0]
+            H = mask.shape[1]
+            GH = gates.shape[2]
+            for step in range(T):
+                t = T - 1 - step
+                for j in range(tid, H, nt):
+                    unit(t, b, j, gates, aux, cs, lengths, dH_all, dh, dc, dxw)
+                cuda.syncthreads()
+                for n in range(tid, GH, nt):
+                    d_s[n] = dxw[t, b, n]
+                cuda.syncthreads()
+                for k in range(tid, H, nt):
+                    acc = zero
+                    for n in range(GH):
+                        acc += d_s[n] * R[k, n]
+                    finish_unit(t, b, k, acc, lengths, mask, dh)
+                cuda.syncthreads()
+
+        return lstm_sequence_backward
+
+    kernels = gru.make_kernels(dtype, activation, reset_after)
+    if reset_after:
+        unit = kernels["backward_pointwise_unit"]
+        finish_unit = kernels["finish_state_grad_unit"]
+
+        # R: [H, 3H]; gates: [T, B, 3H]; aux: [T, B, H]; hs: [T+1, B, H]; lengths: [B]
+        # mask: [B, H]; dH_all: [T, B, H]; dh: [B, H] in dh_T, OUT dh0
+        # dxw, dhw: [T, B, 3H] OUT
+        def gru_sequence_backward(R, gates, aux, hs, lengths, mask, dH_all, dh, dxw, dhw):
+            d_s = cuda.shared.array(G * max_hidden, dtype)
+            b = cuda.blockIdx.x
+            tid = cuda.threadIdx.x
+            nt = cuda.blockDim.x
+            T = gates.shape[0]
+            H = mask.shape[1]
+            GH = gates.shape[2]
+            for step in range(T):
+                t = T - 1 - step
+                for j in range(tid, H, nt):
+                    unit(t, b, j, gates, aux, hs, lengths, dH_all, dh, dxw, dhw)
+                cuda.syncthreads()
+                for n in range(tid, GH, nt):
+                    d_s[n] = dhw[t, b, n]
+                cuda.syncthreads()
+                for k in range(tid, H, nt):
+                    acc = zero
+                    for n in range(GH):
+                        acc += d_s[n] * R[k, n]
+                    finish_unit(t, b, k, acc, gates, lengths, mask, dh)
+                cuda.syncthreads()
+
+        return gru_sequence_backward
+
+    zn_unit = kernels["classic_backward_zn_unit"]
+    r_unit = kernels["classic_backward_r_unit"]
+    finish_unit = kernels["classic_finish_state_grad_unit"]
+
+    # R: [H, 3H]; gates: [T, B, 3H]; hs, hm: [T+1, B, H]; lengths: [B]; mask: [B, H]
+    # dH_all: [T, B, H]; dh: [B, H] in dh_T, OUT dh0; drh: [B, H] scratch (da_n @ R_n.T)
+    # dxw: [T, B, 3H] OUT
+    def gru_classic_sequence_backward(R, gates, hs, hm, lengths, mask, dH_all, dh, drh, dxw):
+        d_s = cuda.shared.array(2 * max_hidden, dtype)
+        b = cuda.blockIdx.x
+        tid = cuda.threadIdx.x
+        nt = cuda.blockDim.x
+        T = gates.shape[0]
+        H = mask.shape[1]
+        for step in range(T):
+            t = T - 1 - step
+            for j in range(tid, H, nt):
+                zn_unit(t, b, j, gates, hs, lengths, dH_all, dh, dxw)
+            cuda.syncthreads()
+            for n in range(tid, H, nt):                 # da_n
+                d_s[n] = dxw[t, b, 2 * H + n]
+            cuda.syncthreads()
+            for k in range(tid, H, nt):
+                acc = zero
+                for n in range(H):
+                    acc += d_s[n] * R[k, 2 * H + n]
+                drh[b, k] = acc
+                r_unit(t, b, k, acc, gates, hm, lengths, dxw)
+            cuda.syncthreads()
+            for n in range(tid, 2 * H, nt):             # da_r, da_z
+                d_s[n] = dxw[t, b, n]
+            cuda.syncthreads()
+            for k in range(tid, H, nt):
+                acc = zero
+                for n in range(2 * H):
+                    acc += d_s[n] * R[k, n]
+                finish_unit(t, b, k, acc, drh[b, k], gates, lengths, mask, dh)
+            cuda.syncthreads()
+
+    return gru_classic_sequence_backward
+
+
 def applies(ws):
     """True when the persistent kernel is used for this workspace."""
     max_hidden = int(config.PERSISTENT_MAX_HIDDEN)
@@ -206,3 +356,22 @@ def forward(ws):
     else:
         launch(ws.xw, ws.R, ws.bh, ws.lengths, ws.mask, ws.hs, ws.hm, ws.gates, ws.rh,
                ws.H_all)
+
+
+def backward(ws):
+    """BPTT over all T steps of every row: one launch of B blocks (dR, dbh come after)."""
+    cell = ws.cell
+    src = make_backward_kernel(ws.dtype, cell.kind, cell.activation, cell.reset_after,
+                               int(config.PERSISTENT_MAX_HIDDEN))
+    launch = kernel(src)[ws.B, threads_for(ws.H)]
+    if cell.kind == "rnn":
+        launch(ws.R, ws.gates, ws.lengths, ws.mask, ws.dH_all, ws.dh, ws.dxw)
+    elif cell.kind == "lstm":
+        launch(ws.R, ws.gates, ws.aux, ws.cs, ws.lengths, ws.mask, ws.dH_all, ws.dh, ws.dc,
+               ws.dxw)
+    elif cell.reset_after:
+        launch(ws.R, ws.gates, ws.aux, ws.hs, ws.lengths, ws.mask, ws.dH_all, ws.dh, ws.dxw,
+               ws.dhw)
+    else:
+        launch(ws.R, ws.gates, ws.hs, ws.hm, ws.lengths, ws.mask, ws.dH_all, ws.dh, ws.drh,
+               ws.dxw)

@@ -134,9 +134,12 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
 
     module = _CELLS[cell.kind]
     with simulator_switch_interval():
-        for t in range(T - 1, -1, -1):
-            module.backward_step(ws, t)
-        module.weight_grads(ws)
+        if persistent.applies(ws):          # small B and H: one launch for all T steps
+            persistent.backward(ws)
+        else:
+            for t in range(T - 1, -1, -1):
+                module.backward_step(ws, t)
+        module.weight_grads(ws)             # dR, dbh: one GEMM, one reduction
 
     dxw = ws.dxw.copy_to_host()
     dR = ws.dR.copy_to_host()

@@ -15,6 +15,7 @@ reduced after the time loop by BLAS, in a fixed order, over active rows only.
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -46,29 +47,39 @@ def _get_pool(n_workers):
         return _pool
 
 
-def _get_controller():
+def _kernel_blas():
+    """threadpoolctl controllers of the BLAS library our kernels call (scipy's), falling
+    back to every BLAS library when it cannot be told apart."""
     global _controller
     if _controller is None:
-        _controller = ThreadpoolController().select(user_api="blas")
+        import scipy
+        libs = ThreadpoolController().select(user_api="blas").lib_controllers
+        scipy_dir = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__)))
+        mine = [lib for lib in libs
+                if os.path.abspath(lib.filepath).startswith(os.path.join(scipy_dir, "scipy"))]
+        _controller = mine or libs
     return _controller
 
 
 class blas_threads:
-    """Context manager: BLAS libraries use ``n`` threads inside, restored on exit."""
+    """Context manager: the kernels' BLAS uses ``n`` threads inside, restored on exit."""
 
     def __init__(self, n):
         self.n = int(n)
-        self._limiter = None
+        self._saved = []
 
     def __enter__(self):
-        ctl = _get_controller()
-        if any(lib.num_threads != self.n for lib in ctl.lib_controllers):
-            self._limiter = ctl.limit(limits=self.n)
+        for lib in _kernel_blas():
+            current = lib.get_num_threads()
+            if current != self.n:
+                lib.set_num_threads(self.n)
+                self._saved.append((lib, current))
         return self
 
     def __exit__(self, *exc):
-        if self._limiter is not None:
-            self._limiter.restore_original_limits()
+        for lib, value in self._saved:
+            lib.set_num_threads(value)
+        self._saved = []
         return False
 
 
@@ -127,11 +138,13 @@ def run_chunks(fn, chunks, n_threads):
 
 def sort_batch(lengths):
     """(order, inverse, is_identity) sorting rows by length, descending and stable."""
+    if len(lengths) < 2 or bool(np.all(lengths[:-1] >= lengths[1:])):
+        order = np.arange(len(lengths))
+        return order, order, True
     order = np.argsort(-lengths, kind="stable")
-    identity = bool(np.all(order == np.arange(len(order))))
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
-    return order, inverse, identity
+    return order, inverse, False
 
 
 # ------------------------------------------------------------- weight-gradient reductions

@@ -39,17 +39,18 @@ def forward_chunk(xw, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates
         else:
             gemm(False, False, n - lo, G, H, 1.0, hs, (t * B + lo) * H, H, R, 0, G,
                  0.0, pre, lo * G, G, iw, fw)
+        # pointwise in loops touching few arrays each, so they all vectorize
         for b in range(lo, n):
             for j in range(H):
-                r = sigmoid(xw[t, b, j] + pre[b, j] + bh[j])
-                z = sigmoid(xw[t, b, H + j] + pre[b, H + j] + bh[H + j])
-                hw_n = pre[b, 2 * H + j] + bh[2 * H + j]
-                nn = act(xw[t, b, 2 * H + j] + r * hw_n, relu)
-                gates[t, b, j] = r
-                gates[t, b, H + j] = z
-                gates[t, b, 2 * H + j] = nn
-                aux[t, b, j] = hw_n
-                hs[t + 1, b, j] = (one - z) * nn + z * hs[t, b, j]
+                gates[t, b, j] = sigmoid(xw[t, b, j] + pre[b, j] + bh[j])
+                gates[t, b, H + j] = sigmoid(xw[t, b, H + j] + pre[b, H + j] + bh[H + j])
+                aux[t, b, j] = pre[b, 2 * H + j] + bh[2 * H + j]
+            for j in range(H):
+                gates[t, b, 2 * H + j] = act(xw[t, b, 2 * H + j] + gates[t, b, j] * aux[t, b, j],
+                                             relu)
+            for j in range(H):
+                z = gates[t, b, H + j]
+                hs[t + 1, b, j] = (one - z) * gates[t, b, 2 * H + j] + z * hs[t, b, j]
 
 
 # dH: [T, B, H] (iff has_dH)  dh: [B, H] in/OUT  dxw: [T, B, 3H] OUT [da_r, da_z, da_n]
@@ -69,19 +70,19 @@ def backward_chunk(R, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, 
         for b in range(lo, n):
             for j in range(H):
                 dh_t = dh[b, j] + dH[t, b, j] if has_dH else dh[b, j]
-                r = gates[t, b, j]
                 z = gates[t, b, H + j]
                 nn = gates[t, b, 2 * H + j]
-                da_n = dh_t * (one - z) * act_grad(nn, relu)
-                da_z = dh_t * (hs[t, b, j] - nn) * sigmoid_grad(z)
-                da_r = da_n * aux[t, b, j] * sigmoid_grad(r)
-                dxw[t, b, j] = da_r
-                dxw[t, b, H + j] = da_z
-                dxw[t, b, 2 * H + j] = da_n
-                dhw[t, b, j] = da_r
-                dhw[t, b, H + j] = da_z
-                dhw[t, b, 2 * H + j] = da_n * r
+                dhw[t, b, H + j] = dh_t * (hs[t, b, j] - nn) * sigmoid_grad(z)
+                dhw[t, b, 2 * H + j] = dh_t * (one - z) * act_grad(nn, relu)    # da_n
                 dh[b, j] = dh_t * z
+            for j in range(H):
+                r = gates[t, b, j]
+                da_n = dhw[t, b, 2 * H + j]
+                dhw[t, b, j] = da_n * aux[t, b, j] * sigmoid_grad(r)
+                dhw[t, b, 2 * H + j] = da_n * r
+                dxw[t, b, 2 * H + j] = da_n
+            for j in range(2 * H):
+                dxw[t, b, j] = dhw[t, b, j]
         if masked:
             gemm(False, True, n - lo, H, G, 1.0, dhw, (t * B + lo) * G, G, R, 0, G,
                  0.0, dtmp, lo * H, H, iw, fw)
@@ -117,21 +118,23 @@ def forward_chunk_classic(xw, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, h
             gemm(False, False, n - lo, 2 * H, H, 1.0, hs, (t * B + lo) * H, H, R, 0, G,
                  0.0, pre, lo * G, G, iw, fw)
         for b in range(lo, n):
-            for j in range(H):
-                r = sigmoid(xw[t, b, j] + pre[b, j] + bh[j])
-                z = sigmoid(xw[t, b, H + j] + pre[b, H + j] + bh[H + j])
-                h_m = hs[t, b, j] * mask[b, j] if masked else hs[t, b, j]
-                gates[t, b, j] = r
-                gates[t, b, H + j] = z
-                aux[t, b, j] = r * h_m
+            for j in range(2 * H):
+                gates[t, b, j] = sigmoid(xw[t, b, j] + pre[b, j] + bh[j])
+            if masked:
+                for j in range(H):
+                    aux[t, b, j] = gates[t, b, j] * hm[t, b, j]
+            else:
+                for j in range(H):
+                    aux[t, b, j] = gates[t, b, j] * hs[t, b, j]
         gemm(False, False, n - lo, H, H, 1.0, aux, (t * B + lo) * H, H, R, 2 * H, G,
              0.0, pre, lo * G + 2 * H, G, iw, fw)
         for b in range(lo, n):
             for j in range(H):
+                gates[t, b, 2 * H + j] = act(
+                    xw[t, b, 2 * H + j] + pre[b, 2 * H + j] + bh[2 * H + j], relu)
+            for j in range(H):
                 z = gates[t, b, H + j]
-                nn = act(xw[t, b, 2 * H + j] + pre[b, 2 * H + j] + bh[2 * H + j], relu)
-                gates[t, b, 2 * H + j] = nn
-                hs[t + 1, b, j] = (one - z) * nn + z * hs[t, b, j]
+                hs[t + 1, b, j] = (one - z) * gates[t, b, 2 * H + j] + z * hs[t, b, j]
 
 
 # classic form backward. dxw = dhw: [T, B, 3H] OUT; dtmp: [B, H] workspace (dh_masked);
@@ -160,14 +163,19 @@ def backward_chunk_classic(R, mask, masked, relu, nact, lo, hi, hs, cs, hm, gate
         gemm(False, True, n - lo, H, H, 1.0, dxw, (t * B + lo) * G + 2 * H, G, R, 2 * H, G,
              0.0, dtmp2, lo * H, H, iw, fw)
         for b in range(lo, n):
-            for j in range(H):
-                r = gates[t, b, j]
-                h_m = hs[t, b, j] * mask[b, j] if masked else hs[t, b, j]
-                dxw[t, b, j] = dtmp2[b, j] * h_m * sigmoid_grad(r)
+            if masked:
+                for j in range(H):
+                    dxw[t, b, j] = dtmp2[b, j] * hm[t, b, j] * sigmoid_grad(gates[t, b, j])
+            else:
+                for j in range(H):
+                    dxw[t, b, j] = dtmp2[b, j] * hs[t, b, j] * sigmoid_grad(gates[t, b, j])
         # dh_masked = [da_r, da_z] @ R_rz^T + d(r h_masked) * r
         gemm(False, True, n - lo, H, 2 * H, 1.0, dxw, (t * B + lo) * G, G, R, 0, G,
              0.0, dtmp, lo * H, H, iw, fw)
         for b in range(lo, n):
-            for j in range(H):
-                dh_m = dtmp[b, j] + dtmp2[b, j] * gates[t, b, j]
-                dh[b, j] += dh_m * mask[b, j] if masked else dh_m
+            if masked:
+                for j in range(H):
+                    dh[b, j] += (dtmp[b, j] + dtmp2[b, j] * gates[t, b, j]) * mask[b, j]
+            else:
+                for j in range(H):
+                    dh[b, j] += dtmp[b, j] + dtmp2[b, j] * gates[t, b, j]

@@ -40,21 +40,22 @@ def forward_chunk(xw, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates
         else:
             gemm(False, False, n - lo, G, H, 1.0, hs, (t * B + lo) * H, H, R, 0, G,
                  0.0, pre, lo * G, G, iw, fw)
+        # pointwise, in loops that each touch few arrays, so LLVM's alias checks stay
+        # cheap and every loop vectorizes: gates first, then the state update
         for b in range(lo, n):
             for j in range(H):
-                i = sigmoid(xw[t, b, j] + pre[b, j] + bh[j])
-                f = sigmoid(xw[t, b, H + j] + pre[b, H + j] + bh[H + j])
-                g = act(xw[t, b, 2 * H + j] + pre[b, 2 * H + j] + bh[2 * H + j], relu)
-                o = sigmoid(xw[t, b, 3 * H + j] + pre[b, 3 * H + j] + bh[3 * H + j])
-                c = f * cs[t, b, j] + i * g
+                gates[t, b, j] = sigmoid(xw[t, b, j] + pre[b, j] + bh[j])
+                gates[t, b, H + j] = sigmoid(xw[t, b, H + j] + pre[b, H + j] + bh[H + j])
+                gates[t, b, 2 * H + j] = act(
+                    xw[t, b, 2 * H + j] + pre[b, 2 * H + j] + bh[2 * H + j], relu)
+                gates[t, b, 3 * H + j] = sigmoid(
+                    xw[t, b, 3 * H + j] + pre[b, 3 * H + j] + bh[3 * H + j])
+            for j in range(H):
+                c = gates[t, b, H + j] * cs[t, b, j] + gates[t, b, j] * gates[t, b, 2 * H + j]
                 c_act = act(c, relu)
-                gates[t, b, j] = i
-                gates[t, b, H + j] = f
-                gates[t, b, 2 * H + j] = g
-                gates[t, b, 3 * H + j] = o
                 aux[t, b, j] = c_act
                 cs[t + 1, b, j] = c
-                hs[t + 1, b, j] = o * c_act
+                hs[t + 1, b, j] = gates[t, b, 3 * H + j] * c_act
 
 
 # forward's buffers as inputs, plus
@@ -74,18 +75,21 @@ def backward_chunk(R, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, 
         if n <= lo:
             continue
         for b in range(lo, n):
+            # dc holds dc_t between the two loops
             for j in range(H):
                 dh_t = dh[b, j] + dH[t, b, j] if has_dH else dh[b, j]
+                o = gates[t, b, 3 * H + j]
+                c_act = aux[t, b, j]
+                dc[b, j] += dh_t * o * act_grad(c_act, relu)
+                dxw[t, b, 3 * H + j] = dh_t * c_act * sigmoid_grad(o)
+            for j in range(H):
+                dc_t = dc[b, j]
                 i = gates[t, b, j]
                 f = gates[t, b, H + j]
                 g = gates[t, b, 2 * H + j]
-                o = gates[t, b, 3 * H + j]
-                c_act = aux[t, b, j]
-                dc_t = dc[b, j] + dh_t * o * act_grad(c_act, relu)
                 dxw[t, b, j] = dc_t * g * sigmoid_grad(i)
                 dxw[t, b, H + j] = dc_t * cs[t, b, j] * sigmoid_grad(f)
                 dxw[t, b, 2 * H + j] = dc_t * i * act_grad(g, relu)
-                dxw[t, b, 3 * H + j] = dh_t * c_act * sigmoid_grad(o)
                 dc[b, j] = dc_t * f
         # dh_prev = (dgates @ R^T) * mask
         gemm(False, True, n - lo, H, G, 1.0, dxw, (t * B + lo) * G, G, R, 0, G,

@@ -186,7 +186,9 @@ def make_sequence_kernel(dtype, kind, activation, reset_after, max_hidden):
 def make_backward_kernel(dtype, kind, activation, reset_after, max_hidden):
     """Kernel source running BPTT over all steps of one row per block, for one cell."""
     zero = dtype(0.0)
-    G = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
+    # shared-array sizes must be compile-time constants: computed here, frozen in closures
+    gate_buffer = {"rnn": 1, "lstm": 4, "gru": 3}[kind] * max_hidden
+    classic_buffer = 2 * max_hidden
 
     if kind in ("rnn", "lstm"):
         finish_unit = common.make_kernels(dtype)["finish_state_grad_unit"]
@@ -227,7 +229,7 @@ def make_backward_kernel(dtype, kind, activation, reset_after, max_hidden):
         # mask: [B, H]; dH_all: [T, B, H]; dh, dc: [B, H] in at T, OUT at 0
         # dxw: [T, B, 4H] OUT
         def lstm_sequence_backward(R, gates, aux, cs, lengths, mask, dH_all, dh, dc, dxw):
-            d_s = cuda.shared.array(G * max_hidden, dtype)
+            d_s = cuda.shared.array(gate_buffer, dtype)
             b = cuda.blockIdx.x
             tid = cuda.threadIdx.x
             nt = cuda.blockDim.x
@@ -260,7 +262,7 @@ def make_backward_kernel(dtype, kind, activation, reset_after, max_hidden):
         # mask: [B, H]; dH_all: [T, B, H]; dh: [B, H] in dh_T, OUT dh0
         # dxw, dhw: [T, B, 3H] OUT
         def gru_sequence_backward(R, gates, aux, hs, lengths, mask, dH_all, dh, dxw, dhw):
-            d_s = cuda.shared.array(G * max_hidden, dtype)
+            d_s = cuda.shared.array(gate_buffer, dtype)
             b = cuda.blockIdx.x
             tid = cuda.threadIdx.x
             nt = cuda.blockDim.x
@@ -292,7 +294,7 @@ def make_backward_kernel(dtype, kind, activation, reset_after, max_hidden):
     # dH_all: [T, B, H]; dh: [B, H] in dh_T, OUT dh0; drh: [B, H] scratch (da_n @ R_n.T)
     # dxw: [T, B, 3H] OUT
     def gru_classic_sequence_backward(R, gates, hs, hm, lengths, mask, dH_all, dh, drh, dxw):
-        d_s = cuda.shared.array(2 * max_hidden, dtype)
+        d_s = cuda.shared.array(classic_buffer, dtype)
         b = cuda.blockIdx.x
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x

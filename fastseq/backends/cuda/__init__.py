@@ -16,7 +16,7 @@ Layout (one job per module; see docs/gpu.md for the design):
 * ``activations``  device functions per dtype and activation
 * ``common``       state init, shared state-gradient kernel, dR/dbh over all T*B rows
 * ``rnn``, ``lstm``, ``gru``  pointwise kernels per cell, forward and backward side by side
-* ``persistent``   forward: the whole time loop in one launch for small B and H
+* ``persistent``   forward and BPTT: the whole time loop in one launch (small B, H)
 * ``recurrence``   workspaces and the time loop: forward / backward / step
 * ``kernels``      every kernel source with its argument types (PTX checks)
 * ``backend``      availability check + the interface the registry loads

@@ -4,6 +4,8 @@ the weight-gradient reductions. Interface and shapes: :mod:`fastseq.backends.ref
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ...cells import CellSpec
@@ -204,36 +206,72 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     return dxw, dR, dbh, dh, (dc if cell.has_cell_state else None)
 
 
+_step_local = threading.local()
+
+
+def _step_workspace(B, H, GH, dtype):
+    """Per-thread scratch for :func:`step`, reused across calls of the same shape (so
+    streaming inference allocates only its outputs, and stays thread-safe)."""
+    cache = getattr(_step_local, "cache", None)
+    if cache is None:
+        cache = _step_local.cache = {}
+    key = (B, H, GH, np.dtype(dtype).char)
+    ws = cache.get(key)
+    if ws is None:
+        if len(cache) > 16:
+            cache.clear()
+        ws = cache[key] = dict(
+            hm=np.empty((1, B, H), dtype), gates=np.empty((1, B, GH), dtype),
+            aux=np.empty((1, B, H), dtype), pre=np.empty((B, GH), dtype),
+            nact=np.array([B], np.int64), iw=np.zeros(16, np.int32),
+            fw=np.zeros(2, dtype), ones=np.ones((1, 1), dtype), dummy=_dummy(dtype))
+    return ws
+
+
+def _ready(a, shape, dtype):
+    """``a`` as a C-contiguous ``dtype`` array of ``shape`` (no copy when it already is)."""
+    if (type(a) is np.ndarray and a.dtype == dtype and a.shape == shape
+            and a.flags.c_contiguous):
+        return a
+    return None
+
+
 def step(cell, xw_t, R, bh, h, c=None, rmask=None):
     """One step for streaming inference: ``xw_t [B, G*H]``, ``h, c [B, H]`` -> ``(h, c)``."""
     fwd_kernel, _ = _kernels(cell)
-    xw_t = np.asarray(xw_t)
+    if type(xw_t) is not np.ndarray:
+        xw_t = np.asarray(xw_t)
     if xw_t.ndim != 2:
         raise ValueError(f"xw_t has shape {xw_t.shape}; expected (batch, G*H)")
     dtype = _dtype_of(xw_t)
     B, GH = xw_t.shape
-    R = np.asarray(R)
-    if R.ndim != 2 or R.shape[1] != GH or R.shape[0] * cell.n_gates != GH:
-        raise ValueError(f"R has shape {R.shape}; expected (H, G*H) with G*H == {GH}")
-    H = R.shape[0]
-    R = np.ascontiguousarray(R, dtype=dtype)
-    bh = _array(bh, "bh", (GH,), dtype)
+    shape_R = getattr(R, "shape", None)
+    H = GH // cell.n_gates
+    R_ = _ready(R, (H, GH), dtype)
+    if R_ is None:
+        R = np.asarray(R)
+        if R.ndim != 2 or R.shape[1] != GH or R.shape[0] * cell.n_gates != GH:
+            raise ValueError(f"R has shape {shape_R}; expected (H, G*H) with G*H == {GH}")
+        R_ = np.ascontiguousarray(R, dtype=dtype)
+    bh_ = _ready(bh, (GH,), dtype)
+    bh_ = _array(bh, "bh", (GH,), dtype) if bh_ is None else bh_
+    ws = _step_workspace(B, H, GH, dtype)
     hs = np.empty((2, B, H), dtype)
-    hs[0] = _array(h, "h", (B, H), dtype)
+    hs[0] = _array(h, "h", (B, H), dtype) if _ready(h, (B, H), dtype) is None else h
     if cell.has_cell_state:
         cs = np.empty((2, B, H), dtype)
-        cs[0] = 0 if c is None else _array(c, "c", (B, H), dtype)
+        if c is None:
+            cs[0] = 0
+        else:
+            cs[0] = _array(c, "c", (B, H), dtype) if _ready(c, (B, H), dtype) is None else c
     else:
-        cs = _dummy(dtype)
+        cs = ws["dummy"]
     masked = rmask is not None
-    mask = _array(rmask, "rmask", (B, H), dtype) if masked else np.ones((1, 1), dtype)
-    hm = np.empty((1, B, H), dtype) if masked else _dummy(dtype)
-    gates = np.empty((1, B, GH), dtype) if cell.kind != "rnn" else _dummy(dtype)
-    aux = np.empty((1, B, H), dtype) if cell.kind != "rnn" else _dummy(dtype)
-    pre = np.empty((B, GH), dtype)
-    iw, fw = _scratch(1, dtype)
+    mask = _array(rmask, "rmask", (B, H), dtype) if masked else ws["ones"]
+    xw_ = xw_t if xw_t.dtype == dtype and xw_t.flags.c_contiguous else \
+        np.ascontiguousarray(xw_t, dtype=dtype)
     if B:
-        fwd_kernel(xw_t.astype(dtype, copy=False).reshape(1, B, GH), R, bh, mask, masked,
-                   cell.activation == "relu", np.array([B], np.int64), 0, B, hs, cs, hm,
-                   gates, aux, pre, iw[0], fw[0])
+        fwd_kernel(xw_.reshape(1, B, GH), R_, bh_, mask, masked, cell.activation == "relu",
+                   ws["nact"], 0, B, hs, cs, ws["hm"], ws["gates"], ws["aux"], ws["pre"],
+                   ws["iw"], ws["fw"])
     return hs[1], (cs[1] if cell.has_cell_state else None)

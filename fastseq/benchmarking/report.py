@@ -14,7 +14,7 @@ from .runners import PEERS
 GROUP_TITLES = {
     "issue4": "Engine target sizes (issue 4)",
     "deepbench": "DeepBench-style LSTM sizes (input = hidden)",
-    "sweep": "Hidden-size sweep (B=32, T=50, input = hidden)",
+    "sweep": "Hidden-size sweep (input = hidden)",
     "step": "Streaming: one step (latency)",
 }
 GROUP_ORDER = ("issue4", "deepbench", "sweep", "step")
@@ -122,7 +122,7 @@ def detail_table(records):
     table = by_case(records)
     peers = [p for p in PEERS if any(r["impl"] == p for r in records)]
     header = (["case", "impl", "threads", "median", "GFLOP/s", "% ceiling"]
-              + [f"× {p}" for p in peers] + ["rounds", "first call"])
+              + [f"× {p}" for p in peers] + ["best round", "rounds", "first call"])
     rows = []
     for row in table.values():
         for impl in impl_order(list(row.values())):
@@ -136,7 +136,7 @@ def detail_table(records):
             rows.append([rec["label"], impl, rec["threads"], _fmt_time(rec["median_s"]),
                          f"{rec['gflops']:.2f}", "" if pct is None else f"{pct:.1f}"]
                         + [_fmt_ratio(r.get(p)) for p in peers]
-                        + [rec["rounds"], _fmt_time(rec["first_s"])])
+                        + [_fmt_time(rec["min_s"]), rec["rounds"], _fmt_time(rec["first_s"])])
     return _table(header, rows)
 
 
@@ -347,7 +347,7 @@ def plot_bars(records, group, dtype, ceiling, threads, path, title_suffix=""):
     labels = [next(iter(row.values()))["label"].rsplit(" ", 1)[0] for row in table.values()]
     y = np.arange(len(labels))
     height = 0.8 / len(impls)
-    fig, ax = plt.subplots(figsize=(11, 0.45 * len(labels) * max(1, len(impls) / 2) + 1.5))
+    fig, ax = plt.subplots(figsize=(12, 0.45 * len(labels) * max(1, len(impls) / 2) + 1.8))
     for k, impl in enumerate(impls):
         vals = [row[impl]["gflops"] if impl in row else 0.0 for row in table.values()]
         ax.barh(y + (k - (len(impls) - 1) / 2) * height, vals, height, label=impl,
@@ -355,15 +355,16 @@ def plot_bars(records, group, dtype, ceiling, threads, path, title_suffix=""):
     top = (ceiling.get(dtype) or {}).get(str(threads))
     if top:
         ax.axvline(top, color="grey", linestyle=":")
-        ax.text(top, -0.9, f"GEMM {top:.0f}", ha="right", fontsize=8, color="grey")
+        ax.text(top, 1.0, f"GEMM ceiling {top:.0f} ", ha="right", va="bottom", fontsize=8,
+                color="grey", transform=ax.get_xaxis_transform())
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=9)
     ax.invert_yaxis()
     ax.set_xlabel("GFLOP/s (higher is better)")
     ax.grid(True, axis="x", alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_title(f"{GROUP_TITLES[group]}, {dtype}, {threads} threads{title_suffix}",
-                 loc="left")
+                 loc="left", pad=14)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from fastseq.optim import SGD, Adam, Optimizer, RMSProp, clip_grad_norm, make_optimizer
+from fastseq.optim import (SGD, Adam, Optimizer, RMSProp, add_l2_and_norms, clip_grad_norm,
+                           make_optimizer)
 
 from compare import assert_close
 
@@ -136,3 +137,30 @@ def test_bad_hyperparameters():
         Adam(3, learning_rate=0)
     with pytest.raises(ValueError, match="momentum"):
         SGD(3, momentum=1.5)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_l2_and_norms(rng, dtype):
+    p = rng.standard_normal(33).astype(dtype)
+    g = rng.standard_normal(33).astype(dtype)
+    mask = (rng.random(33) > 0.3).astype(dtype)
+    expected = g.astype(np.float64) + 0.7 * mask * p
+    g2 = g.copy()
+    grad_sq, weight_sq = add_l2_and_norms(g2, p, mask, 0.7)
+    assert_close(g2, expected, 1e-6 if dtype == np.float32 else 1e-14, "grad")
+    assert abs(grad_sq - expected @ expected) < 1e-5 * (expected @ expected)
+    w = mask.astype(np.float64) * p
+    assert abs(weight_sq - w @ w) < 1e-5 * (w @ w)
+
+
+@pytest.mark.parametrize("kind", ["adam", "sgd", "rmsprop"])
+def test_scale_equals_scaled_gradient(rng, kind):
+    p0, g = rng.standard_normal(9), rng.standard_normal(9)
+    a = make_optimizer(kind, 9, dtype=np.float64, learning_rate=0.1)
+    b = make_optimizer(kind, 9, dtype=np.float64, learning_rate=0.1)
+    pa, pb = p0.copy(), p0.copy()
+    a.step(pa, g, scale=0.25)
+    b.step(pb, 0.25 * g)
+    assert_close(pa, pb, 1e-14, kind)
+    with pytest.raises(ValueError, match="float64 arrays"):
+        a.step(pa.astype(np.float32), g.astype(np.float32))

@@ -22,13 +22,24 @@ CELLS = [CellSpec("rnn", "tanh"), CellSpec("rnn", "relu"), CellSpec("lstm", "tan
 ARCHS = [(8, 0), (9, 0)]          # A100, H100/H200
 
 
-def _nvvm_missing_reason():
-    try:
-        from numba.cuda.cudadrv import nvvm
-        nvvm.NVVM()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no NVVM here"
-        return f"NVVM (CUDA toolkit) not found, cannot compile PTX: {exc}"
-    return None
+def _trivial_kernel(out):
+    out[0] = 1.0
+
+
+_REASON = []
+
+
+def _toolchain_missing_reason():
+    """None when compile_ptx works here, else why not (no NVVM / NVRTC / libdevice)."""
+    if not _REASON:
+        try:
+            from numba import cuda
+            cuda.compile_ptx(_trivial_kernel, "void(float32[::1])", cc=ARCHS[0])
+            _REASON.append(None)
+        except Exception as exc:  # noqa: BLE001 - any failure means "cannot compile here"
+            _REASON.append("CUDA compiler libraries (NVVM/NVRTC from a CUDA toolkit) not "
+                           f"found, cannot compile PTX: {type(exc).__name__}: {exc}")
+    return _REASON[0]
 
 
 @pytest.fixture
@@ -36,7 +47,7 @@ def target_device(monkeypatch, request):
     """compile_ptx compiles kernels for the given cc, but the device functions they call
     are compiled through their dispatcher, which asks the current device for its compute
     capability; with no GPU present, answer with the target architecture."""
-    reason = _nvvm_missing_reason()
+    reason = _toolchain_missing_reason()
     if reason:
         pytest.skip(reason)
     import numba.cuda.dispatcher as dispatcher

@@ -245,3 +245,33 @@ def test_unavailable_backend_says_why():
     assert package.name == "cuda"
     with pytest.raises(BackendUnavailable):
         package.forward
+
+
+@needs_cuda
+@pytest.mark.parametrize("estimator", ["classifier", "regressor"])
+def test_estimators_train_with_backend_cuda(rng, estimator):
+    """backend="cuda" reaches the kernels through estimator -> network -> layer -> backend:
+    a short float64 fit (bidirectional GRU, recurrent dropout, ragged list input) gives the
+    reference backend's predictions."""
+    import warnings
+
+    from fastseq.estimators import SequenceClassifier, SequenceRegressor
+    X = [rng.normal(size=(T, 2)) for T in (3, 1, 2, 3, 2, 3)]
+    if estimator == "classifier":
+        y = np.array([0, 1, 2, 1, 0, 2])
+        make = SequenceClassifier
+        predict = "predict_proba"
+    else:
+        y = rng.normal(size=6)
+        make = SequenceRegressor
+        predict = "predict"
+    outputs = {}
+    for backend in ("cuda", "reference"):
+        model = make(cell="gru", units=3, bidirectional=True, recurrent_dropout=0.2,
+                     max_iter=2, batch_size=3, random_state=0, backend=backend,
+                     dtype="float64")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")       # ConvergenceWarning after 2 epochs
+            model.fit(X, y)
+        outputs[backend] = getattr(model, predict)(X)
+    assert_close(outputs["cuda"], outputs["reference"], 1e-9, predict)

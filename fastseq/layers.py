@@ -299,8 +299,12 @@ def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=No
             dseq[rows] = dxw_valid @ W
             dseq = dseq.reshape(T, B, -1)
         g["weight_hh" + s] = np.asarray(dR, dtype=dtype).T
-        g["bias_ih" + s] = dxw.sum(axis=0)
         g["bias_hh" + s] = np.asarray(dbh, dtype=dtype)
+        if cell.kind == "gru" and cell.reset_after:
+            g["bias_ih" + s] = dxw.sum(axis=0)
+        else:
+            # b_ih and b_hh enter the same pre-activation, so their gradients are equal
+            g["bias_ih" + s] = g["bias_hh" + s].copy()
         if direction == 1:
             dseq = reverse_padded(dseq, lengths)
         return dseq, g, dh0_k, dc0_k

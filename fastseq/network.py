@@ -68,9 +68,14 @@ Shapes (time-major, as the engine works)::
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
+from ._config import NUMBA_FLAGS
 from .cells import make_cell
 from .layers import param_shapes, stack_backward, stack_forward
+
+_FLAGS = dict(NUMBA_FLAGS)
+_FLAGS["fastmath"] = set(NUMBA_FLAGS["fastmath"])
 
 HEAD_ACTIVATIONS = ("relu", "tanh", "logistic", "identity")
 OUTPUT_MODES = ("many-to-one", "many-to-many")
@@ -117,6 +122,30 @@ def make_config(*, n_features=None, vocab_size=None, embedding_dim=None, cell="l
         head=head, head_activation=head_activation, n_outputs=int(n_outputs),
         output=output, dropout=float(dropout), recurrent_dropout=float(recurrent_dropout),
     )
+
+
+# ---------------------------------------------------------------- gradient copies
+# dest: [M, N] C-contiguous OUT;  src_t: [N, M] C-contiguous, dest = src_t.T.
+# weight_hh gradients arrive as dR.T (a transposed view); NumPy copies those element by
+# element with a 2 KB stride (~8 ns per element), this tiled loop is about 3x faster.
+@njit(**_FLAGS)
+def _transpose_into(dest, src_t):
+    M, N = dest.shape
+    for i0 in range(0, M, 16):
+        i1 = min(i0 + 16, M)
+        for j0 in range(0, N, 16):
+            j1 = min(j0 + 16, N)
+            for i in range(i0, i1):
+                for j in range(j0, j1):
+                    dest[i, j] = src_t[j, i]
+
+
+def _copy_into(dest, src):
+    if src.ndim == 2 and src.flags.f_contiguous and not src.flags.c_contiguous \
+            and src.dtype == dest.dtype:
+        _transpose_into(dest, src.T)
+    else:
+        dest[...] = src
 
 
 # ---------------------------------------------------------------- head activations
@@ -408,7 +437,7 @@ class Network:
         dx, rnn_grads, _, _ = stack_backward(self.rnn_params, cache["rnn"], d_out=d_rnn_out,
                                              dh_n=dh_n, n_threads=self.n_threads)
         for name, grad in rnn_grads.items():
-            g[RNN_PREFIX + name][...] = grad
+            _copy_into(g[RNN_PREFIX + name], grad)
         if self.tokens:
             dE = g["embedding.weight"]
             dE[...] = 0

@@ -24,7 +24,6 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
-from threadpoolctl import threadpool_limits
 
 from .._config import resolve_threads
 from ..network import Network, make_config
@@ -112,10 +111,9 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
         return None if self.n_jobs is None else resolve_threads(self.n_jobs)
 
     def _threads_ctx(self):
-        n = self._n_threads()
-        if n is None:
-            return _NullContext()
-        return threadpool_limits(limits=n, user_api="blas")
+        # n_jobs reaches the engine as n_threads; fastseq.layers sets the BLAS threads of its
+        # GEMMs from it, so no second (per-call, costly) threadpool limit is taken here
+        return _NullContext()
 
     def _validate_params(self):
         if self.solver not in SOLVERS:

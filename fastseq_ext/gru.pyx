@@ -17,6 +17,7 @@ from libc.string cimport memcpy
 import numpy as np
 
 from fastseq_ext._blas cimport gemm_rm
+from fastseq_ext._omp cimport omp_set_dynamic_get_old
 from fastseq_ext.activations cimport act_grad, activate_inplace, sigmoid_inplace
 
 
@@ -283,6 +284,7 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
     """PyTorch-form GRU over every chunk ``[bounds[k], bounds[k+1])`` (cs unused)."""
     cdef Py_ssize_t T = xw.shape[0], B = xw.shape[1], H = R.shape[0]
     cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
+    cdef int dynamic
     if T == 0 or B == 0:
         return
     with nogil:
@@ -291,10 +293,12 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
                            &nact[0], T, B, H, bounds[0], bounds[1], &hs[0, 0, 0],
                            &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0])
         else:
+            dynamic = omp_set_dynamic_get_old(1)     # team size adapts to load
             for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
                 _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu,
                                &nact[0], T, B, H, bounds[k], bounds[k + 1], &hs[0, 0, 0],
                                &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0])
+            omp_set_dynamic_get_old(dynamic)
 
 
 def backward(const floating[:, ::1] R, const floating[:, ::1] mask, bint masked, bint relu,
@@ -306,6 +310,7 @@ def backward(const floating[:, ::1] R, const floating[:, ::1] mask, bint masked,
     """BPTT of the PyTorch-form GRU; ``dh`` in: final-state gradient, out: initial."""
     cdef Py_ssize_t T = dxw.shape[0], B = dxw.shape[1], H = R.shape[0]
     cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
+    cdef int dynamic
     if T == 0 or B == 0:
         return
     cdef floating[:, ::1] dtmp = np.empty((B, H), dtype=np.asarray(dh).dtype)
@@ -316,11 +321,13 @@ def backward(const floating[:, ::1] R, const floating[:, ::1] mask, bint masked,
                             &aux[0, 0, 0], &dH[0, 0, 0], has_dH, &dh[0, 0], &dxw[0, 0, 0],
                             &dhw[0, 0, 0], &dtmp[0, 0])
         else:
+            dynamic = omp_set_dynamic_get_old(1)     # team size adapts to load
             for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
                 _backward_chunk(&R[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
                                 bounds[k], bounds[k + 1], &hs[0, 0, 0], &gates[0, 0, 0],
                                 &aux[0, 0, 0], &dH[0, 0, 0], has_dH, &dh[0, 0],
                                 &dxw[0, 0, 0], &dhw[0, 0, 0], &dtmp[0, 0])
+            omp_set_dynamic_get_old(dynamic)
 
 
 def forward_classic(const floating[:, :, ::1] xw, const floating[:, ::1] R,
@@ -331,6 +338,7 @@ def forward_classic(const floating[:, :, ::1] xw, const floating[:, ::1] R,
     """Classic (Keras ``reset_after=False``) GRU over every chunk (cs unused)."""
     cdef Py_ssize_t T = xw.shape[0], B = xw.shape[1], H = R.shape[0]
     cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
+    cdef int dynamic
     if T == 0 or B == 0:
         return
     with nogil:
@@ -340,11 +348,13 @@ def forward_classic(const floating[:, :, ::1] xw, const floating[:, ::1] R,
                                    &hs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0],
                                    &aux[0, 0, 0])
         else:
+            dynamic = omp_set_dynamic_get_old(1)     # team size adapts to load
             for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
                 _forward_chunk_classic(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked,
                                        relu, &nact[0], T, B, H, bounds[k], bounds[k + 1],
                                        &hs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0],
                                        &aux[0, 0, 0])
+            omp_set_dynamic_get_old(dynamic)
 
 
 def backward_classic(const floating[:, ::1] R, const floating[:, ::1] mask, bint masked,
@@ -356,6 +366,7 @@ def backward_classic(const floating[:, ::1] R, const floating[:, ::1] mask, bint
     """BPTT of the classic GRU; ``dh`` in: final-state gradient, out: initial."""
     cdef Py_ssize_t T = dxw.shape[0], B = dxw.shape[1], H = R.shape[0]
     cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
+    cdef int dynamic
     if T == 0 or B == 0:
         return
     dtype = np.asarray(dh).dtype
@@ -368,9 +379,11 @@ def backward_classic(const floating[:, ::1] R, const floating[:, ::1] mask, bint
                                     &gates[0, 0, 0], &dH[0, 0, 0], has_dH, &dh[0, 0],
                                     &dxw[0, 0, 0], &dtmp[0, 0], &dtmp2[0, 0])
         else:
+            dynamic = omp_set_dynamic_get_old(1)     # team size adapts to load
             for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
                 _backward_chunk_classic(&R[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B,
                                         H, bounds[k], bounds[k + 1], &hs[0, 0, 0],
                                         &hm[0, 0, 0], &gates[0, 0, 0], &dH[0, 0, 0],
                                         has_dH, &dh[0, 0], &dxw[0, 0, 0], &dtmp[0, 0],
                                         &dtmp2[0, 0])
+            omp_set_dynamic_get_old(dynamic)

@@ -15,6 +15,7 @@ from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
 from fastseq_ext._blas cimport gemm_rm
+from fastseq_ext._omp cimport omp_set_dynamic_get_old
 from fastseq_ext.activations cimport act, act_grad, activate_inplace, sigmoid_inplace
 
 
@@ -153,6 +154,7 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
     """Run every chunk ``[bounds[k], bounds[k+1])`` of the sorted batch; buffers as above."""
     cdef Py_ssize_t T = xw.shape[0], B = xw.shape[1], H = R.shape[0]
     cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
+    cdef int dynamic
     if T == 0 or B == 0:
         return
     with nogil:
@@ -161,10 +163,12 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
                            &nact[0], T, B, H, bounds[0], bounds[1], &hs[0, 0, 0],
                            &cs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0])
         else:
+            dynamic = omp_set_dynamic_get_old(1)     # team size adapts to load
             for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
                 _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu,
                                &nact[0], T, B, H, bounds[k], bounds[k + 1], &hs[0, 0, 0],
                                &cs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0])
+            omp_set_dynamic_get_old(dynamic)
 
 
 def backward(const floating[:, ::1] R, const floating[:, ::1] mask, bint masked, bint relu,
@@ -175,6 +179,7 @@ def backward(const floating[:, ::1] R, const floating[:, ::1] mask, bint masked,
     """BPTT over every chunk; ``dh``/``dc`` in: final-state gradients, out: initial."""
     cdef Py_ssize_t T = dxw.shape[0], B = dxw.shape[1], H = R.shape[0]
     cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
+    cdef int dynamic
     if T == 0 or B == 0:
         return
     with nogil:
@@ -184,8 +189,10 @@ def backward(const floating[:, ::1] R, const floating[:, ::1] mask, bint masked,
                             &aux[0, 0, 0], &dH[0, 0, 0], has_dH, &dh[0, 0], &dc[0, 0],
                             &dxw[0, 0, 0])
         else:
+            dynamic = omp_set_dynamic_get_old(1)     # team size adapts to load
             for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
                 _backward_chunk(&R[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
                                 bounds[k], bounds[k + 1], &cs[0, 0, 0], &gates[0, 0, 0],
                                 &aux[0, 0, 0], &dH[0, 0, 0], has_dH, &dh[0, 0], &dc[0, 0],
                                 &dxw[0, 0, 0])
+            omp_set_dynamic_get_old(dynamic)

@@ -7,38 +7,64 @@ active are contiguous in memory and merged into one GEMM. Inactive rows are neve
 (their buffers may hold garbage). Matches ``fastseq.backends.numba_cpu._loop``.
 """
 from cython cimport floating
+from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
 from fastseq_ext._blas cimport gemm_rm
+from fastseq_ext._omp cimport omp_set_dynamic_get_old
+
+
+cdef void _outer(const int64_t* nact, Py_ssize_t T, Py_ssize_t B, const floating* A,
+                 Py_ssize_t lda, Py_ssize_t K, const floating* D, Py_ssize_t ldd,
+                 Py_ssize_t N, floating* dR, Py_ssize_t ldr) noexcept nogil:
+    """dR[:K, :N] += sum_t A[t, :nact[t], :K]^T @ D[t, :nact[t], :N] (pointers at the
+    first used column); full steps merged into one GEMM."""
+    cdef Py_ssize_t t = 0, t1, n, rows
+    while t < T:
+        n = nact[t]
+        if n == 0:
+            break
+        t1 = t + 1
+        if n == B:                            # merge full steps: contiguous rows
+            while t1 < T and nact[t1] == B:
+                t1 += 1
+            rows = (t1 - t) * B
+        else:
+            rows = n
+        gemm_rm(True, False, <int>K, <int>N, <int>rows, 1, A + t * B * lda, <int>lda,
+                D + t * B * ldd, <int>ldd, 1, dR, <int>ldr)
+        t = t1
 
 
 # A: rows of [T(+1), B, lda] (row r of step t at (t*B + r)*lda + a_col); K columns used
 # D: rows of [T, B, ldd] starting at column d_col; N columns used
 # nact: [T] active rows per step (descending)
 # dR: [K, ldr]  # OUT: columns [r_col, r_col+N) += sum_t A[t,:nact]^T @ D[t,:nact]
+# n_threads > 1: the N columns are split into one block per thread (each thread owns its
+# columns: race-free, and the same blocks and order on every call); call it with BLAS
+# pinned to one thread then. n_threads = 1: one GEMM sequence, BLAS may thread.
 def accumulate_outer(const int64_t[::1] nact, Py_ssize_t B, const floating[::1] A,
                      Py_ssize_t lda, Py_ssize_t a_col, Py_ssize_t K, const floating[::1] D,
                      Py_ssize_t ldd, Py_ssize_t d_col, Py_ssize_t N, floating[::1] dR,
-                     Py_ssize_t ldr, Py_ssize_t r_col):
-    cdef Py_ssize_t T = nact.shape[0], t = 0, t1, n, rows
-    if B == 0 or K == 0 or N == 0:
+                     Py_ssize_t ldr, Py_ssize_t r_col, int n_threads=1):
+    cdef Py_ssize_t T = nact.shape[0], k, width, c0, c1
+    cdef int n_blocks, dynamic
+    if B == 0 or K == 0 or N == 0 or T == 0:
         return
+    # blocks of a multiple of 16 columns (whole SIMD registers), at most one per thread
+    width = ((N + n_threads - 1) // n_threads + 15) // 16 * 16
+    n_blocks = <int>((N + width - 1) // width)
     with nogil:
-        while t < T:
-            n = nact[t]
-            if n == 0:
-                break
-            t1 = t + 1
-            if n == B:                            # merge full steps: contiguous rows
-                while t1 < T and nact[t1] == B:
-                    t1 += 1
-                rows = (t1 - t) * B
-            else:
-                rows = n
-            gemm_rm(True, False, <int>K, <int>N, <int>rows, 1,
-                    &A[t * B * lda + a_col], <int>lda, &D[t * B * ldd + d_col], <int>ldd,
-                    1, &dR[r_col], <int>ldr)
-            t = t1
+        if n_blocks <= 1:
+            _outer(&nact[0], T, B, &A[a_col], lda, K, &D[d_col], ldd, N, &dR[r_col], ldr)
+        else:
+            dynamic = omp_set_dynamic_get_old(1)     # team size adapts to load
+            for k in prange(n_blocks, num_threads=n_blocks, schedule="static", chunksize=1):
+                c0 = k * width
+                c1 = min(N, c0 + width)
+                _outer(&nact[0], T, B, &A[a_col], lda, K, &D[d_col + c0], ldd, c1 - c0,
+                       &dR[r_col + c0], ldr)
+            omp_set_dynamic_get_old(dynamic)
 
 
 # D: [T, B, G]; nact: [T]

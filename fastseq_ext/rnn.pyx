@@ -9,6 +9,7 @@ from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
 from fastseq_ext._blas cimport gemm_rm
+from fastseq_ext._omp cimport omp_set_dynamic_get_old
 from fastseq_ext.activations cimport act_grad, activate_inplace
 
 
@@ -90,6 +91,7 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
     aux are unused: uniform signature across cells)."""
     cdef Py_ssize_t T = xw.shape[0], B = xw.shape[1], H = R.shape[0]
     cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
+    cdef int dynamic
     if T == 0 or B == 0:
         return
     with nogil:
@@ -98,10 +100,12 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
                            &nact[0], T, B, H, bounds[0], bounds[1], &hs[0, 0, 0],
                            &hm[0, 0, 0])
         else:
+            dynamic = omp_set_dynamic_get_old(1)     # team size adapts to load
             for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
                 _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu,
                                &nact[0], T, B, H, bounds[k], bounds[k + 1], &hs[0, 0, 0],
                                &hm[0, 0, 0])
+            omp_set_dynamic_get_old(dynamic)
 
 
 def backward(const floating[:, ::1] R, const floating[:, ::1] mask, bint masked, bint relu,
@@ -111,6 +115,7 @@ def backward(const floating[:, ::1] R, const floating[:, ::1] mask, bint masked,
     """BPTT over every chunk; ``dh`` in: final-state gradient, out: initial."""
     cdef Py_ssize_t T = dxw.shape[0], B = dxw.shape[1], H = R.shape[0]
     cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
+    cdef int dynamic
     if T == 0 or B == 0:
         return
     with nogil:
@@ -119,7 +124,9 @@ def backward(const floating[:, ::1] R, const floating[:, ::1] mask, bint masked,
                             bounds[0], bounds[1], &hs[0, 0, 0], &dH[0, 0, 0], has_dH,
                             &dh[0, 0], &dxw[0, 0, 0])
         else:
+            dynamic = omp_set_dynamic_get_old(1)     # team size adapts to load
             for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
                 _backward_chunk(&R[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
                                 bounds[k], bounds[k + 1], &hs[0, 0, 0], &dH[0, 0, 0],
                                 has_dH, &dh[0, 0], &dxw[0, 0, 0])
+            omp_set_dynamic_get_old(dynamic)

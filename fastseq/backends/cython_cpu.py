@@ -10,11 +10,15 @@ sorted batch is split into contiguous chunks balanced by work; each chunk runs i
 time loop on one OpenMP thread (``prange`` with an explicit ``num_threads``).
 
 Thread rule (one level of parallelism): with several chunks the chunks are the
-parallelism and BLAS is pinned to one thread (threadpoolctl, restored in ``finally``);
-a batch too small to split (fewer than ``2 * MIN_CHUNK_ROWS`` rows, or ``n_threads=1``)
-runs as one chunk and BLAS may use ``n_threads`` threads for the per-step GEMMs. The
-weight-gradient GEMMs after the loop run outside the parallel region, BLAS threaded.
-Results are bitwise identical for a given thread count.
+parallelism and BLAS is pinned to one thread (threadpoolctl, restored on exit), also for
+the weight-gradient GEMMs after the loop, whose dR columns are split among the OpenMP
+threads. A batch too small to split (fewer than ``2 * MIN_CHUNK_ROWS`` rows, or
+``n_threads=1``) runs as one chunk, with no OpenMP region, and BLAS may use ``n_threads``
+threads. OpenMP and BLAS threads are never busy at the same time (libgomp's idle workers
+spin for a while after a region; running OpenBLAS threads next to them was measured to
+slow the backward pass 10-20x on 2 cores). Idle OpenMP threads sleep instead of spinning
+(``OMP_WAIT_POLICY=PASSIVE`` while libgomp loads, see :mod:`fastseq_ext`). Results are
+bitwise identical for a given thread count.
 """
 from __future__ import annotations
 
@@ -280,15 +284,18 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     if B and T:
         h_src = (hm if masked else hs).reshape(-1)
         d_flat, dR_flat = dhw.reshape(-1), dR.reshape(-1)
-        with _blas_threads(n):
+        # several chunks: OpenMP threads own column blocks of dR, BLAS on one thread;
+        # one chunk: one GEMM sequence with BLAS threaded (one level of parallelism)
+        k = len(bounds) - 1
+        with _blas_threads(1 if k > 1 else n):
             if key == ("gru", False):
                 _reduce.accumulate_outer(nact, B, h_src, H, 0, H, d_flat, GH, 0, 2 * H,
-                                         dR_flat, GH, 0)
+                                         dR_flat, GH, 0, k)
                 _reduce.accumulate_outer(nact, B, aux.reshape(-1), H, 0, H, d_flat, GH, 2 * H,
-                                         H, dR_flat, GH, 2 * H)
+                                         H, dR_flat, GH, 2 * H, k)
             else:
                 _reduce.accumulate_outer(nact, B, h_src, H, 0, H, d_flat, GH, 0, GH,
-                                         dR_flat, GH, 0)
+                                         dR_flat, GH, 0, k)
         _reduce.accumulate_bias(nact, dhw, db64)
     dbh = db64.astype(dtype)
 

@@ -27,7 +27,8 @@ architecture (see :func:`make_config`); ``Network.from_config(config, flat)`` re
     vocab_size, embedding_dim                      (token input)
     cell           "lstm" | "gru" | "rnn";  activation "tanh" | "relu";  reset_after bool
     units, num_layers, bidirectional
-    head           hidden dense sizes, e.g. [32];  head_activation "relu"|"tanh"|"logistic"|"identity"
+    head           hidden dense sizes, e.g. [32]
+    head_activation  "relu" | "tanh" | "logistic" | "identity"
     n_outputs      size of the output layer (classes, regression targets)
     output         "many-to-one" | "many-to-many"
     dropout        rate between recurrent layers, on the head input and after each hidden

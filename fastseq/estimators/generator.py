@@ -441,8 +441,10 @@ class TextGenerator(BaseSequenceEstimator):
         """Continue the id sequence ``prompt_ids`` by ``n_tokens`` ids (``[n_tokens]`` int64);
         the unknown token is never generated.
 
-        A window model re-reads its last ``window`` ids per new token; a full-sequence
-        model absorbs the prompt once and then carries its state, one step per token."""
+        A full-sequence model absorbs the prompt once and then carries its state, one step
+        per token. A window model predicts from the last ``window`` ids only, as in training;
+        it carries ``window`` staggered states (one per window in flight), so each new
+        token is still one (batched) step rather than a re-read of its window."""
         net = self._fitted_net()
         n_tokens = _check_count(n_tokens, "n_tokens")
         temperature, top_k = _check_sampling(temperature, top_k, self.vocab_size_)
@@ -468,15 +470,28 @@ class TextGenerator(BaseSequenceEstimator):
                     out[t] = next_id(feats)
                     feats = stepper.step(out[t:t + 1])
                 return out
-            N = self.window
-            context = list(ids[-N:])
+            # Staggered windows: row j of an N-row batch holds the window that predicts the
+            # j-th next token, so each new token is one batched step of all N rows (every
+            # window absorbs it) and the row whose window is complete restarts from zeros.
+            # Exactly the same as re-reading each N-token window from the zero state.
+            N, m = self.window, len(ids)
+            stepper.reset(N)
+            known = np.array([min(N - j, m) for j in range(N)], dtype=np.int64)
+            if m:
+                x = np.zeros((int(known.max()), N), dtype=np.int64)
+                for j in range(N):
+                    x[:known[j], j] = ids[m - known[j]:]
+                stepper.prime(x, known)
+            row = 0                                    # the row that predicts the next token
             for t in range(n_tokens):
-                stepper.reset()
-                feats = stepper.h[-1]
-                for tok in context:
-                    feats = stepper.step(np.array([tok]))
-                out[t] = next_id(feats)
-                context = (context + [int(out[t])])[-N:]
+                out[t] = next_id(stepper.h[-1, row:row + 1])
+                if t + 1 == n_tokens:
+                    break
+                stepper.step(np.full(N, out[t], dtype=np.int64))
+                stepper.h[:, row] = 0
+                if stepper.c is not None:
+                    stepper.c[:, row] = 0
+                row = (row + 1) % N
         return out
 
     def generate(self, prompt, n_tokens, *, temperature=1.0, top_k=None, random_state=None):

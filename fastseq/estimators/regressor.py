@@ -29,7 +29,8 @@ class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
                  epsilon=1e-8, batch_size="auto", max_iter=200, alpha=1e-4, clip_norm=None,
                  tol=1e-4, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, shuffle=True, random_state=None, warm_start=False,
-                 verbose=0, backend="auto", n_jobs=None, dtype="float32", n_timesteps=None, loss="squared_error"):
+                 verbose=0, backend="auto", n_jobs=None, dtype="float32", n_timesteps=None,
+                 loss="squared_error"):
         self.cell = cell
         self.units = units
         self.num_layers = num_layers

@@ -169,8 +169,10 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     chunks = make_chunks(cache["lengths"], n)
     iw, fw = _scratch(len(chunks), dtype)
 
+    RT = np.ascontiguousarray(R.T)          # [G*H, H]: dh = dgates @ RT is a plain GEMM
+
     def run(lo, hi, slot):
-        bwd_kernel(R, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, dH, has_dH,
+        bwd_kernel(RT, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, dH, has_dH,
                    dh, dc, dxw, dhw, dtmp, dtmp2, iw[slot], fw[slot])
 
     if B and T:

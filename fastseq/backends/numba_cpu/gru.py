@@ -53,16 +53,17 @@ def forward_chunk(xw, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates
                 hs[t + 1, b, j] = (one - z) * gates[t, b, 2 * H + j] + z * hs[t, b, j]
 
 
-# dH: [T, B, H] (iff has_dH)  dh: [B, H] in/OUT  dxw: [T, B, 3H] OUT [da_r, da_z, da_n]
+# RT: [3H, H] R transposed  dH: [T, B, H] (iff has_dH)  dh: [B, H] in/OUT
+# dxw: [T, B, 3H] OUT [da_r, da_z, da_n]
 # dhw: [T, B, 3H] OUT gradient of hw = [da_r, da_z, da_n * r]   dtmp: [B, H] workspace
 @njit(**FLAGS)
-def backward_chunk(R, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, dH, has_dH,
+def backward_chunk(RT, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, dH, has_dH,
                    dh, dc, dxw, dhw, dtmp, dtmp2, iw, fw):
     T = gates.shape[0]
     B = gates.shape[1]
-    H = R.shape[0]
+    H = RT.shape[1]
     G = 3 * H
-    one = cst(R[0, 0], 1.0)
+    one = cst(RT[0, 0], 1.0)
     for t in range(T - 1, -1, -1):
         n = min(hi, nact[t])
         if n <= lo:
@@ -84,13 +85,13 @@ def backward_chunk(R, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, 
             for j in range(2 * H):
                 dxw[t, b, j] = dhw[t, b, j]
         if masked:
-            gemm(False, True, n - lo, H, G, 1.0, dhw, (t * B + lo) * G, G, R, 0, G,
+            gemm(False, False, n - lo, H, G, 1.0, dhw, (t * B + lo) * G, G, RT, 0, H,
                  0.0, dtmp, lo * H, H, iw, fw)
             for b in range(lo, n):
                 for j in range(H):
                     dh[b, j] += dtmp[b, j] * mask[b, j]
         else:
-            gemm(False, True, n - lo, H, G, 1.0, dhw, (t * B + lo) * G, G, R, 0, G,
+            gemm(False, False, n - lo, H, G, 1.0, dhw, (t * B + lo) * G, G, RT, 0, H,
                  1.0, dh, lo * H, H, iw, fw)
 
 
@@ -137,16 +138,16 @@ def forward_chunk_classic(xw, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, h
                 hs[t + 1, b, j] = (one - z) * gates[t, b, 2 * H + j] + z * hs[t, b, j]
 
 
-# classic form backward. dxw = dhw: [T, B, 3H] OUT; dtmp: [B, H] workspace (dh_masked);
+# classic form backward. RT: [3H, H] R transposed; dxw = dhw: [T, B, 3H] OUT; dtmp: [B, H] workspace (dh_masked);
 # dtmp2: [B, H] workspace (d(r*h_masked) = da_n @ R_n^T)
 @njit(**FLAGS)
-def backward_chunk_classic(R, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, dH,
+def backward_chunk_classic(RT, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, dH,
                            has_dH, dh, dc, dxw, dhw, dtmp, dtmp2, iw, fw):
     T = gates.shape[0]
     B = gates.shape[1]
-    H = R.shape[0]
+    H = RT.shape[1]
     G = 3 * H
-    one = cst(R[0, 0], 1.0)
+    one = cst(RT[0, 0], 1.0)
     for t in range(T - 1, -1, -1):
         n = min(hi, nact[t])
         if n <= lo:
@@ -160,7 +161,8 @@ def backward_chunk_classic(R, mask, masked, relu, nact, lo, hi, hs, cs, hm, gate
                 dxw[t, b, 2 * H + j] = dh_t * (one - z) * act_grad(nn, relu)
                 dh[b, j] = dh_t * z
         # d(r * h_masked) = da_n @ R_n^T
-        gemm(False, True, n - lo, H, H, 1.0, dxw, (t * B + lo) * G + 2 * H, G, R, 2 * H, G,
+        gemm(False, False, n - lo, H, H, 1.0, dxw, (t * B + lo) * G + 2 * H, G, RT,
+             2 * H * H, H,
              0.0, dtmp2, lo * H, H, iw, fw)
         for b in range(lo, n):
             if masked:
@@ -170,7 +172,7 @@ def backward_chunk_classic(R, mask, masked, relu, nact, lo, hi, hs, cs, hm, gate
                 for j in range(H):
                     dxw[t, b, j] = dtmp2[b, j] * hs[t, b, j] * sigmoid_grad(gates[t, b, j])
         # dh_masked = [da_r, da_z] @ R_rz^T + d(r h_masked) * r
-        gemm(False, True, n - lo, H, 2 * H, 1.0, dxw, (t * B + lo) * G, G, R, 0, G,
+        gemm(False, False, n - lo, H, 2 * H, 1.0, dxw, (t * B + lo) * G, G, RT, 0, H,
              0.0, dtmp, lo * H, H, iw, fw)
         for b in range(lo, n):
             if masked:

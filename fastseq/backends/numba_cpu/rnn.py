@@ -39,13 +39,13 @@ def forward_chunk(xw, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates
                 hs[t + 1, b, j] = act(xw[t, b, j] + pre[b, j] + bh[j], relu)
 
 
-# dH: [T, B, H] (iff has_dH)   dh: [B, H] in/OUT   dxw: [T, B, H] OUT
+# RT: [H, H] R transposed   dH: [T, B, H] (iff has_dH)   dh: [B, H] in/OUT   dxw: [T, B, H] OUT
 @njit(**FLAGS)
-def backward_chunk(R, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, dH, has_dH,
+def backward_chunk(RT, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, dH, has_dH,
                    dh, dc, dxw, dhw, dtmp, dtmp2, iw, fw):
     T = dxw.shape[0]
     B = dxw.shape[1]
-    H = R.shape[0]
+    H = RT.shape[1]
     for t in range(T - 1, -1, -1):
         n = min(hi, nact[t])
         if n <= lo:
@@ -54,7 +54,7 @@ def backward_chunk(R, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, 
             for j in range(H):
                 dh_t = dh[b, j] + dH[t, b, j] if has_dH else dh[b, j]
                 dxw[t, b, j] = dh_t * act_grad(hs[t + 1, b, j], relu)
-        gemm(False, True, n - lo, H, H, 1.0, dxw, (t * B + lo) * H, H, R, 0, H,
+        gemm(False, False, n - lo, H, H, 1.0, dxw, (t * B + lo) * H, H, RT, 0, H,
              0.0, dh, lo * H, H, iw, fw)
         if masked:
             for b in range(lo, n):

@@ -112,3 +112,24 @@ def test_atomic_write_leaves_no_temp(tmp_path, rng):
     to_onnx(path, "rnn", F.init_params("rnn", 2, 3, random_state=rng))
     assert onnx.load(str(path)).graph.node
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+def test_fitted_classifier_probabilities(tmp_path, rng):
+    pytest.importorskip("fastseq.estimators")
+    import warnings
+
+    from fastseq.estimators import SequenceClassifier
+    X = [rng.normal(size=(int(n), 2)).astype(np.float32) for n in rng.integers(1, 6, 9)]
+    y = rng.integers(0, 3, 9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = SequenceClassifier(cell="lstm", units=4, head=(3,), max_iter=2,
+                                 random_state=0, backend="reference").fit(X, y)
+    model = to_onnx(tmp_path / "clf.onnx", clf)
+    assert [o.name for o in model.graph.output] == ["scores", "probabilities"]
+    lengths = np.array([len(x) for x in X])
+    xb = np.zeros((len(X), lengths.max(), 2), np.float32)
+    for b, x in enumerate(X):
+        xb[b, :len(x)] = x
+    _, probs = _session(model).run(None, {"x": xb, "lengths": lengths.astype(np.int64)})
+    assert_close(probs, clf.predict_proba(X), 1e-5, "predict_proba")

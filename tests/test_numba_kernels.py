@@ -226,3 +226,34 @@ def test_kernels_are_cached_on_disk():
     hits2, misses2 = map(int, runs[1].stdout.split())
     assert hits1 + misses1 > 0
     assert misses2 == 0 and hits2 == hits1 + misses1   # the second loaded everything
+
+
+# ------------------------------------------------------------------ workspaces
+def test_pool_reuses_buffers_after_the_cache_dies(rng):
+    import gc
+    pool = _loop.BufferPool()
+    a = pool.take((3, 4), np.float32)
+    lease = _loop.Lease([a], pool=pool)
+    assert pool.take((3, 4), np.float32) is not a     # still leased
+    del lease
+    gc.collect()
+    assert pool.take((3, 4), np.float32) is a         # back in the pool after the owner died
+    assert pool.take((3, 4), np.float64).dtype == np.float64
+
+
+def test_reused_workspaces_do_not_leak_into_results(rng):
+    """Pooled buffers hold the previous call's values; outputs must not depend on them."""
+    cell = make_cell("lstm")
+    T, B, H = 5, 6, 3
+    lengths = np.array([5, 2, 0, 4, 1, 3])
+    args = [rng.standard_normal(s).astype(np.float32)
+            for s in ((T, B, 4 * H), (H, 4 * H), (4 * H,), (B, H), (B, H))]
+    first = nb.forward(cell, *args, lengths)
+    first_out = [first[0].copy(), first[1][0].copy()]
+    del first
+    # dirty the pool with a different input of the same shapes, then repeat the first
+    nb.forward(cell, *[a + 100.0 for a in args], None)
+    again = nb.forward(cell, *args, lengths)
+    assert np.array_equal(again[0], first_out[0]) and np.array_equal(again[1][0], first_out[1])
+    pad = np.arange(T)[:, None] >= lengths[None, :]
+    assert not np.any(again[0][pad])

@@ -10,7 +10,7 @@ import numpy as np
 
 from ...cells import CellSpec
 from . import gru, lstm, rnn
-from ._loop import (accumulate_outer, active_counts, blas_threads,
+from ._loop import (POOL, Lease, accumulate_outer, zero_padding, active_counts, blas_threads,
                     make_chunks, run_chunks, sort_batch, threads)
 
 # (forward kernel, backward kernel) per cell form
@@ -93,16 +93,18 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
         lengths = lengths[order]
     nact = active_counts(lengths, T)
 
-    hs = np.zeros((T + 1, B, H), dtype)
+    # saved for BPTT, pooled: they live as long as the cache (see _loop.Lease)
+    hs = POOL.take((T + 1, B, H), dtype)
     hs[0] = h0
     if cell.has_cell_state:
-        cs = np.zeros((T + 1, B, H), dtype)
+        cs = POOL.take((T + 1, B, H), dtype)
         cs[0] = c0
     else:
         cs = _dummy(dtype)
-    hm = np.empty((T, B, H), dtype) if masked else _dummy(dtype)
-    gates = np.empty((T, B, GH), dtype) if cell.kind != "rnn" else _dummy(dtype)
-    aux = np.empty((T, B, H), dtype) if cell.kind != "rnn" else _dummy(dtype)
+    hm = POOL.take((T, B, H), dtype) if masked else _dummy(dtype)
+    gates = POOL.take((T, B, GH), dtype) if cell.kind != "rnn" else _dummy(dtype)
+    aux = POOL.take((T, B, H), dtype) if cell.kind != "rnn" else _dummy(dtype)
+    lease = Lease([hs, cs, hm, gates, aux])
     pre = np.empty((B, GH), dtype)
     relu = cell.activation == "relu"
     chunks = make_chunks(lengths, n)
@@ -115,6 +117,8 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     if B and T:
         run_chunks(run, chunks, n)
 
+    if B and T and nact[T - 1] < B:
+        zero_padding(hs, nact)      # outputs are zero at padded steps
     rows = np.arange(B)
     h_T = hs[lengths, rows]
     c_T = cs[lengths, rows] if cell.has_cell_state else None
@@ -126,7 +130,8 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
         c_T = c_T[inverse] if c_T is not None else None
     cache = dict(cell=cell, R=R, mask=mask, masked=masked, relu=relu, nact=nact,
                  lengths=lengths, order=order, inverse=inverse, identity=identity,
-                 hs=hs, cs=cs, hm=hm, gates=gates, aux=aux, dtype=dtype, shape=(T, B, H))
+                 hs=hs, cs=cs, hm=hm, gates=gates, aux=aux, dtype=dtype, shape=(T, B, H),
+                 lease=lease)
     return H_all, (h_T, c_T), cache
 
 
@@ -162,7 +167,7 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
         dH = _dummy(dtype)
     dxw = np.zeros((T, B, GH), dtype)
     gru_after = cell.kind == "gru" and cell.reset_after
-    dhw = np.empty((T, B, GH), dtype) if gru_after else _dummy(dtype)
+    dhw = POOL.take((T, B, GH), dtype) if gru_after else _dummy(dtype)
     dtmp = np.empty((B, H), dtype)
     dtmp2 = np.empty((B, H), dtype)
     relu = cache["relu"]
@@ -198,6 +203,8 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
             accumulate_outer(nact, B, ones, 1, 0, 1, d_hw, GH, 0, GH, dbh, GH, 0,
                              iw[0], fw[0])
     dbh = dbh[0]
+    if gru_after:
+        POOL.give([dhw])
 
     inverse = cache["inverse"]
     if not identity:

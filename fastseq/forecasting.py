@@ -25,6 +25,8 @@ from sklearn.utils.validation import check_is_fitted
 from .backends import get_backend
 from .network import _activate
 
+PROJ_TABLE_BYTES = 64 * 2**20     # largest first-layer projection table kept per stepper
+
 
 class NetworkStepper:
     """Step a unidirectional network one time step at a time, carrying its state.
@@ -56,6 +58,14 @@ class NetworkStepper:
         self.head_params = [(p[f"fc.{j}.weight"].astype(np.float64),
                              p[f"fc.{j}.bias"].astype(np.float64)) for j in range(net.n_fc)]
         self.embedding = p["embedding.weight"] if net.tokens else None
+        # token input: the first layer's input projection of every id, E @ W_ih0.T + b_ih0
+        # [V, G*H], so a step looks it up instead of multiplying (when it is small enough)
+        self.proj0 = None
+        if net.tokens:
+            W, b = self.layers[0][0], self.layers[0][1]
+            if self.embedding.shape[0] * W.shape[0] * self.dtype.itemsize <= PROJ_TABLE_BYTES:
+                self.proj0 = self.embedding @ W.T
+                self.proj0 += b
         self.reset(batch_size)
 
     def reset(self, batch_size=None):
@@ -80,25 +90,36 @@ class NetworkStepper:
                                  f"{ids.shape}")
             if B and (ids.min() < 0 or ids.max() >= self.embedding.shape[0]):
                 raise ValueError(f"token ids must be in [0, {self.embedding.shape[0]})")
-            return self.embedding[ids]
+            return ids
         x_t = np.asarray(x_t, dtype=self.dtype)
         if x_t.shape != (B, self.net.input_size):
             raise ValueError(f"x_t has shape {x_t.shape}; expected ({B}, "
                              f"{self.net.input_size})")
         return x_t
 
+    def _first_projection(self, x_t):
+        """``xw`` of the first layer, ``[B, G*H]``."""
+        W, b = self.layers[0][0], self.layers[0][1]
+        if self.embedding is not None:
+            if self.proj0 is not None:
+                return self.proj0[x_t]
+            x_t = self.embedding[x_t]
+        xw = x_t @ W.T
+        xw += b
+        return xw
+
     def step(self, x_t):
         """Feed one step ``x_t`` to every stream; returns the top layer's ``[B, H]`` state."""
-        layer_in = self._input(x_t)
+        xw = self._first_projection(self._input(x_t))   # [B, G*H]
         for k, (W, b, R, bh) in enumerate(self.layers):
-            xw = layer_in @ W.T                         # [B, G*H]
-            xw += b
+            if k:
+                xw = self.h[k - 1] @ W.T
+                xw += b
             h, c = self.engine.step(self.cell, xw, R, bh, self.h[k],
                                     None if self.c is None else self.c[k])
             self.h[k] = h
             if self.c is not None:
                 self.c[k] = c
-            layer_in = self.h[k]
         return self.h[-1]
 
     def prime(self, x, lengths=None):

@@ -130,39 +130,63 @@ def test_truncated_bptt_ragged_last_chunk_and_early_stopping(rng):
 
 
 # ---------------------------------------------------------------- generation
-def test_greedy_generation_equals_recomputing_the_prefix(rng):
-    est = small(window=None, level="char", max_iter=3).fit(
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("prompt_len", [0, 1, 4])
+def test_streaming_generation_equals_recomputing_the_prefix(rng, backend, prompt_len):
+    est = small(window=None, level="char", max_iter=1, num_layers=2, backend=backend).fit(
         "".join(rng.choice(list("abcd ."), size=80)))
     net = est.network_
-    prompt = est.vocabulary_.encode(list("ab c"))
-    got = est.generate_ids(prompt, 12, temperature=0)
+    prompt = est.vocabulary_.encode(list("ab c")[:prompt_len])
+    seen = []
+
+    def pick(logits):                    # record the logits, continue with a random token
+        seen.append(logits.copy())
+        return int(rng.integers(est.vocab_size_))
+    got = est._stream(prompt, 12, pick)
     seq = list(prompt)
     for t in range(12):
-        logits = net.forward(np.array(seq)[:, None])[-1, 0]  # whole prefix, from scratch
-        logits[est.vocabulary_.unknown_id_] = -np.inf        # never generated
-        assert got[t] == np.argmax(logits)
+        if seq:                          # the whole prefix, from scratch
+            expected = net.forward(np.array(seq)[:, None])[-1, 0]
+        else:                            # zero state: the output layer's bias alone
+            expected = net.params["fc.0.bias"]
+        assert_close(seen[t], expected, rtol_of(est.dtype), f"logits of token {t}")
         seq.append(got[t])
-    # no prompt: starts from the zero state
-    first = est.generate_ids([], 1, temperature=0)[0]
-    zero = NetworkStepper(net)
-    logits = zero.head(zero.h[-1])[0]
-    logits[est.vocabulary_.unknown_id_] = -np.inf
-    assert first == np.argmax(logits)
+    greedy = est.generate_ids(prompt, 3, temperature=0)
+    first = seen[0].copy()
+    first[est.vocabulary_.unknown_id_] = -np.inf
+    assert greedy[0] == np.argmax(first)
 
 
-def test_window_generation_reads_the_last_n_tokens(rng):
-    est = small(window=3, max_iter=3).fit(STORY)
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("prompt_len", [0, 1, 2, 3, 5])
+def test_window_generation_reads_the_last_n_tokens(rng, prompt_len, backend):
+    est = small(window=3, max_iter=1, backend=backend, num_layers=2).fit(STORY)
     net = est.network_
-    prompt = est.vocabulary_.encode(["the", "mice", "had", "a"])
-    got = est.generate_ids(prompt, 10, temperature=0)
+    words = est.tokenizer_.tokenize(STORY)
+    start = int(rng.integers(0, len(words) - prompt_len))
+    prompt = est.vocabulary_.encode(words[start:start + prompt_len])
+    seen = []
+
+    def pick(logits):                    # record the logits, continue with a random token
+        seen.append(logits.copy())
+        return int(rng.integers(est.vocab_size_))
+    got = est._stream(prompt, 12, pick)
     seq = list(prompt)
-    for t in range(10):
-        logits = net.forward(np.array(seq[-3:])[:, None])[0]
-        logits[est.vocabulary_.unknown_id_] = -np.inf
-        assert got[t] == np.argmax(logits)
+    for t in range(12):
+        window = np.zeros((3, 1), dtype=np.int64)         # padded: length 0 allowed
+        window[:len(seq[-3:]), 0] = seq[-3:]
+        # re-read the (up to) 3-token window from the zero state: what training saw
+        expected = net.forward(window, lengths=[len(seq[-3:])])[0]
+        assert_close(seen[t], expected, rtol_of(est.dtype), f"logits of token {t}")
         seq.append(got[t])
-    text = est.generate("the mice had a", 10, temperature=0)
-    assert text == est.tokenizer_.detokenize(est.vocabulary_.decode(got))
+    # the public path: greedy, never the unknown token
+    greedy = est.generate_ids(prompt, 4, temperature=0)
+    logits = net.forward(np.array(seq[:prompt_len][-3:] or [0]).reshape(-1, 1),
+                         lengths=[min(prompt_len, 3)])[0]
+    logits[est.vocabulary_.unknown_id_] = -np.inf
+    assert greedy[0] == np.argmax(logits)
+    text = est.generate(" ".join(words[start:start + prompt_len]), 4, temperature=0)
+    assert text == est.tokenizer_.detokenize(est.vocabulary_.decode(greedy))
 
 
 def test_sampling_follows_the_tempered_top_k_distribution(rng):

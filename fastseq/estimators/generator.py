@@ -445,34 +445,38 @@ class TextGenerator(BaseSequenceEstimator):
         per token. A window model predicts from the last ``window`` ids only, as in training;
         it carries ``window`` staggered states (one per window in flight), so each new
         token is still one (batched) step rather than a re-read of its window."""
-        net = self._fitted_net()
+        self._fitted_net()
         n_tokens = _check_count(n_tokens, "n_tokens")
         temperature, top_k = _check_sampling(temperature, top_k, self.vocab_size_)
         rng = _sampling_rng(random_state)
+        # the unknown token is never generated (it stands for many rare tokens, or none)
+        unknown = self.vocabulary_.unknown_id_ if self.vocab_size_ > 1 else None
+
+        def pick(logits):
+            if unknown is not None:
+                logits[unknown] = -np.inf
+            return _sample(logits, temperature, top_k, rng)
+        return self._stream(prompt_ids, n_tokens, pick)
+
+    def _stream(self, prompt_ids, n_tokens, pick):
+        """The generation loop: ``pick(logits [V] float64) -> id`` chooses each new id."""
+        net = self._fitted_net()
         ids = np.asarray(prompt_ids, dtype=np.int64).ravel()
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size_):
             raise ValueError(f"prompt ids must be in [0, {self.vocab_size_})")
         out = np.empty(n_tokens, dtype=np.int64)
         stepper = NetworkStepper(net, batch_size=1)
-        # the unknown token is never generated (it stands for many rare tokens, or none)
-        unknown = self.vocabulary_.unknown_id_ if self.vocab_size_ > 1 else None
-
-        def next_id(feats):
-            logits = stepper.head(feats)[0]
-            if unknown is not None:
-                logits[unknown] = -np.inf
-            return _sample(logits, temperature, top_k, rng)
-
         with self._threads_ctx():
             if self.window is None:
                 feats = stepper.prime(ids[:, None]) if ids.size else stepper.h[-1]
                 for t in range(n_tokens):
-                    out[t] = next_id(feats)
+                    out[t] = pick(stepper.head(feats)[0])
                     feats = stepper.step(out[t:t + 1])
                 return out
             # Staggered windows: row j of an N-row batch holds the window that predicts the
             # j-th next token, so each new token is one batched step of all N rows (every
-            # window absorbs it) and the row whose window is complete restarts from zeros.
+            # window in flight absorbs it); the row whose prediction was just made restarts
+            # from zeros first, as the window that begins with the new token.
             # Exactly the same as re-reading each N-token window from the zero state.
             N, m = self.window, len(ids)
             stepper.reset(N)
@@ -484,13 +488,14 @@ class TextGenerator(BaseSequenceEstimator):
                 stepper.prime(x, known)
             row = 0                                    # the row that predicts the next token
             for t in range(n_tokens):
-                out[t] = next_id(stepper.h[-1, row:row + 1])
+                out[t] = pick(stepper.head(stepper.h[-1, row:row + 1])[0])
                 if t + 1 == n_tokens:
                     break
-                stepper.step(np.full(N, out[t], dtype=np.int64))
+                # the finished row restarts: its next window begins with this token
                 stepper.h[:, row] = 0
                 if stepper.c is not None:
                     stepper.c[:, row] = 0
+                stepper.step(np.full(N, out[t], dtype=np.int64))
                 row = (row + 1) % N
         return out
 

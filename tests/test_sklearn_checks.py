@@ -15,6 +15,7 @@ from sklearn.utils import estimator_checks
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastseq.estimators import SequenceClassifier, SequenceRegressor, SequenceTagger
+from fastseq.preprocessing import SequenceScaler
 
 BACKEND = os.environ.get("FASTSEQ_SKLEARN_CHECK_BACKEND", "auto")
 DTYPE = os.environ.get("FASTSEQ_SKLEARN_CHECK_DTYPE", "float64")
@@ -25,6 +26,7 @@ ESTIMATORS = [
     SequenceClassifier(**COMMON),
     SequenceRegressor(**COMMON),
     SequenceTagger(**COMMON),
+    SequenceScaler(),
 ]
 
 

@@ -88,10 +88,7 @@ def check_sequences(X, *, n_timesteps=None, dtype=np.float32, tokens=False,
         raise ValueError("X is a list of 1-D arrays of different lengths; dense sequences "
                          "must be (T_i, F) arrays (use s.reshape(-1, 1) for one feature), "
                          "token ids need an estimator with embedding_dim")
-    if estimator is not None and _check_feature_names is not None and \
-            hasattr(X, "columns"):
-        _check_feature_names(estimator, X, reset=reset)
-    elif estimator is not None and _check_feature_names is not None:
+    if estimator is not None and _check_feature_names is not None:
         _check_feature_names(estimator, X, reset=reset)
     arr = check_array(X, dtype=FLOAT_DTYPES, allow_nd=True,
                       ensure_min_samples=ensure_min_samples)

@@ -1,7 +1,6 @@
 """The examples, in their reduced (--quick) versions, and the demo."""
 import importlib.util
 import os
-import sys
 
 import pytest
 

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
@@ -421,10 +421,6 @@ class _NullContext:
 
     def __exit__(self, *exc):
         return False
-
-
-def _not_fitted(estimator):
-    return NotFittedError(f"This {type(estimator).__name__} instance is not fitted yet.")
 
 
 PARAMS_DOC = """

@@ -301,3 +301,31 @@ def test_n_jobs_limits_threads(rng):
     X = rng.standard_normal((6, 2, 2))
     est = SequenceRegressor(units=3, max_iter=1, n_jobs=1).fit(X, np.arange(6.0))
     assert est.predict(X).shape == (6,)
+
+
+def test_tagger_early_stopping_and_class_weight(rng):
+    X = _ragged(rng, 30, lo=2, hi=6)
+    y = [(s[:, 0] > 0).astype(int) for s in X]
+    est = SequenceTagger(units=4, max_iter=6, early_stopping=True, validation_fraction=0.2,
+                         n_iter_no_change=100, random_state=0, learning_rate_init=0.05,
+                         class_weight={0: 30.0, 1: 1.0}).fit(X, y)
+    assert len(est.validation_scores_) == 6
+    assert est.best_validation_score_ == max(est.validation_scores_)
+    pred = np.concatenate(est.predict(X))
+    assert np.mean(pred == 0) > 0.8                  # the heavy class dominates
+
+
+def test_regressor_losses_and_partial_fit(rng):
+    X = rng.standard_normal((20, 3, 2))
+    y = X[:, :, 0].sum(1)
+    for loss in ("squared_error", "absolute_error", "huber"):
+        est = SequenceRegressor(units=4, max_iter=3, loss=loss, random_state=0).fit(X, y)
+        assert np.isfinite(est.loss_curve_).all()
+    with pytest.raises(ValueError, match="loss must be one of"):
+        SequenceRegressor(loss="hinge").fit(X, y)
+    est = SequenceRegressor(units=4, random_state=0)
+    est.partial_fit(X, y)
+    est.partial_fit(X, y)
+    assert est.n_iter_ == 2
+    with pytest.raises(ValueError, match="outputs"):
+        est.partial_fit(X, np.c_[y, y])

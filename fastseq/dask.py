@@ -328,11 +328,16 @@ def _warm_one(estimator, X, y, fit_kwargs):
     return time.perf_counter() - start
 
 
-def warm_up(client, estimator, X, y, **fit_kwargs):
+def warm_up(client, estimator, X, y, timeout=None, **fit_kwargs):
     """Import fastseq and load (or compile) the kernels that ``estimator`` uses on every
-    worker of ``client``, by fitting a one-epoch clone on the small sample ``(X, y)``.
+    worker of ``client``, by fitting a one-epoch clone on the small sample ``(X, y)``
+    as one task pinned to each worker.
 
     Numba kernels are cached on disk (``cache=True``), so a worker only loads them; a
     worker compiles only when the cache is cold. Later tasks in the same worker process
-    reuse the loaded kernels. Returns ``{worker address: seconds}``."""
-    return client.run(_warm_one, estimator, X, y, fit_kwargs)
+    reuse the loaded kernels. Kernels are per cell type and dtype: warm up once per cell
+    you will search over. Returns ``{worker address: seconds inside the task}``."""
+    workers = sorted(client.scheduler_info()["workers"])
+    futures = {w: client.submit(_warm_one, estimator, X, y, fit_kwargs, workers=[w],
+                                allow_other_workers=False, pure=False) for w in workers}
+    return {w: f.result(timeout=timeout) for w, f in futures.items()}

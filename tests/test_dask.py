@@ -205,6 +205,13 @@ def test_worker_env_gives_a_single_worker_two_threads():
     assert report["engine_threads"], report
 
 
+def test_warm_up_runs_once_on_every_worker(client, rng):
+    X, y = _sequences(rng, 8)
+    seconds = fdask.warm_up(client, _classifier(), X, y, timeout=RESULT_TIMEOUT_S)
+    assert sorted(seconds) == _workers(client)
+    assert all(s > 0 for s in seconds.values())
+
+
 def test_worker_env_and_thread_report_locally():
     env = fdask.worker_env(3)
     assert env["NUMBA_NUM_THREADS"] == "3" and env["OMP_NUM_THREADS"] == "3"
@@ -388,3 +395,20 @@ def test_dask_ml_incremental_and_parallel_post_fit(client, rng):
     with client.as_current():
         proba = post.predict_proba(Xd).compute()
     assert_close(proba, local.predict_proba(X2), 1e-6, "ParallelPostFit.predict_proba")
+
+
+# ------------------------------------------------------------------------------ example
+
+def test_dask_example_quick(client, capsys):
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "examples", "dask_grid_search.py")
+    spec = importlib.util.spec_from_file_location("dask_grid_search", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    result = example.main(["--quick", "--scheduler", client.scheduler.address])
+    assert result["same"] and result["online_iters"] == 20      # 5 epochs x 4 chunks
+    assert result["accuracy"] > 0.7            # chance is ~0.5; the best candidates reach 0.96
+    out = capsys.readouterr().out
+    assert "grid search" in out and "incremental_fit" in out

@@ -15,6 +15,9 @@ step for B=1, H=64 LSTM; compare implementations within one run only (shared mac
 """
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 import pytest
 
@@ -22,6 +25,9 @@ from fastseq import functional as F
 from fastseq._config import default_threads
 from fastseq.stream import Stream
 
+# PyTorch's intra-op threads: FASTSEQ_BENCH_TORCH_THREADS, default all CPUs (as in DESIGN.md
+# section 7); a B=1 step has nothing to split, and with 1 thread CPU time is exact
+THREADS = int(os.environ.get("FASTSEQ_BENCH_TORCH_THREADS", "0")) or default_threads()
 CALLS = {"fastseq": 2000, "torch-cell": 300, "torch-module": 100}
 SIZES = [("lstm", 64, 64), ("gru", 64, 64), ("lstm", 8, 64), ("lstm", 256, 256)]
 
@@ -39,7 +45,7 @@ def _fastseq(cell, I, H, calls):
 
 def _torch(kind, cell, I, H, calls):
     torch = pytest.importorskip("torch")
-    torch.set_num_threads(default_threads())
+    torch.set_num_threads(THREADS)
     x = torch.randn(1, I)
     if kind == "torch-cell":
         module = (torch.nn.LSTMCell if cell == "lstm" else torch.nn.GRUCell)(I, H)
@@ -63,6 +69,12 @@ def _torch(kind, cell, I, H, calls):
     return run
 
 
+def _thread_cpu(run):
+    start = time.thread_time()
+    run()
+    return time.thread_time() - start
+
+
 @pytest.mark.parametrize("impl", ["fastseq", "torch-cell", "torch-module"])
 @pytest.mark.parametrize("size", SIZES, ids=[f"{c}-I{i}-H{h}" for c, i, h in SIZES])
 def test_stream_step_latency(benchmark, impl, size):
@@ -73,5 +85,9 @@ def test_stream_step_latency(benchmark, impl, size):
     benchmark.group = f"stream step B=1 {cell} I={I} H={H}"
     benchmark.pedantic(run, rounds=9, iterations=1, warmup_rounds=1)
     us = benchmark.stats.stats.min / calls * 1e6
-    benchmark.extra_info.update(us_per_step=round(us, 3), calls_per_round=calls,
-                                threads=default_threads(), cell=cell, I=I, H=H, B=1)
+    # CPU time of this thread: what the step costs when the (shared) machine is busy and
+    # the process is descheduled part of the time; exact only for single-threaded peers
+    cpu = min(_thread_cpu(run) for _ in range(5)) / calls * 1e6
+    benchmark.extra_info.update(us_per_step=round(us, 3), cpu_us_per_step=round(cpu, 3),
+                                calls_per_round=calls,
+                                torch_threads=THREADS, cell=cell, I=I, H=H, B=1)

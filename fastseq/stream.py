@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit
 
 from .backends.numba_cpu._jit import FLAGS
-from .backends.numba_cpu.activations import act, cst, sigmoid
+from .backends.numba_cpu.activations import act, cst, sigmoid, tanh
 from .cells import make_cell
 from .functional import validate_params
 
@@ -54,6 +54,25 @@ def _matvec_acc(x, W, out):
 #                      then L rows of 5: offsets of W^T, R^T, b_ih, b_hh; input size,
 #                      then J rows of 4: offsets of W^T, b; in, out]
 _META = 8
+
+
+@njit(**FLAGS)
+def _sigmoid_range(a, lo, hi):
+    # a: [n]   a[lo:hi] = sigmoid(a[lo:hi]) in place
+    for k in range(lo, hi):
+        a[k] = sigmoid(a[k])
+
+
+@njit(**FLAGS)
+def _act_range(a, lo, hi, relu):
+    # a: [n]   a[lo:hi] = act(a[lo:hi]) in place; the branch is outside the loops
+    if relu:
+        for k in range(lo, hi):
+            v = a[k]
+            a[k] = v if v > cst(v, 0.0) else cst(v, 0.0)
+    else:
+        for k in range(lo, hi):
+            a[k] = tanh(a[k])
 
 
 @njit(**FLAGS)
@@ -88,41 +107,56 @@ def _step_kernel(wbuf, meta, x, slots, state, work, out):
             if kind == 0:
                 _matvec_acc(h, R, hw)
                 for k in range(H):
-                    h[k] = act(xw[k] + hw[k], relu)
+                    tmp[k] = xw[k] + hw[k]
+                _act_range(tmp, 0, H, relu)
+                for k in range(H):
+                    h[k] = tmp[k]
             elif kind == 1:
+                # gates [i | f | g | o]; each loop below is straight-line and vectorizes
                 _matvec_acc(h, R, hw)
+                for g in range(GH):
+                    xw[g] += hw[g]
+                _sigmoid_range(xw, 0, 2 * H)
+                _sigmoid_range(xw, 3 * H, 4 * H)
+                _act_range(xw, 2 * H, 3 * H, relu)
                 c = state[s, 1, layer]
                 for k in range(H):
-                    i_g = sigmoid(xw[k] + hw[k])
-                    f_g = sigmoid(xw[H + k] + hw[H + k])
-                    g_g = act(xw[2 * H + k] + hw[2 * H + k], relu)
-                    o_g = sigmoid(xw[3 * H + k] + hw[3 * H + k])
-                    c[k] = f_g * c[k] + i_g * g_g
-                    h[k] = o_g * act(c[k], relu)
-            elif reset_after:
-                _matvec_acc(h, R, hw)
+                    c[k] = xw[H + k] * c[k] + xw[k] * xw[2 * H + k]
+                    tmp[k] = c[k]
+                _act_range(tmp, 0, H, relu)
                 for k in range(H):
-                    r = sigmoid(xw[k] + hw[k])
-                    z = sigmoid(xw[H + k] + hw[H + k])
-                    n = act(xw[2 * H + k] + r * hw[2 * H + k], relu)
-                    h[k] = (cst(n, 1.0) - z) * n + z * h[k]
+                    h[k] = xw[3 * H + k] * tmp[k]
+            elif reset_after:
+                # gates [r | z | n]; b_hn sits inside the reset product (hw includes it)
+                _matvec_acc(h, R, hw)
+                for g in range(2 * H):
+                    xw[g] += hw[g]
+                _sigmoid_range(xw, 0, 2 * H)
+                for k in range(H):
+                    tmp[k] = xw[2 * H + k] + xw[k] * hw[2 * H + k]
+                _act_range(tmp, 0, H, relu)
+                for k in range(H):
+                    z = xw[H + k]
+                    h[k] = (cst(z, 1.0) - z) * tmp[k] + z * h[k]
             else:
                 # classic GRU: r, z from h @ R[:, :2H]; n from (r * h) @ R[:, 2H:]
                 for i in range(H):
                     hi = h[i]
                     for g in range(2 * H):
                         hw[g] += hi * R[i, g]
-                for k in range(H):
-                    tmp[k] = sigmoid(xw[k] + hw[k])                 # r
-                    tmp[H + k] = sigmoid(xw[H + k] + hw[H + k])     # z
+                for g in range(2 * H):
+                    xw[g] += hw[g]
+                _sigmoid_range(xw, 0, 2 * H)
                 for i in range(H):
-                    rh = tmp[i] * h[i]
+                    rh = xw[i] * h[i]
                     for k in range(H):
                         hw[2 * H + k] += rh * R[i, 2 * H + k]
                 for k in range(H):
-                    n = act(xw[2 * H + k] + hw[2 * H + k], relu)
-                    z = tmp[H + k]
-                    h[k] = (cst(n, 1.0) - z) * n + z * h[k]
+                    tmp[k] = xw[2 * H + k] + hw[2 * H + k]
+                _act_range(tmp, 0, H, relu)
+                for k in range(H):
+                    z = xw[H + k]
+                    h[k] = (cst(z, 1.0) - z) * tmp[k] + z * h[k]
             inp = h
         if J == 0:
             for k in range(H):
@@ -152,6 +186,14 @@ def _step_kernel(wbuf, meta, x, slots, state, work, out):
                     elif head_act == 3:
                         v = sigmoid(v)
                     a_in[k] = v
+
+
+@njit(**FLAGS)
+def _step_one(wbuf, meta, x, slot, state, work, n_out):
+    # x: [I_0] one stream's input, contiguous;  slot: [1] int64  ->  OUT: new [n_out]
+    out = np.empty((1, n_out), x.dtype)
+    _step_kernel(wbuf, meta, x.reshape((1, x.shape[0])), slot, state, work, out)
+    return out[0]
 
 
 # ---------------------------------------------------------------- the Python object
@@ -348,6 +390,22 @@ class Stream:
             raise TypeError(f"x must be numeric, got {x.dtype}")
         return np.ascontiguousarray(x, dtype=self.dtype)
 
+    def _one_input(self, x_t):
+        """One stream's step input -> contiguous [I_0] of the model's dtype."""
+        if self._embedding is not None:
+            ids = np.asarray(x_t)
+            if ids.size != 1:
+                raise ValueError(f"a token stream takes one token id per step, got shape "
+                                 f"{ids.shape}")
+            return np.ascontiguousarray(self._inputs(ids.reshape(1), 1)[0])
+        x_t = np.asarray(x_t)
+        if x_t.shape != self._x1.shape[1:]:
+            raise ValueError(f"x_t has shape {x_t.shape}; expected ({self._n_in},) for one "
+                             "stream")
+        if x_t.dtype.kind not in "fiub":
+            raise TypeError(f"x_t must be numeric, got {x_t.dtype}")
+        return np.ascontiguousarray(x_t, dtype=self.dtype)
+
     def step(self, x_t, stream_ids=None):
         """Advance streams by one time step.
 
@@ -357,22 +415,18 @@ class Stream:
         the hidden size (stack) or the network's output size.
         """
         if stream_ids is None:
-            x = self._x1
-            if self._embedding is not None:
-                x[0] = self._inputs(np.asarray(x_t).reshape(1), 1)[0]
-            else:
-                x_t = np.asarray(x_t)
-                if x_t.shape != x.shape[1:]:
-                    raise ValueError(f"x_t has shape {x_t.shape}; expected "
-                                     f"({x.shape[1]},) for one stream")
-                x[0] = x_t
-            out = np.empty((1, self.n_outputs), self.dtype)
+            # the latency path: one stream, one compiled call, no copies when x_t is
+            # already a contiguous vector of the model's dtype
+            if not (self._embedding is None and type(x_t) is np.ndarray
+                    and x_t.dtype == self.dtype
+                    and x_t.shape == self._x1.shape[1:] and x_t.flags.c_contiguous):
+                x_t = self._one_input(x_t)
             with self._lock:
                 if self._default_slot[0] < 0:
                     self._slot(self.DEFAULT_ID)
-                _step_kernel(self._wbuf, self._meta, x, self._default_slot, self._state,
-                             self._work, out)
-            return out[0] if self._postprocess is None else self._postprocess(out[0])
+                out = _step_one(self._wbuf, self._meta, x_t, self._default_slot,
+                                self._state, self._work, self.n_outputs)
+            return out if self._postprocess is None else self._postprocess(out)
         ids = list(stream_ids)
         if len(set(ids)) != len(ids):
             raise ValueError("stream_ids must be distinct within one step")

@@ -140,6 +140,12 @@ def test_network_stream_equals_network_forward(rng, k):
             assert_close(out[t - 1], net.forward(xp, np.array([t]))[0], 1e-5, "prefix")
         else:
             assert_close(out, scores[:len(q), b], 1e-5, "per-step scores")
+    if net.tokens:            # the one-stream path takes a token id, not a vector
+        s1 = Stream.from_network(net)
+        one = np.stack([s1.step(int(tok)) for tok in seqs[0]])
+        assert_close(one, s.push(seqs[0], stream_id="again"), 1e-6, "step vs push")
+        with pytest.raises(ValueError, match="token"):
+            s1.step(np.zeros(config["embedding_dim"], np.float32))
     proba = Stream.from_network(net, output="proba").push(seqs[0], stream_id="p")
     e = np.exp(s.push(seqs[0], stream_id="q") - 0)
     assert_close(proba, e / e.sum(axis=1, keepdims=True), 1e-6, "softmax")

@@ -24,7 +24,9 @@ import math
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from .._config import resolve_threads
 from ..forecasting import NetworkStepper
+from ..layers import _BlasThreads
 from ..losses import log_softmax, softmax, softmax_cross_entropy
 from ..network import Network, make_config
 from ..text import Vocabulary, make_tokenizer
@@ -466,7 +468,8 @@ class TextGenerator(BaseSequenceEstimator):
             raise ValueError(f"prompt ids must be in [0, {self.vocab_size_})")
         out = np.empty(n_tokens, dtype=np.int64)
         stepper = NetworkStepper(net, batch_size=1)
-        with self._threads_ctx():
+        # tiny GEMMs in the step loop: BLAS gets exactly n_jobs threads for the whole loop
+        with _BlasThreads(resolve_threads(self.n_jobs)):
             if self.window is None:
                 feats = stepper.prime(ids[:, None]) if ids.size else stepper.h[-1]
                 for t in range(n_tokens):

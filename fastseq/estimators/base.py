@@ -180,6 +180,20 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
         return self._network()
 
     @property
+    def _rng(self):
+        """The Generator that draws shuffles and dropout masks: the live one during ``fit``,
+        else a new one at the saved ``_rng_state`` (where the last fit left it)."""
+        live = self.__dict__.get("_live_rng")
+        if live is not None:
+            return live
+        state = self.__dict__.get("_rng_state")
+        if state is None:
+            raise AttributeError("_rng: the estimator is not fitted")
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state
+        return rng
+
+    @property
     def params_(self):
         """``{name: array}`` views of the fitted parameters, PyTorch names (see network.py)."""
         return self.network_.params
@@ -189,7 +203,7 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
         try:
             return self._fit_impl(X, y, sample_weight, incremental, classes)
         finally:
-            self.__dict__.pop("_rng", None)      # never part of the fitted state
+            self.__dict__.pop("_live_rng", None)      # never part of the fitted state
 
     def _fit_impl(self, X, y, sample_weight, incremental, classes):
         self._validate_params()
@@ -234,7 +248,7 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
         else:
             rng = np.random.default_rng()
             rng.bit_generator.state = self._rng_state
-        self._rng = rng
+        self._live_rng = rng
         net = self._network()
 
         if self._optimizer_state is None or self._optimizer_state["name"] != self.solver:
@@ -275,7 +289,7 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
             for _ in range(max_iter):
                 epoch = self.n_iter_ + 1
                 t0 = time.perf_counter()
-                order = self._rng.permutation(n) if self.shuffle else np.arange(n)
+                order = self._live_rng.permutation(n) if self.shuffle else np.arange(n)
                 n_batches = -(-n // batch_size)
                 progress = _Progress(int(self.verbose), n_batches, epoch,
                                      self.max_iter if not incremental else epoch)
@@ -286,7 +300,7 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                     Tb = max(int(lb.max()), 1)
                     xb = x[:Tb, idx]
                     wb = None if weights is None else weights[idx]
-                    out, cache = net.forward_train(xb, lb, rng=self._rng, training=True)
+                    out, cache = net.forward_train(xb, lb, rng=self._live_rng, training=True)
                     loss, d_out, total = self._batch_loss(out, self._take(targets, idx, Tb),
                                                           wb, lb)
                     if total <= 0:
@@ -361,7 +375,7 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                               ConvergenceWarning)
         self._optimizer_state = optimizer.get_state()
         # the generator's state as a dict of ints: the fitted state stays plain data
-        self._rng_state = self._rng.bit_generator.state
+        self._rng_state = self._live_rng.bit_generator.state
         return self
 
     def _split(self, n, targets, lengths):
@@ -371,7 +385,7 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
             raise ValueError(f"early_stopping needs at least one training and one validation "
                              f"sequence; got {n} sequences and validation_fraction="
                              f"{self.validation_fraction}")
-        seed = int(self._rng.integers(np.iinfo(np.int32).max))
+        seed = int(self._live_rng.integers(np.iinfo(np.int32).max))
         stratify = self._stratify(targets)
         idx = np.arange(n)
         try:

@@ -158,8 +158,11 @@ def test_estimators_round_trip_file(tmp_path, fitted):
                 np.testing.assert_array_equal(getattr(back, attr), value)
                 assert getattr(back, attr).dtype == value.dtype
         assert back.n_iter_ == model.n_iter_ and back.loss_curve_ == model.loss_curve_
-        # the restored generator continues where the saved one was
-        assert back._rng.random() == pickle.loads(pickle.dumps(model._rng)).random()
+        # restored random generators continue where the saved ones were
+        for attr, value in vars(model).items():
+            if isinstance(value, (np.random.Generator, np.random.RandomState)):
+                assert getattr(back, attr).random() == \
+                    pickle.loads(pickle.dumps(value)).random(), attr
         meta = read_metadata(path)
         assert meta["estimator"]["class"] == type(model).__name__
         assert meta["network_config"] == model.network_config_

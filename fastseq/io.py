@@ -62,6 +62,27 @@ _SAFE_KINDS = "fiubU"
 _MAX_HEADER_BYTES = 16 * 2**20
 _MAX_MEMBER_BYTES = 2**34
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+# where each estimator class lives (fixed here; never read from a file)
+_ESTIMATOR_MODULES = {"SequenceClassifier": "fastseq.estimators.classifier",
+                      "SequenceRegressor": "fastseq.estimators.regressor",
+                      "SequenceTagger": "fastseq.estimators.tagger",
+                      "TextGenerator": "fastseq.estimators.generator"}
+# plain fastseq helper objects an estimator may hold (text vocabulary, tokenizers): stored as
+# their attribute dict, rebuilt without calling any code of theirs but object.__new__
+_PLAIN_OBJECTS = {"Vocabulary": "fastseq.text", "WordTokenizer": "fastseq.text",
+                  "CharTokenizer": "fastseq.text"}
+
+
+def _fastseq_class(table, name):
+    """The class ``name`` from a fixed table of fastseq modules, or None."""
+    import importlib
+    module = table.get(name) if isinstance(name, str) else None
+    if module is None:
+        return None
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
 
 
 class ModelFileError(ValueError):
@@ -123,6 +144,9 @@ class _Encoder:
         if isinstance(value, (list, tuple)):
             tag = "__list__" if isinstance(value, list) else "__tuple__"
             return {tag: [self.encode(v, f"{key}/{i}") for i, v in enumerate(value)]}
+        name = type(value).__name__
+        if _fastseq_class(_PLAIN_OBJECTS, name) is type(value):
+            return {"__object__": [name, self.encode(dict(vars(value)), key + "/" + name)]}
         raise TypeError(f"{key}: a {type(value).__name__} cannot be stored in a safe model "
                         "file; use pickle or skops for this model")
 
@@ -199,6 +223,20 @@ def _decode(value, arrays, where):
         except (TypeError, ValueError) as exc:
             raise ModelFileError(f"{where}: invalid RandomState ({exc})") from None
         return rs
+    if tag == "__object__":
+        if not isinstance(body, list) or len(body) != 2:
+            raise ModelFileError(f"{where}: malformed object")
+        cls = _fastseq_class(_PLAIN_OBJECTS, body[0])
+        if cls is None:
+            raise ModelFileError(f"{where}: {body[0]!r} is not a storable fastseq object")
+        state = _decode(body[1], arrays, where)
+        if not isinstance(state, dict) or not all(
+                isinstance(k, str) and k.isidentifier() and not k.startswith("__")
+                for k in state):
+            raise ModelFileError(f"{where}: malformed {body[0]} state")
+        obj = object.__new__(cls)
+        obj.__dict__.update(state)
+        return obj
     raise ModelFileError(f"{where}: unknown entry {tag!r} in the metadata")
 
 
@@ -515,13 +553,12 @@ def _build(header, arrays, path, backend):
 
 
 def _estimator_from(header, arrays, path, backend):
-    from . import estimators
     spec = header.get("estimator")
     if not isinstance(spec, dict) or not isinstance(spec.get("params"), dict) \
             or not isinstance(spec.get("state"), dict):
         raise ModelFileError(f"{path}: malformed estimator metadata")
     name = spec.get("class")
-    cls = getattr(estimators, name, None) if name in ESTIMATOR_CLASSES else None
+    cls = _fastseq_class(_ESTIMATOR_MODULES, name) if name in ESTIMATOR_CLASSES else None
     if cls is None:
         raise ModelFileError(f"{path}: estimator class {name!r} is not a fastseq estimator "
                              f"({', '.join(ESTIMATOR_CLASSES)})")

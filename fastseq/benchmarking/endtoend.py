@@ -21,7 +21,7 @@ import numpy as np
 from .timing import measure
 
 SEED_MODEL = dict(T=28, F=28, units=128, num_layers=2, n_classes=10, batch_train=32,
-                  batch_predict=256, n_train=1024, n_predict=4096)
+                  batch_predict=256, n_train=512, n_predict=2048)
 POLICY = dict(warmup=1, min_rounds=2, max_rounds=5, min_time=1.0)
 
 

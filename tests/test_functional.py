@@ -14,6 +14,16 @@ from conftest import engine_backends
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "data", "embedding_torch_fixture.npz")
 CELLS = ["lstm", "gru", "gru_classic", "rnn_tanh", "rnn_relu", "lstm_relu"]
+# Under NUMBA_ENABLE_CUDASIM=1 the "cuda" engine runs its kernels as Python (~10 s per case
+# here); it keeps only the tiny cases in this file, its own suite covers it in depth.
+SIMULATED_CUDA = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+HEAVY_ENGINES = [b for b in engine_backends() if not (b == "cuda" and SIMULATED_CUDA)]
+
+
+def _engine_cases(shapes):
+    """(backend, shape) pairs: every engine on every shape, simulated CUDA on the first."""
+    return [(b, s) for b in engine_backends() for k, s in enumerate(shapes)
+            if b in HEAVY_ENGINES or k == 0]
 
 
 # ---------------------------------------------------------------- the contract
@@ -62,7 +72,7 @@ def _fixture(name):
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
-@pytest.mark.parametrize("backend", ["reference"] + engine_backends())
+@pytest.mark.parametrize("backend", ["reference"] + HEAVY_ENGINES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_forward_backward_match_pytorch_fixture(name, backend, dtype):
     params, grads_t, v = _fixture(name)
@@ -99,10 +109,9 @@ def _random_case(rng, cell, B, T, I, H, L, bidir, dtype=np.float32):
     return params, x, lengths, h0, c0
 
 
-@pytest.mark.parametrize("backend", engine_backends())
+@pytest.mark.parametrize("backend,shape", _engine_cases(
+    [(1, 1, 1, 1, 1, False), (3, 6, 2, 5, 2, True), (5, 4, 3, 7, 1, True)]))
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("shape", [(1, 1, 1, 1, 1, False), (3, 6, 2, 5, 2, True),
-                                   (5, 4, 3, 7, 1, True)])
 def test_engines_match_reference(rng, backend, cell, shape):
     B, T, I, H, L, bidir = shape
     params, x, lengths, h0, c0 = _random_case(rng, cell, B, T, I, H, L, bidir)
@@ -195,6 +204,8 @@ def test_dropout_only_in_training_and_seeded(rng):
 @pytest.mark.parametrize("backend", ["reference"] + engine_backends())
 @pytest.mark.parametrize("cell", CELLS)
 def test_step_reproduces_forward(rng, backend, cell):
+    if backend not in HEAVY_ENGINES and cell != "lstm":
+        pytest.skip("simulated CUDA: one cell here, the cuda suite covers the rest")
     B, T, I, H, L = 3, 5, 2, 4, 2
     params, x, _, h0, c0 = _random_case(rng, cell, B, T, I, H, L, False, np.float32)
     full = F.forward(cell, params, x, None, h0, c0, backend="reference")

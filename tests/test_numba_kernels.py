@@ -257,3 +257,23 @@ def test_reused_workspaces_do_not_leak_into_results(rng):
     assert np.array_equal(again[0], first_out[0]) and np.array_equal(again[1][0], first_out[1])
     pad = np.arange(T)[:, None] >= lengths[None, :]
     assert not np.any(again[0][pad])
+
+
+def test_concurrent_calls_restore_thread_settings(rng):
+    from concurrent.futures import ThreadPoolExecutor
+    cell = make_cell("gru")
+    before = _blas_threads()
+    xw = rng.standard_normal((6, 16, 12)).astype(np.float32)
+    R = rng.standard_normal((4, 12)).astype(np.float32)
+
+    def call(k):
+        _, _, cache = nb.forward(cell, xw, R, np.zeros(12, np.float32),
+                                 np.zeros((16, 4), np.float32), n_threads=1 + k % 2)
+        return nb.backward(cell, cache, np.ones((6, 16, 4), np.float32),
+                           n_threads=1 + k % 2)[0]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(call, range(16)))
+    assert _blas_threads() == before
+    for k, r in enumerate(results):   # same thread count -> bitwise the same, even concurrently
+        assert np.array_equal(r, results[k % 2])

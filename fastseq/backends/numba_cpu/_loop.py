@@ -62,25 +62,37 @@ def _kernel_blas():
     return _controller
 
 
+_blas_lock = threading.Lock()
+_blas_state = {"depth": 0, "saved": []}
+
+
 class blas_threads:
-    """Context manager: the kernels' BLAS uses ``n`` threads inside, restored on exit."""
+    """Context manager: the kernels' BLAS uses ``n`` threads inside; the setting found on
+    entry is restored when the last of any concurrently running blocks exits (so calls
+    from several Python threads never leave a changed setting behind)."""
 
     def __init__(self, n):
         self.n = int(n)
-        self._saved = []
 
     def __enter__(self):
-        for lib in _kernel_blas():
-            current = lib.get_num_threads()
-            if current != self.n:
-                lib.set_num_threads(self.n)
-                self._saved.append((lib, current))
+        with _blas_lock:
+            if _blas_state["depth"] == 0:
+                _blas_state["saved"] = [(lib, lib.get_num_threads())
+                                        for lib in _kernel_blas()]
+            _blas_state["depth"] += 1
+            for lib, _ in _blas_state["saved"]:
+                if lib.get_num_threads() != self.n:
+                    lib.set_num_threads(self.n)
         return self
 
     def __exit__(self, *exc):
-        for lib, value in self._saved:
-            lib.set_num_threads(value)
-        self._saved = []
+        with _blas_lock:
+            _blas_state["depth"] -= 1
+            if _blas_state["depth"] == 0:
+                for lib, value in _blas_state["saved"]:
+                    if lib.get_num_threads() != value:
+                        lib.set_num_threads(value)
+                _blas_state["saved"] = []
         return False
 
 

@@ -54,26 +54,40 @@ def _direction_pool():
         return _pool
 
 
+_blas_lock = threading.Lock()
+_blas_state = {"depth": 0, "saved": []}
+
+
 class _BlasThreads:
-    """BLAS uses ``n`` threads inside the block; the previous setting is restored."""
+    """BLAS uses ``n`` threads inside the block; the setting found on entry is restored
+    when the last of any concurrently running blocks exits."""
 
     def __init__(self, n):
         self.n = n
-        self._limiter = None
 
     def __enter__(self):
         global _blas_controller
-        if self.n is not None:
-            if _blas_controller is None:
-                from threadpoolctl import ThreadpoolController
-                _blas_controller = ThreadpoolController().select(user_api="blas")
-            if any(lib.num_threads != self.n for lib in _blas_controller.lib_controllers):
-                self._limiter = _blas_controller.limit(limits=self.n)
+        with _blas_lock:
+            if _blas_state["depth"] == 0:
+                if _blas_controller is None:
+                    from threadpoolctl import ThreadpoolController
+                    _blas_controller = ThreadpoolController().select(user_api="blas")
+                _blas_state["saved"] = [(lib, lib.get_num_threads())
+                                        for lib in _blas_controller.lib_controllers]
+            _blas_state["depth"] += 1
+            for lib, _ in _blas_state["saved"]:
+                if lib.get_num_threads() != self.n:
+                    lib.set_num_threads(self.n)
         return self
 
     def __exit__(self, *exc):
-        if self._limiter is not None:
-            self._limiter.restore_original_limits()
+        with _blas_lock:
+            _blas_state["depth"] -= 1
+            if _blas_state["depth"] == 0:
+                for lib, value in _blas_state["saved"]:
+                    if lib.get_num_threads() != value:
+                        lib.set_num_threads(value)
+                _blas_state["saved"] = []
         return False
 
 

@@ -88,9 +88,10 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
             _blend(hs + (row + B) * H, a + H, a_n, hs + row * H, H)
 
 
+# RT: [3H, H] R^T contiguous (plain NN GEMMs; row blocks of RT are column blocks of R)
 # dH: [T, B, H] (iff has_dH)  dh: [B, H] in/OUT  dxw: [T, B, 3H] OUT [da_r, da_z, da_n]
 # dhw: [T, B, 3H] OUT gradient of hw = [da_r, da_z, da_n * r]   dtmp: [B, H] workspace
-cdef void _backward_chunk(const floating* R, const floating* mask, bint masked, bint relu,
+cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked, bint relu,
                           const int64_t* nact, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
                           Py_ssize_t lo, Py_ssize_t hi, const floating* hs,
                           const floating* gates, const floating* aux, const floating* dH,
@@ -142,14 +143,14 @@ cdef void _backward_chunk(const floating* R, const floating* mask, bint masked, 
                 dh_b[j] = dh_b[j] * z[j]
         # dh_prev = dh * z + (dhw @ R^T) * mask
         if masked:
-            gemm_rm(False, True, <int>(n - lo), <int>H, <int>G, 1, dhw + (t * B + lo) * G,
-                    <int>G, R, <int>G, 0, dtmp + lo * H, <int>H)
+            gemm_rm(False, False, <int>(n - lo), <int>H, <int>G, 1, dhw + (t * B + lo) * G,
+                    <int>G, RT, <int>H, 0, dtmp + lo * H, <int>H)
             for b in range(lo, n):
                 for j in range(H):
                     dh[b * H + j] += dtmp[b * H + j] * mask[b * H + j]
         else:
-            gemm_rm(False, True, <int>(n - lo), <int>H, <int>G, 1, dhw + (t * B + lo) * G,
-                    <int>G, R, <int>G, 1, dh + lo * H, <int>H)
+            gemm_rm(False, False, <int>(n - lo), <int>H, <int>G, 1, dhw + (t * B + lo) * G,
+                    <int>G, RT, <int>H, 1, dh + lo * H, <int>H)
 
 
 # classic form. gates: [T, B, 3H] OUT r z n    aux: [T, B, H] OUT r * h_masked
@@ -202,7 +203,7 @@ cdef void _forward_chunk_classic(const floating* xw, const floating* R, const fl
 
 # classic form backward. dxw (= dhw): [T, B, 3H] OUT; dtmp: [B, H] workspace (dh_masked);
 # dtmp2: [B, H] workspace (d(r*h_masked) = da_n @ R_n^T)
-cdef void _backward_chunk_classic(const floating* R, const floating* mask, bint masked,
+cdef void _backward_chunk_classic(const floating* RT, const floating* mask, bint masked,
                                   bint relu, const int64_t* nact, Py_ssize_t T, Py_ssize_t B,
                                   Py_ssize_t H, Py_ssize_t lo, Py_ssize_t hi,
                                   const floating* hs, const floating* hm,
@@ -246,8 +247,8 @@ cdef void _backward_chunk_classic(const floating* R, const floating* mask, bint 
             for j in range(H):
                 dh_b[j] = dh_b[j] * z[j]
         # d(r * h_masked) = da_n @ R_n^T
-        gemm_rm(False, True, <int>(n - lo), <int>H, <int>H, 1,
-                dxw + (t * B + lo) * G + 2 * H, <int>G, R + 2 * H, <int>G, 0,
+        gemm_rm(False, False, <int>(n - lo), <int>H, <int>H, 1,
+                dxw + (t * B + lo) * G + 2 * H, <int>G, RT + 2 * H * H, <int>H, 0,
                 dtmp2 + lo * H, <int>H)
         for b in range(lo, n):
             row = t * B + b
@@ -258,8 +259,8 @@ cdef void _backward_chunk_classic(const floating* R, const floating* mask, bint 
             for j in range(H):
                 d_r[j] = d_rh[j] * h_m[j] * r[j] * (one - r[j])
         # dh_masked = [da_r, da_z] @ R_rz^T + d(r h_masked) * r
-        gemm_rm(False, True, <int>(n - lo), <int>H, <int>(2 * H), 1, dxw + (t * B + lo) * G,
-                <int>G, R, <int>G, 0, dtmp + lo * H, <int>H)
+        gemm_rm(False, False, <int>(n - lo), <int>H, <int>(2 * H), 1,
+                dxw + (t * B + lo) * G, <int>G, RT, <int>H, 0, dtmp + lo * H, <int>H)
         for b in range(lo, n):
             r = gates + (t * B + b) * G
             dh_m = dtmp + b * H
@@ -301,14 +302,14 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
             omp_set_dynamic_get_old(dynamic)
 
 
-def backward(const floating[:, ::1] R, const floating[:, ::1] mask, bint masked, bint relu,
+def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked, bint relu,
              const int64_t[::1] nact, const int64_t[::1] bounds,
              const floating[:, :, ::1] hs, const floating[:, :, ::1] gates,
              const floating[:, :, ::1] aux, const floating[:, :, ::1] dH, bint has_dH,
              floating[:, ::1] dh, floating[:, :, ::1] dxw, floating[:, :, ::1] dhw,
              int n_threads):
     """BPTT of the PyTorch-form GRU; ``dh`` in: final-state gradient, out: initial."""
-    cdef Py_ssize_t T = dxw.shape[0], B = dxw.shape[1], H = R.shape[0]
+    cdef Py_ssize_t T = dxw.shape[0], B = dxw.shape[1], H = RT.shape[1]
     cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
     cdef int dynamic
     if T == 0 or B == 0:
@@ -316,14 +317,14 @@ def backward(const floating[:, ::1] R, const floating[:, ::1] mask, bint masked,
     cdef floating[:, ::1] dtmp = np.empty((B, H), dtype=np.asarray(dh).dtype)
     with nogil:
         if n_chunks == 1:
-            _backward_chunk(&R[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
+            _backward_chunk(&RT[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
                             bounds[0], bounds[1], &hs[0, 0, 0], &gates[0, 0, 0],
                             &aux[0, 0, 0], &dH[0, 0, 0], has_dH, &dh[0, 0], &dxw[0, 0, 0],
                             &dhw[0, 0, 0], &dtmp[0, 0])
         else:
             dynamic = omp_set_dynamic_get_old(1)     # team size adapts to load
             for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
-                _backward_chunk(&R[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
+                _backward_chunk(&RT[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
                                 bounds[k], bounds[k + 1], &hs[0, 0, 0], &gates[0, 0, 0],
                                 &aux[0, 0, 0], &dH[0, 0, 0], has_dH, &dh[0, 0],
                                 &dxw[0, 0, 0], &dhw[0, 0, 0], &dtmp[0, 0])
@@ -357,14 +358,14 @@ def forward_classic(const floating[:, :, ::1] xw, const floating[:, ::1] R,
             omp_set_dynamic_get_old(dynamic)
 
 
-def backward_classic(const floating[:, ::1] R, const floating[:, ::1] mask, bint masked,
+def backward_classic(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked,
                      bint relu, const int64_t[::1] nact, const int64_t[::1] bounds,
                      const floating[:, :, ::1] hs, const floating[:, :, ::1] hm,
                      const floating[:, :, ::1] gates, const floating[:, :, ::1] dH,
                      bint has_dH, floating[:, ::1] dh, floating[:, :, ::1] dxw,
                      int n_threads):
     """BPTT of the classic GRU; ``dh`` in: final-state gradient, out: initial."""
-    cdef Py_ssize_t T = dxw.shape[0], B = dxw.shape[1], H = R.shape[0]
+    cdef Py_ssize_t T = dxw.shape[0], B = dxw.shape[1], H = RT.shape[1]
     cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
     cdef int dynamic
     if T == 0 or B == 0:
@@ -374,14 +375,14 @@ def backward_classic(const floating[:, ::1] R, const floating[:, ::1] mask, bint
     cdef floating[:, ::1] dtmp2 = np.empty((B, H), dtype=dtype)
     with nogil:
         if n_chunks == 1:
-            _backward_chunk_classic(&R[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
+            _backward_chunk_classic(&RT[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
                                     bounds[0], bounds[1], &hs[0, 0, 0], &hm[0, 0, 0],
                                     &gates[0, 0, 0], &dH[0, 0, 0], has_dH, &dh[0, 0],
                                     &dxw[0, 0, 0], &dtmp[0, 0], &dtmp2[0, 0])
         else:
             dynamic = omp_set_dynamic_get_old(1)     # team size adapts to load
             for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
-                _backward_chunk_classic(&R[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B,
+                _backward_chunk_classic(&RT[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B,
                                         H, bounds[k], bounds[k + 1], &hs[0, 0, 0],
                                         &hm[0, 0, 0], &gates[0, 0, 0], &dH[0, 0, 0],
                                         has_dH, &dh[0, 0], &dxw[0, 0, 0], &dtmp[0, 0],

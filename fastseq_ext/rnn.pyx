@@ -47,8 +47,9 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
             activate_inplace(hs + ((t + 1) * B + b) * H, H, relu)
 
 
-# dH: [T, B, H] (read iff has_dH)   dh: [B, H] in: dh_T; OUT: dh0   dxw: [T, B, H] OUT
-cdef void _backward_chunk(const floating* R, const floating* mask, bint masked, bint relu,
+# RT: [H, H] R^T contiguous   dH: [T, B, H] (read iff has_dH)
+# dh: [B, H] in: dh_T; OUT: dh0   dxw: [T, B, H] OUT
+cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked, bint relu,
                           const int64_t* nact, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
                           Py_ssize_t lo, Py_ssize_t hi, const floating* hs,
                           const floating* dH, bint has_dH, floating* dh,
@@ -74,8 +75,8 @@ cdef void _backward_chunk(const floating* R, const floating* mask, bint masked, 
             for j in range(H):
                 d[j] = dh_b[j] * act_grad(y[j], relu)
         # dh_prev = (dgates @ R^T) * mask
-        gemm_rm(False, True, <int>(n - lo), <int>H, <int>H, 1, dxw + (t * B + lo) * H,
-                <int>H, R, <int>H, 0, dh + lo * H, <int>H)
+        gemm_rm(False, False, <int>(n - lo), <int>H, <int>H, 1, dxw + (t * B + lo) * H,
+                <int>H, RT, <int>H, 0, dh + lo * H, <int>H)
         if masked:
             for b in range(lo, n):
                 for j in range(H):
@@ -108,25 +109,25 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
             omp_set_dynamic_get_old(dynamic)
 
 
-def backward(const floating[:, ::1] R, const floating[:, ::1] mask, bint masked, bint relu,
+def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked, bint relu,
              const int64_t[::1] nact, const int64_t[::1] bounds,
              const floating[:, :, ::1] hs, const floating[:, :, ::1] dH, bint has_dH,
              floating[:, ::1] dh, floating[:, :, ::1] dxw, int n_threads):
     """BPTT over every chunk; ``dh`` in: final-state gradient, out: initial."""
-    cdef Py_ssize_t T = dxw.shape[0], B = dxw.shape[1], H = R.shape[0]
+    cdef Py_ssize_t T = dxw.shape[0], B = dxw.shape[1], H = RT.shape[1]
     cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
     cdef int dynamic
     if T == 0 or B == 0:
         return
     with nogil:
         if n_chunks == 1:
-            _backward_chunk(&R[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
+            _backward_chunk(&RT[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
                             bounds[0], bounds[1], &hs[0, 0, 0], &dH[0, 0, 0], has_dH,
                             &dh[0, 0], &dxw[0, 0, 0])
         else:
             dynamic = omp_set_dynamic_get_old(1)     # team size adapts to load
             for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
-                _backward_chunk(&R[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
+                _backward_chunk(&RT[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
                                 bounds[k], bounds[k + 1], &hs[0, 0, 0], &dH[0, 0, 0],
                                 has_dH, &dh[0, 0], &dxw[0, 0, 0])
             omp_set_dynamic_get_old(dynamic)

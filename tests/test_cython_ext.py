@@ -229,7 +229,7 @@ def test_cache_is_interchangeable_with_the_numba_engine(rng):
         args = [_cast(c[k], np.float64) for k in ("xw", "R", "bh", "h0", "c0")]
         _, _, cache_cy = cython_cpu.forward(cell, *args, c["lengths"], rmask=c["rmask"])
         _, _, cache_nb = numba_cpu.forward(cell, *args, c["lengths"], rmask=c["rmask"])
-        assert set(cache_cy) == set(cache_nb)
+        assert set(cache_cy) <= set(cache_nb)      # numba may add bookkeeping (a pool lease)
         np.testing.assert_array_equal(cache_cy["nact"], cache_nb["nact"])
         np.testing.assert_array_equal(cache_cy["order"], cache_nb["order"])
         for key in ("hs", "cs", "hm", "gates", "aux"):

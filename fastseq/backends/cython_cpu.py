@@ -264,18 +264,19 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     dhw = np.empty((T, B, GH), dtype) if gru_after else dxw
     bounds = _chunk_bounds(cache["lengths"], n)
     if B and T:
+        RT = np.ascontiguousarray(R.T)       # the dh GEMMs read R^T row-major (NN GEMM)
         kernel = _BACKWARD[key]
         if cell.kind == "rnn":
-            _run(lambda bounds, k: kernel(R, mask, masked, relu, nact, bounds, hs, dH, has_dH,
+            _run(lambda bounds, k: kernel(RT, mask, masked, relu, nact, bounds, hs, dH, has_dH,
                                           dh, dxw, k), bounds, n)
         elif cell.kind == "lstm":
-            _run(lambda bounds, k: kernel(R, mask, masked, relu, nact, bounds, cs, gates, aux,
+            _run(lambda bounds, k: kernel(RT, mask, masked, relu, nact, bounds, cs, gates, aux,
                                           dH, has_dH, dh, dc, dxw, k), bounds, n)
         elif gru_after:
-            _run(lambda bounds, k: kernel(R, mask, masked, relu, nact, bounds, hs, gates, aux,
+            _run(lambda bounds, k: kernel(RT, mask, masked, relu, nact, bounds, hs, gates, aux,
                                           dH, has_dH, dh, dxw, dhw, k), bounds, n)
         else:
-            _run(lambda bounds, k: kernel(R, mask, masked, relu, nact, bounds, hs, hm, gates,
+            _run(lambda bounds, k: kernel(RT, mask, masked, relu, nact, bounds, hs, hm, gates,
                                           dH, has_dH, dh, dxw, k), bounds, n)
 
     # weight gradients: dR = sum_t h_masked[t]^T @ dhw[t], dbh = sum of dhw rows

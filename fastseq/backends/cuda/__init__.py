@@ -5,8 +5,9 @@ Same interface as :mod:`fastseq.backends.reference` (``forward``, ``backward``,
 :class:`~fastseq.backends.BackendUnavailable` when numba.cuda cannot run here (no GPU, no
 driver) and the CUDA simulator is off, so ``get_backend("cuda")`` fails with a clear
 message while ``import fastseq`` never touches CUDA. This package itself imports without
-a GPU, so its kernels can be compiled to PTX anywhere (see :mod:`.kernels`). Set ``NUMBA_ENABLE_CUDASIM=1`` before Python starts to run the kernels on the CPU
-under Numba's simulator (slow; for tests).
+a GPU, so its kernels can be compiled to PTX anywhere (see :mod:`.kernels`). Set
+``NUMBA_ENABLE_CUDASIM=1`` before Python starts to run the kernels on the CPU under Numba's
+simulator (slow; for tests).
 
 Layout (one job per module; see docs/gpu.md for the design):
 

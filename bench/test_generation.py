@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import time
 import warnings
 
 import numpy as np

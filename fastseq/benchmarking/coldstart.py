@@ -68,10 +68,15 @@ def measure_cold_start(impl, cells=("lstm", "gru"), n_threads=1, timeout=600):
             wall = time.perf_counter() - t0
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
             if proc.returncode != 0 or not lines:
-                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-                return {"skip": f"cold-start worker failed: {tail[0]}"}
+                return {"skip": _failure("cold-start worker", proc)}
             runs[label] = dict(json.loads(lines[-1]), process=wall)
     return runs
+
+
+def _failure(what, proc):
+    """One line saying how a worker process failed (exit code, last line of output)."""
+    tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or ["no output"]
+    return f"{what} failed (exit code {proc.returncode}): {tail[0]}"
 
 
 if __name__ == "__main__":

@@ -81,8 +81,7 @@ def measure_memory(impl, case, n_threads, timeout=300):
         return {"skip": f"memory measurement took over {timeout} s"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        return {"skip": f"memory worker failed: {tail[0]}"}
+        return {"skip": _failure("memory worker", proc)}
     answer = json.loads(lines[-1])
     if "skip" in answer:
         return answer
@@ -98,6 +97,12 @@ def _main(argv):
         print(json.dumps({"peak": peak}))
     except Unsupported as exc:
         print(json.dumps({"skip": str(exc)}))
+
+
+def _failure(what, proc):
+    """One line saying how a worker process failed (exit code, last line of output)."""
+    tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or ["no output"]
+    return f"{what} failed (exit code {proc.returncode}): {tail[0]}"
 
 
 if __name__ == "__main__":

@@ -273,10 +273,15 @@ def render_summary(data):
 
 
 # ------------------------------------------------------------------ plots
-def _style(impl):
+def _colors(impls):
+    """One fixed colour per implementation, the same in every panel and plot."""
+    return {impl: f"C{k % 10}" for k, impl in enumerate(impls)}
+
+
+def _style(impl, colors):
     if impl in PEERS:
-        return dict(linestyle="--", marker="s")
-    return dict(linestyle="-", marker="o", linewidth=2)
+        return dict(linestyle="--", marker="s", color=colors[impl])
+    return dict(linestyle="-", marker="o", linewidth=2, color=colors[impl])
 
 
 def plot_sweep(records, mode, dtype, ceiling, threads, path, title_suffix=""):
@@ -289,6 +294,7 @@ def plot_sweep(records, mode, dtype, ceiling, threads, path, title_suffix=""):
     if not recs:
         return None
     impls = impl_order(recs)
+    colors = _colors(impl_order(records))
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True)
     top = (ceiling.get(dtype) or {}).get(str(threads))
     for ax, cell in zip(axes.flat, CELLS):
@@ -296,7 +302,7 @@ def plot_sweep(records, mode, dtype, ceiling, threads, path, title_suffix=""):
             pts = sorted((r["case"]["H"], r["gflops"]) for r in recs
                          if r["impl"] == impl and r["case"]["cell"] == cell)
             if pts:
-                ax.plot(*zip(*pts), label=impl, **_style(impl))
+                ax.plot(*zip(*pts), label=impl, **_style(impl, colors))
         if top:
             ax.axhline(top, color="grey", linestyle=":", linewidth=1)
             ax.text(0.01, top, f" GEMM ceiling {top:.0f}",
@@ -313,12 +319,12 @@ def plot_sweep(records, mode, dtype, ceiling, threads, path, title_suffix=""):
     for ax in axes.flat:
         ax.set_xticks(Hs)
         ax.set_xticklabels([str(h) for h in Hs])
-    handles, labels = [], []
+    found = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
+            found.setdefault(lab, h)
+    labels = [i for i in impls if i in found]
+    handles = [found[i] for i in labels]
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.955),
                ncol=len(labels), frameon=False)
     what = "forward + backward" if mode == "train" else "forward"
@@ -343,6 +349,7 @@ def plot_bars(records, group, dtype, ceiling, threads, path, title_suffix=""):
     if not recs:
         return None
     impls = impl_order(recs)
+    colors = _colors(impl_order(records))
     table = by_case(recs)
     labels = [next(iter(row.values()))["label"].rsplit(" ", 1)[0] for row in table.values()]
     y = np.arange(len(labels))
@@ -351,7 +358,7 @@ def plot_bars(records, group, dtype, ceiling, threads, path, title_suffix=""):
     for k, impl in enumerate(impls):
         vals = [row[impl]["gflops"] if impl in row else 0.0 for row in table.values()]
         ax.barh(y + (k - (len(impls) - 1) / 2) * height, vals, height, label=impl,
-                hatch="//" if impl in PEERS else None)
+                color=colors[impl], hatch="//" if impl in PEERS else None)
     top = (ceiling.get(dtype) or {}).get(str(threads))
     if top:
         ax.axvline(top, color="grey", linestyle=":")

@@ -31,8 +31,8 @@ cores (:func:`worker_env`, :func:`thread_report`).
 """
 from __future__ import annotations
 
-import os
 import numbers
+import os
 
 import numpy as np
 

@@ -6,7 +6,8 @@ through one layer, float32), interleaved and repeated because the machine is sha
 
 Uses the benchmark harness's runners and timer (fastseq.benchmarking), so the numbers are
 comparable with ``pytest bench/``. Prints a Markdown table of median milliseconds per call
-(median over repeats of each measurement's median) and the Cython/Numba and
+(median over repeats of each measurement's median, or with ``--stat min`` of its
+fastest round) and the Cython/Numba and
 Cython/PyTorch time ratios.
 """
 from __future__ import annotations
@@ -29,6 +30,9 @@ def main(argv=None):
     ap.add_argument("--impl", nargs="+", default=["cython", "numba", "torch"])
     ap.add_argument("--mode", default="train", choices=["train", "fwd"])
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--stat", default="median", choices=["median", "min"],
+                    help="per measurement: median of the rounds, or the fastest round "
+                         "(less sensitive to other processes on a shared machine)")
     args = ap.parse_args(argv)
     rows = []
     for cell, B, T, I, H in SIZES:
@@ -43,12 +47,15 @@ def main(argv=None):
         for _ in range(args.repeats):
             for impl, runner in runners.items():
                 with runner.scope():
-                    times[impl].append(measure(runner.fn, min_time=0.3).median)
+                    timing = measure(runner.fn, min_time=0.3)
+                    times[impl].append(timing.median if args.stat == "median"
+                                       else timing.minimum)
         med = {impl: statistics.median(v) for impl, v in times.items()}
         rows.append((case, med))
         print(case.label, {k: f"{v * 1e3:.2f} ms" for k, v in med.items()}, flush=True)
     impls = [i for i in args.impl if any(i in m for _, m in rows)]
-    print(f"\n{args.mode} {args.dtype}, {args.threads} threads, median of {args.repeats}\n")
+    print(f"\n{args.mode} {args.dtype}, {args.threads} threads, {args.stat} of rounds, "
+          f"median of {args.repeats} repeats\n")
     head = "| case | " + " | ".join(f"{i} ms" for i in impls)
     head += " | cython/numba | cython/torch | GFLOP/s cython |"
     print(head)

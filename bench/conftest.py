@@ -158,18 +158,23 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """Ratios to the peers measured in this session (and the report, if asked for)."""
     if not _RECORDS:
         return
-    from fastseq.benchmarking.report import summary_table
+    from fastseq.benchmarking.report import scaling_table, summary_table
     tr = terminalreporter
+    scaling = [r for r in _RECORDS if r["case"].get("tag") == "scaling"]
+    records = [r for r in _RECORDS if r["case"].get("tag") != "scaling"]
     tr.section("fastseq: GFLOP/s, % of GEMM ceiling, ratio to peers (same run)")
     for (dtype, threads), gflops in sorted(_CEILING.items()):
         tr.write_line(f"GEMM ceiling {dtype} {threads} thread(s): {gflops:.1f} GFLOP/s")
-    tr.write_line(summary_table(_RECORDS))
+    if records:
+        tr.write_line(summary_table(records))
+    if scaling:
+        tr.write_line(scaling_table(scaling))
     folder = _option(config, "--bench-report")
     if folder:
         from fastseq.benchmarking import write_report
         data = dict(meta=suite.machine_info(bench_threads(config)),
                     settings=dict(matrix=f"pytest {_option(config, '--bench-matrix')}"),
-                    ceiling=_ceiling_json(), records=list(_RECORDS))
+                    ceiling=_ceiling_json(), records=records, scaling=scaling)
         for path in write_report(data, folder):
             tr.write_line(f"wrote {path}")
 

@@ -126,12 +126,13 @@ def _valid_rows(lengths, T):
 def _project(seq, W, b_ih, rows):
     """xw = seq @ W.T + b_ih over every row, or only over ``rows`` (others zero)."""
     T, B, _ = seq.shape
-    flat = seq.reshape(T * B, -1)
+    G_H = W.shape[0]
+    flat = seq.reshape(T * B, seq.shape[2])          # explicit sizes: T or B may be 0
     if rows is None:
-        return (flat @ W.T + b_ih).reshape(T, B, -1)
+        return (flat @ W.T + b_ih).reshape(T, B, G_H)
     xw = np.zeros((T * B, W.shape[0]), dtype=np.result_type(seq.dtype, W.dtype))
     xw[rows] = flat[rows] @ W.T + b_ih
-    return xw.reshape(T, B, -1)
+    return xw.reshape(T, B, G_H)
 
 
 def _suffix(layer, direction):
@@ -299,19 +300,19 @@ def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=No
             None if dh_n is None else dh_n[k],
             None if (dc_n is None or not cell.has_cell_state) else dc_n[k],
             n_threads=dir_threads)
-        dxw = np.asarray(dxw, dtype=dtype).reshape(T * B, -1)
-        seq = dcache["seq"].reshape(T * B, -1)
-        W = params["weight_ih" + s]
+        W = params["weight_ih" + s]                 # [G*H, I_layer]
+        dxw = np.asarray(dxw, dtype=dtype).reshape(T * B, W.shape[0])
+        seq = dcache["seq"].reshape(T * B, W.shape[1])
         g = {}
         if rows is None:
             g["weight_ih" + s] = dxw.T @ seq
-            dseq = (dxw @ W).reshape(T, B, -1)
+            dseq = (dxw @ W).reshape(T, B, W.shape[1])
         else:                       # padded rows of dxw are zero: skip them
             dxw_valid = dxw[rows]
             g["weight_ih" + s] = dxw_valid.T @ seq[rows]
             dseq = np.zeros((T * B, W.shape[1]), dtype=dtype)
             dseq[rows] = dxw_valid @ W
-            dseq = dseq.reshape(T, B, -1)
+            dseq = dseq.reshape(T, B, W.shape[1])
         g["weight_hh" + s] = np.asarray(dR, dtype=dtype).T
         g["bias_hh" + s] = np.asarray(dbh, dtype=dtype)
         if cell.kind == "gru" and cell.reset_after:

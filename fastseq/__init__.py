@@ -10,13 +10,14 @@ from ._version import __version__
 from .backends import available_backends, get_backend
 from .cells import CellSpec, make_cell
 from . import exchange, functional, io, stream
-from .estimators import SequenceClassifier, SequenceRegressor, SequenceTagger
-from .estimators.generator import TextGenerator
+from .estimators import SequenceClassifier, SequenceRegressor, SequenceTagger, TextGenerator
+from .preprocessing import SequenceScaler, from_channels_first, to_channels_first
 from .io import load, save
 from .stream import Stream
 
 __all__ = [
     "__version__", "CellSpec", "make_cell", "get_backend", "available_backends",
     "SequenceClassifier", "SequenceRegressor", "SequenceTagger", "TextGenerator",
+    "SequenceScaler", "from_channels_first", "to_channels_first",
     "Stream", "save", "load", "functional", "io", "stream", "exchange",
 ]

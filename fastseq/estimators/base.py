@@ -98,6 +98,20 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
     _is_classifier = False
 
     # ------------------------------------------------------------------ tags
+    def save(self, path, metadata=None):
+        """Write the fitted model to ``path`` as a safe model file (see :mod:`fastseq.io`)."""
+        from ..io import save
+        return save(self, path, metadata=metadata)
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save`; refuses a file holding another class."""
+        from ..io import load
+        model = load(path)
+        if not isinstance(model, cls):
+            raise TypeError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = True

@@ -5,11 +5,12 @@ import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_array, check_consistent_length
 
+from ..forecasting import ForecastMixin
 from ..losses import REGRESSION_LOSSES
 from .base import PARAMS_DOC, BaseSequenceEstimator
 
 
-class SequenceRegressor(RegressorMixin, BaseSequenceEstimator):
+class SequenceRegressor(ForecastMixin, RegressorMixin, BaseSequenceEstimator):
     """Recurrent regressor: one value, or a vector of ``n_outputs_`` values, per sequence.
 
     Parameters

@@ -35,6 +35,20 @@ from ..preprocessing import check_sequences
 PREDICT_BATCH = 256
 
 
+class TrainingDivergedError(ValueError, FloatingPointError):
+    """Training produced a non-finite (NaN or inf) loss, gradient or weight.
+
+    Raised by ``fit`` / ``partial_fit``; the estimator keeps the last finite weights (those
+    before the offending update), its ``history_`` of completed epochs and stays usable for
+    ``predict``. A ``ValueError`` (and a ``FloatingPointError``) so both kinds of handler
+    catch it."""
+
+
+class FitInterruptedWarning(UserWarning):
+    """``fit`` was stopped by KeyboardInterrupt (Ctrl-C) after at least one completed epoch;
+    the estimator keeps the best weights so far and its history (see docs/robustness.md)."""
+
+
 def _dtype_of(dtype):
     dt = np.dtype(dtype)
     if dt not in (np.float32, np.float64):
@@ -217,7 +231,8 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
         try:
             return self._fit_impl(X, y, sample_weight, incremental, classes)
         finally:
-            self.__dict__.pop("_live_rng", None)      # never part of the fitted state
+            for name in ("_live_rng", "_best_flat", "_epoch_opt", "_n_completed"):
+                self.__dict__.pop(name, None)          # never part of the fitted state
 
     def _fit_impl(self, X, y, sample_weight, incremental, classes):
         self._validate_params()
@@ -296,9 +311,56 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
         l2_mask = (net.regularized_mask() if (self.alpha > 0 or self.clip_norm is not None)
                    else None)
         max_iter = 1 if incremental else self.max_iter
+
+        # snapshots for a clean stop: the weights and optimizer state at the start of the
+        # running epoch (= the end of the last completed one) and the weights before the
+        # latest update (what a diverging update is rolled back to: docs/robustness.md)
+        epoch_flat = net.flat.copy()
+        epoch_opt = optimizer.get_state()
+        step_flat = net.flat.copy()
+        start = (self.n_iter_, self.t_, len(self.loss_curve_),
+                 None if self.validation_scores_ is None else len(self.validation_scores_))
+        try:
+            self._run_epochs(net, optimizer, x, lengths, targets, weights, n, batch_size,
+                             l2_mask, max_iter, incremental, early, val, epoch_flat,
+                             epoch_opt, step_flat)
+        except KeyboardInterrupt:
+            completed = self._n_completed
+            net.flat[...] = epoch_flat             # no half-trained epoch stays in the model
+            # an interrupt between the epoch's counters and its history record: roll back
+            self.n_iter_, self.t_ = start[0] + completed, start[1] + completed * n
+            del self.loss_curve_[start[2] + completed:]
+            if start[3] is not None:
+                del self.validation_scores_[start[3] + completed:]
+            self._optimizer_state = self._epoch_opt
+            self._rng_state = self._live_rng.bit_generator.state
+            if completed == 0:
+                raise
+            best = self._best_flat
+            if early and best is not None:
+                net.flat[...] = best
+                self.best_loss_ = None
+            warnings.warn(f"fit interrupted by KeyboardInterrupt after {completed} completed "
+                          f"epoch(s) (n_iter_={self.n_iter_}); the model keeps the "
+                          + ("best validation weights" if early and best is not None
+                             else "weights of the last completed epoch")
+                          + " and history_", FitInterruptedWarning, stacklevel=3)
+            self._no_improvement_count = 0
+            return self
+        except TrainingDivergedError:
+            self._optimizer_state = self._epoch_opt
+            self._rng_state = self._live_rng.bit_generator.state
+            raise
+        return self
+
+    def _run_epochs(self, net, optimizer, x, lengths, targets, weights, n, batch_size,
+                    l2_mask, max_iter, incremental, early, val, epoch_flat, epoch_opt,
+                    step_flat):
         best_flat = None
         converged = False
-
+        self._n_completed = 0
+        self._best_flat = None
+        self._epoch_opt = epoch_opt
         with self._threads_ctx():
             for _ in range(max_iter):
                 epoch = self.n_iter_ + 1
@@ -319,7 +381,13 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                                                           wb, lb)
                     if total <= 0:
                         continue
+                    if not np.isfinite(loss):
+                        # the weights the last update made give a non-finite loss: undo it
+                        net.flat[...] = step_flat
+                        self._diverged("loss", epoch, k + 1, n_batches)
                     grad = net.backward(cache, d_out)
+                    if not np.isfinite(grad).all():
+                        self._diverged("gradient", epoch, k + 1, n_batches)
                     scale = 1.0
                     if l2_mask is not None:
                         # one pass: grad += alpha/total * W (weights only) and both norms
@@ -329,15 +397,18 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                         norm = np.sqrt(grad_sq)
                         if self.clip_norm is not None and norm > self.clip_norm:
                             scale = self.clip_norm / norm
+                    np.copyto(step_flat, net.flat)
                     optimizer.step(net.flat, grad, scale)
+                    if not np.isfinite(net.flat).all():
+                        net.flat[...] = step_flat          # roll the bad update back
+                        self._diverged("weight update", epoch, k + 1, n_batches)
                     bw = len(idx) if wb is None else float(wb.sum())
                     loss_sum += loss * bw
                     weight_sum += bw
                     progress.update(k + 1, loss_sum / max(weight_sum, 1e-300), start + len(idx))
                 epoch_loss = loss_sum / max(weight_sum, 1e-300)
                 if not np.isfinite(epoch_loss):
-                    raise ValueError("the training loss is not finite (NaN or inf): lower "
-                                     "learning_rate_init, or set clip_norm")
+                    self._diverged("epoch loss", epoch, n_batches, n_batches)
                 self.n_iter_ += 1
                 self.t_ += n
                 self.loss_curve_.append(epoch_loss)
@@ -349,6 +420,7 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                     self.best_loss_ = min(self.best_loss_, epoch_loss)
                     self.history_.append(record)
                     progress.end(record)
+                    self._n_completed += 1
                     break
                 if early:
                     score = self._validation_score(net, *val)
@@ -361,6 +433,7 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                     if score > self.best_validation_score_:
                         self.best_validation_score_ = score
                         best_flat = net.flat.copy()
+                        self._best_flat = best_flat
                 else:
                     if epoch_loss > self.best_loss_ - self.tol:
                         self._no_improvement_count += 1
@@ -370,6 +443,9 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                         self.best_loss_ = epoch_loss
                 self.history_.append(record)
                 progress.end(record)
+                self._n_completed += 1
+                epoch_flat[...] = net.flat
+                self._epoch_opt = optimizer.get_state()
                 if self._no_improvement_count > self.n_iter_no_change:
                     what = ("Validation score" if early else "Training loss")
                     if self.verbose:
@@ -391,6 +467,13 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
         # the generator's state as a dict of ints: the fitted state stays plain data
         self._rng_state = self._live_rng.bit_generator.state
         return self
+
+    def _diverged(self, what, epoch, batch, n_batches):
+        raise TrainingDivergedError(
+            f"training diverged: the {what} is not finite (NaN or inf) at epoch {epoch}, "
+            f"batch {batch}/{n_batches}; the model keeps its last finite weights. Lower "
+            f"learning_rate_init (now {self.learning_rate_init!r}), set clip_norm (now "
+            f"{self.clip_norm!r}), or scale X / y (e.g. fastseq.preprocessing.SequenceScaler)")
 
     def _split(self, n, targets, lengths):
         from sklearn.model_selection import train_test_split

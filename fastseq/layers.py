@@ -92,11 +92,60 @@ class _BlasThreads:
 
 
 def _plan_threads(backend, D, n_threads):
-    """(concurrent directions?, threads per direction, BLAS threads for the call)."""
+    """(concurrent directions?, threads per direction, BLAS threads for the call).
+
+    BLAS always runs on one thread: the parallelism is ours (the two directions, the
+    engine's batch chunks, and :func:`_matmul`'s row blocks). A multi-threaded OpenBLAS
+    call leaves its workers spinning for about 0.1 s afterwards, and on 2 cores they starve
+    the threads of whatever runs next (measured: a 2-thread training step 50-100x slower).
+    """
     n = resolve_threads(n_threads)
     if D == 2 and n >= 2 and getattr(backend, "releases_gil", False):
-        return True, n // 2, n // 2
-    return False, n, n
+        return True, n // 2, 1
+    return False, n, 1
+
+
+# GEMMs with fewer multiply-adds than this run on the calling thread alone
+PARALLEL_GEMM_MIN = 1 << 18
+_gemm_pool = None
+
+
+def _get_gemm_pool(n_workers):
+    global _gemm_pool
+    with _pool_lock:
+        if _gemm_pool is None or _gemm_pool._max_workers < n_workers:
+            old = _gemm_pool
+            _gemm_pool = ThreadPoolExecutor(max_workers=n_workers,
+                                            thread_name_prefix="fastseq-gemm")
+            if old is not None:
+                old.shutdown(wait=False)
+        return _gemm_pool
+
+
+# a: [M, K], b: [K, N] -> OUT [M, N]
+def _matmul(a, b, n_threads):
+    """``a @ b`` with the result's rows split into ``n_threads`` blocks, each a one-thread
+    BLAS call on its own thread (NumPy releases the GIL). The blocks depend only on the
+    shapes and ``n_threads``, so results are reproducible for a given thread count."""
+    M, K = a.shape
+    N = b.shape[1]
+    n = min(int(n_threads), M)
+    if n <= 1 or M * K * N < PARALLEL_GEMM_MIN:
+        return a @ b
+    out = np.empty((M, N), dtype=np.result_type(a.dtype, b.dtype))
+    bounds = np.linspace(0, M, n + 1).astype(np.int64)
+
+    def block(j):
+        lo, hi = bounds[j], bounds[j + 1]
+        np.matmul(a[lo:hi], b, out=out[lo:hi])
+
+    futures = [_get_gemm_pool(n - 1).submit(block, j) for j in range(1, n)]
+    try:
+        block(0)
+    finally:
+        for future in futures:
+            future.result()
+    return out
 
 
 def _run_directions(fn, D, concurrent):
@@ -123,15 +172,17 @@ def _valid_rows(lengths, T):
     return np.flatnonzero(valid.ravel())
 
 
-def _project(seq, W, b_ih, rows):
+def _project(seq, W, b_ih, rows, n_threads):
     """xw = seq @ W.T + b_ih over every row, or only over ``rows`` (others zero)."""
     T, B, _ = seq.shape
     G_H = W.shape[0]
     flat = seq.reshape(T * B, seq.shape[2])          # explicit sizes: T or B may be 0
     if rows is None:
-        return (flat @ W.T + b_ih).reshape(T, B, G_H)
+        xw = _matmul(flat, W.T, n_threads)
+        xw += b_ih
+        return xw.reshape(T, B, G_H)
     xw = np.zeros((T * B, W.shape[0]), dtype=np.result_type(seq.dtype, W.dtype))
-    xw[rows] = flat[rows] @ W.T + b_ih
+    xw[rows] = _matmul(flat[rows], W.T, n_threads) + b_ih
     return xw.reshape(T, B, G_H)
 
 
@@ -235,7 +286,7 @@ def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
         W, R = params["weight_ih" + s], params["weight_hh" + s]
         b_ih, b_hh = params["bias_ih" + s], params["bias_hh" + s]
         seq = layer_input if direction == 0 else reverse_padded(layer_input, lengths)
-        xw = _project(seq, W, b_ih, rows)
+        xw = _project(seq, W, b_ih, rows, dir_threads)
         rmask = None if rmasks is None else rmasks[k]
         H_all, (h_T, c_T), bcache = backend.forward(
             cell, xw, np.ascontiguousarray(R.T), b_hh, h0[k],
@@ -305,13 +356,13 @@ def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=No
         seq = dcache["seq"].reshape(T * B, W.shape[1])
         g = {}
         if rows is None:
-            g["weight_ih" + s] = dxw.T @ seq
-            dseq = (dxw @ W).reshape(T, B, W.shape[1])
+            g["weight_ih" + s] = _matmul(dxw.T, seq, dir_threads)
+            dseq = _matmul(dxw, W, dir_threads).reshape(T, B, W.shape[1])
         else:                       # padded rows of dxw are zero: skip them
             dxw_valid = dxw[rows]
-            g["weight_ih" + s] = dxw_valid.T @ seq[rows]
+            g["weight_ih" + s] = _matmul(dxw_valid.T, seq[rows], dir_threads)
             dseq = np.zeros((T * B, W.shape[1]), dtype=dtype)
-            dseq[rows] = dxw_valid @ W
+            dseq[rows] = _matmul(dxw_valid, W, dir_threads)
             dseq = dseq.reshape(T, B, W.shape[1])
         g["weight_hh" + s] = np.asarray(dR, dtype=dtype).T
         g["bias_hh" + s] = np.asarray(dbh, dtype=dtype)

@@ -13,8 +13,9 @@ Thread rule (one level of parallelism): with several chunks the chunks are the
 parallelism and BLAS is pinned to one thread (threadpoolctl, restored on exit), also for
 the weight-gradient GEMMs after the loop, whose dR columns are split among the OpenMP
 threads. A batch too small to split (fewer than ``2 * MIN_CHUNK_ROWS`` rows, or
-``n_threads=1``) runs as one chunk, with no OpenMP region, and BLAS may use ``n_threads``
-threads. OpenMP and BLAS threads are never busy at the same time (libgomp's idle workers
+``n_threads=1``) runs as one chunk, with no OpenMP region, on one thread: BLAS stays
+pinned to one thread in every case, since OpenBLAS's workers spin for about 0.1 s after a
+multi-threaded call and were measured to slow the next call's threads 10-100x on 2 cores. OpenMP and BLAS threads are never busy at the same time (libgomp's idle workers
 spin for a while after a region; running OpenBLAS threads next to them was measured to
 slow the backward pass 10-20x on 2 cores). Idle OpenMP threads sleep instead of spinning
 (``OMP_WAIT_POLICY=PASSIVE`` while libgomp loads, see :mod:`fastseq_ext`). Results are
@@ -150,7 +151,7 @@ def _chunk_bounds(lengths_sorted, n_threads):
 def _run(call, bounds, n):
     """``call(bounds, num_threads)`` with the thread rule of the module docstring."""
     n_chunks = len(bounds) - 1
-    with _blas_threads(1 if n_chunks > 1 else n):
+    with _blas_threads(1):
         call(bounds, n_chunks)
 
 
@@ -288,7 +289,7 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
         # several chunks: OpenMP threads own column blocks of dR, BLAS on one thread;
         # one chunk: one GEMM sequence with BLAS threaded (one level of parallelism)
         k = len(bounds) - 1
-        with _blas_threads(1 if k > 1 else n):
+        with _blas_threads(1):
             if key == ("gru", False):
                 _reduce.accumulate_outer(nact, B, h_src, H, 0, H, d_flat, GH, 0, 2 * H,
                                          dR_flat, GH, 0, k)

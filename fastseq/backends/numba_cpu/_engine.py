@@ -49,6 +49,24 @@ def _scratch(n, dtype):
     return np.zeros((n, 16), dtype=np.int32), np.zeros((n, 2), dtype=dtype)
 
 
+def _reduce_columns(specs, nact, B, GH, n, dtype):
+    """The weight-gradient GEMMs, split into blocks of the ``G*H`` output columns, one block
+    per thread (BLAS on one thread inside each: one level of parallelism). Each column's
+    sum is the same GEMM whatever the block, and the blocks depend only on ``n``."""
+    k = max(1, min(n, GH // 16))
+    bounds = np.linspace(0, GH, k + 1).astype(np.int64)
+    iw, fw = _scratch(k, dtype)
+
+    def run(c0, c1, slot):
+        for A, K, D, col, N, out in specs:
+            lo, hi = max(c0, col), min(c1, col + N)
+            if hi > lo:
+                accumulate_outer(nact, B, A, K, 0, K, D, GH, lo, hi - lo, out, GH, lo,
+                                 iw[slot], fw[slot])
+
+    run_chunks(run, [(int(bounds[j]), int(bounds[j + 1])) for j in range(k)], n)
+
+
 def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=True,
             n_threads=None):
     """Run the cell over ``T`` steps. Shapes as in :mod:`fastseq.backends.reference`;
@@ -191,17 +209,13 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     d_hw = dhw if gru_after else dxw
     if B and T:
         ones = np.ones((T, B, 1), dtype)
-        with blas_threads(n):
-            if cell.kind == "gru" and not cell.reset_after:
-                accumulate_outer(nact, B, h_src, H, 0, H, dxw, GH, 0, 2 * H, dR, GH, 0,
-                                 iw[0], fw[0])
-                accumulate_outer(nact, B, aux, H, 0, H, dxw, GH, 2 * H, H, dR, GH, 2 * H,
-                                 iw[0], fw[0])
-            else:
-                accumulate_outer(nact, B, h_src, H, 0, H, d_hw, GH, 0, GH, dR, GH, 0,
-                                 iw[0], fw[0])
-            accumulate_outer(nact, B, ones, 1, 0, 1, d_hw, GH, 0, GH, dbh, GH, 0,
-                             iw[0], fw[0])
+        # (A [T, B, K], K, D, first column, columns, OUT): OUT[:, cols] += sum_t A^T D[:, cols]
+        if cell.kind == "gru" and not cell.reset_after:
+            specs = [(h_src, H, dxw, 0, 2 * H, dR), (aux, H, dxw, 2 * H, H, dR)]
+        else:
+            specs = [(h_src, H, d_hw, 0, GH, dR)]
+        specs.append((ones, 1, d_hw, 0, GH, dbh))
+        _reduce_columns(specs, nact, B, GH, n, dtype)
     dbh = dbh[0]
     if gru_after:
         POOL.give([dhw])

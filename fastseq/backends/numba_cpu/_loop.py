@@ -131,11 +131,15 @@ def make_chunks(lengths_sorted, n_threads):
 def run_chunks(fn, chunks, n_threads):
     """Call ``fn(lo, hi, slot)`` for every chunk; in parallel when there are several.
 
-    With several chunks BLAS is pinned to one thread (the chunks are the parallelism);
-    with one chunk BLAS may use ``n_threads``. Thread settings are restored on exit.
+    BLAS is always pinned to one thread here: with several chunks the chunks are the
+    parallelism, and a multi-threaded BLAS call would leave OpenBLAS's workers spinning
+    (about 0.1 s after each call) against the next call's threads -- measured here as a
+    50-100x slowdown of a 2-thread training step on 2 cores. A single chunk (a batch of
+    fewer than ``2 * MIN_CHUNK_ROWS`` rows) therefore runs on one thread. Thread settings
+    are restored on exit.
     """
     if len(chunks) == 1:
-        with blas_threads(n_threads):
+        with blas_threads(1):
             fn(chunks[0][0], chunks[0][1], 0)
         return
     pool = _get_pool(len(chunks) - 1)

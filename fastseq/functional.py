@@ -179,6 +179,7 @@ def _check_input(x, lengths, batch_first, I, dtype):
             if s.ndim != 2 or s.shape[1] != I:
                 raise ValueError(f"x[{k}] has shape {s.shape}; expected (T_i, {I})")
         x_tm, lengths = pad_sequences(x, dtype=dtype)
+        _check_finite(x_tm, "x")
         return x_tm, lengths, True
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
@@ -189,6 +190,7 @@ def _check_input(x, lengths, batch_first, I, dtype):
                          + (" (batch_first=True)" if batch_first else " (batch_first=False)"))
     x_tm = np.swapaxes(x, 0, 1) if batch_first else x
     x_tm = np.ascontiguousarray(x_tm, dtype=dtype)
+    _check_finite(x_tm, "x")
     T, B = x_tm.shape[:2]
     if lengths is None:
         return x_tm, np.full(B, T, dtype=np.int64), False
@@ -215,7 +217,15 @@ def _check_state(state, name, shape, dtype):
     if state.shape != shape:
         raise ValueError(f"{name} has shape {state.shape}; expected {shape} "
                          "(num_layers * num_directions, batch, hidden_size)")
-    return np.ascontiguousarray(state, dtype=dtype)
+    state = np.ascontiguousarray(state, dtype=dtype)
+    _check_finite(state, name)
+    return state
+
+
+def _check_finite(a, name):
+    # one pass over the array; NaN/inf would otherwise run silently through every step
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or inf (or values too large for {a.dtype})")
 
 
 def _check_rate(value, name):
@@ -385,6 +395,7 @@ def step(cell, params, x_t, h=None, c=None, *, backend="auto"):
     h_new = np.empty_like(h)
     c_new = np.empty_like(h) if cell.has_cell_state else None
     layer_in = x_t.astype(dtype, copy=False)
+    _check_finite(layer_in, "x_t")
     for layer in range(num_layers):
         s = f"_l{layer}"
         xw = layer_in @ params["weight_ih" + s].T + params["bias_ih" + s]

@@ -58,6 +58,21 @@ def _is_token_list(X):
         len({len(s) for s in X}) > 1
 
 
+def _check_dtype(X, name):
+    """Refuse complex, string and bytes arrays with a message naming the argument (object
+    arrays go on to scikit-learn's conversion, which refuses what is not a number)."""
+    dtype = getattr(X, "dtype", None)
+    if not isinstance(dtype, np.dtype):
+        return
+    if dtype.kind == "c":
+        # the wording scikit-learn's check_complex_data expects
+        raise ValueError(f"Complex data not supported: {name} has dtype {dtype}; fastseq "
+                         "needs real numbers")
+    if dtype.kind in "USV":
+        raise TypeError(f"{name} has dtype {dtype}; expected real numbers (float or int), "
+                        "not strings or bytes")
+
+
 def check_sequences(X, *, n_timesteps=None, dtype=np.float32, tokens=False,
                     estimator=None, reset=True, ensure_min_samples=1):
     """Validate X and return ``(x [T, n, F] or [T, n] ints, lengths [n], SequenceFormat)``.
@@ -71,6 +86,11 @@ def check_sequences(X, *, n_timesteps=None, dtype=np.float32, tokens=False,
     if n_timesteps is not None and (int(n_timesteps) != n_timesteps or n_timesteps < 1):
         raise ValueError(f"n_timesteps must be a positive int or None, got {n_timesteps!r}")
     if _is_ragged_list(X):
+        for k, s in enumerate(X):
+            if np.ndim(s) != 2:
+                raise ValueError(f"X[{k}] has shape {np.shape(s)}; X is a list of sequences, "
+                                 "each must be a (T_i, F) array")
+            _check_dtype(s, f"X[{k}]")
         seqs = [check_array(s, dtype=FLOAT_DTYPES, ensure_min_samples=0,
                             input_name=f"X[{k}]") for k, s in enumerate(X)]
         n_features = seqs[0].shape[1]
@@ -90,8 +110,18 @@ def check_sequences(X, *, n_timesteps=None, dtype=np.float32, tokens=False,
                          "token ids need an estimator with embedding_dim")
     if estimator is not None and _check_feature_names is not None:
         _check_feature_names(estimator, X, reset=reset)
+    _check_dtype(X, "X")
+    shape = getattr(X, "shape", None)
+    n_given = len(X) if isinstance(X, (list, tuple)) else (shape[0] if shape else None)
+    if n_given == 0 and ensure_min_samples > 0:
+        raise ValueError(f"X is empty: found array with 0 sample(s) (shape={np.shape(X)}) "
+                         f"while a minimum of {ensure_min_samples} is required")
+    if len(getattr(X, "shape", (0, 0))) < 2:
+        raise ValueError(f"X has shape {np.shape(X)}; expected (n, T, F), a list of (T_i, F) "
+                         "arrays, or (n, F) / (n, T*F) with n_timesteps. Reshape your data, "
+                         "e.g. X.reshape(-1, 1) for one step of one feature per sequence")
     arr = check_array(X, dtype=FLOAT_DTYPES, allow_nd=True,
-                      ensure_min_samples=ensure_min_samples)
+                      ensure_min_samples=ensure_min_samples, input_name="X")
     if arr.ndim == 3:
         fmt = SequenceFormat("3d")
         x3 = arr

@@ -15,6 +15,7 @@ and skops round-trip it:
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 import warnings
@@ -26,6 +27,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from .._config import resolve_threads
+from ..cells import make_cell
 from ..network import Network, make_config
 from ..optim import SOLVERS, Optimizer, add_l2_and_norms, make_optimizer
 from ..preprocessing import check_sequences
@@ -33,6 +35,40 @@ from ..preprocessing import check_sequences
 # rows per prediction batch: 256 keeps the [T, B, 4H] gate buffers of a 2 x LSTM(128)
 # in cache on this machine (512 ran at half the speed, measured with bench/estimator_overhead.py)
 PREDICT_BATCH = 256
+
+
+def _physical_memory():
+    """Bytes of physical memory, or None where the platform does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_batch_memory(cell, units, num_layers, bidirectional, n_timesteps, batch, itemsize,
+                       training, input_elements=0, memory=None):
+    """Refuse (MemoryError) a batch whose recurrent buffers cannot fit in physical memory.
+
+    The estimate is a lower bound: per step, sequence and layer direction the input
+    projection ``xw`` and the outputs (G gates, H units); training also keeps the gate
+    activations of every layer for BPTT; plus the time-major copy of X (``input_elements``
+    values). Raised before anything of that size is allocated.
+    """
+    memory = _physical_memory() if memory is None else memory
+    if not memory:
+        return
+    G = make_cell(cell).n_gates
+    D = 2 if bidirectional else 1
+    per_step = ((2 * G + 1) * num_layers if training else (G + 2)) * units * D
+    need = (int(n_timesteps) * int(batch) * per_step + int(input_elements)) * itemsize
+    if need > memory:
+        what = "training" if training else "prediction"
+        raise MemoryError(
+            f"X has {n_timesteps} time steps: one {what} batch of {batch} sequences of a "
+            f"{num_layers}-layer {cell} with units={units} needs at least {need / 2**30:.3g} "
+            f"GiB, more than this machine's {memory / 2**30:.3g} GiB; use shorter "
+            "sequences (split them and carry the state with fastseq.stream), a smaller "
+            "batch_size or fewer units")
 
 
 class TrainingDivergedError(ValueError, FloatingPointError):
@@ -240,9 +276,24 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
         first = not fitted or not (incremental or self.warm_start)
         if incremental and not fitted and self._is_classifier and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit")
+        shape = getattr(X, "shape", ())
+        if len(shape) == 3 and self.embedding_dim is None:       # sizes known: check early
+            n0, T0 = shape[:2]
+            b0 = min(200 if self.batch_size == "auto" else self.batch_size, n0)
+            check_batch_memory(self.cell, self.units, self.num_layers, self.bidirectional,
+                               T0, b0, _dtype_of(self.dtype).itemsize, training=True,
+                               input_elements=np.prod(shape, dtype=float))
         x, lengths, fmt = self._validate_X(X, reset=first)
+        n_y = len(y) if hasattr(y, "__len__") and not isinstance(y, str) else None
+        if n_y is not None and n_y != x.shape[1]:
+            raise ValueError(f"Found input variables with inconsistent numbers of samples: X "
+                             f"has {x.shape[1]} sequences but y has {n_y} entries")
         targets, n_outputs, class_w = self._validate_targets(y, lengths, fmt, reset=first,
                                                              classes=classes)
+        t_arr = targets[0] if isinstance(targets, tuple) else targets
+        if t_arr.dtype.kind == "f" and not np.isfinite(t_arr).all():
+            raise ValueError(f"y holds values too large for dtype={self.dtype!r} (they "
+                             "overflow to inf); scale y")
         n = x.shape[1]
         sw = None
         if sample_weight is not None:
@@ -501,6 +552,14 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
 
         ``what``: "outputs" (raw scores) or "features" (what the head reads)."""
         check_is_fitted(self, "flat_params_")
+        cfg = self.network_config_
+        shape = getattr(X, "shape", ())
+        if len(shape) == 3 and cfg["input"] == "dense":      # sizes known: check early
+            n0, T0 = shape[:2]
+            check_batch_memory(cfg["cell"], cfg["units"], cfg["num_layers"],
+                               cfg["bidirectional"], T0, min(PREDICT_BATCH, n0),
+                               _dtype_of(self.dtype).itemsize, training=False,
+                               input_elements=np.prod(shape, dtype=float))
         x, lengths, fmt = self._validate_X(X, reset=False)
         net = self._network()
         n = x.shape[1]

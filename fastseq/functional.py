@@ -196,7 +196,8 @@ def _check_input(x, lengths, batch_first, I, dtype):
         return x_tm, np.full(B, T, dtype=np.int64), False
     lengths_arr = np.asarray(lengths)
     if lengths_arr.dtype.kind not in "iu" and not (
-            lengths_arr.dtype.kind == "f" and np.all(lengths_arr == np.round(lengths_arr))):
+            lengths_arr.dtype.kind == "f" and np.all(np.isfinite(lengths_arr))
+            and np.all(lengths_arr == np.round(lengths_arr))):
         raise TypeError(f"lengths must be integers, got dtype {lengths_arr.dtype}")
     if lengths_arr.shape != (B,):
         raise ValueError(f"lengths has shape {lengths_arr.shape}; expected ({B},), one "

@@ -455,8 +455,9 @@ def _targets_for(draw, X):
     if kind == "values":
         return np.array(draw(st.lists(st.floats(-3, 3), min_size=n, max_size=n)))
     if isinstance(X, list):
-        return [np.array(draw(st.lists(st.integers(0, 1), min_size=len(s), max_size=len(s))))
-                for s in X]
+        sizes = [len(s) if np.ndim(s) else 0 for s in X]
+        return [np.array(draw(st.lists(st.integers(0, 1), min_size=k, max_size=k)))
+                for k in sizes]
     T = X.shape[1] if X.ndim > 1 else 0
     return draw(hnp.arrays(np.int64, (n, T), elements=st.integers(0, 1)))
 

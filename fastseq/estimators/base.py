@@ -21,7 +21,7 @@ import time
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
@@ -284,8 +284,11 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                                T0, b0, _dtype_of(self.dtype).itemsize, training=True,
                                input_elements=np.prod(shape, dtype=float))
         x, lengths, fmt = self._validate_X(X, reset=first)
+        # one target (or target sequence) per sequence: classifiers, taggers, regressors
+        # (TextGenerator builds its targets from X itself)
+        one_per_sequence = isinstance(self, (ClassifierMixin, RegressorMixin))
         n_y = len(y) if hasattr(y, "__len__") and not isinstance(y, str) else None
-        if n_y is not None and n_y != x.shape[1]:
+        if one_per_sequence and n_y is not None and n_y != x.shape[1]:
             raise ValueError(f"Found input variables with inconsistent numbers of samples: X "
                              f"has {x.shape[1]} sequences but y has {n_y} entries")
         targets, n_outputs, class_w = self._validate_targets(y, lengths, fmt, reset=first,

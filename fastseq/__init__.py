@@ -11,6 +11,7 @@ from .backends import available_backends, get_backend
 from .cells import CellSpec, make_cell
 from . import exchange, functional, io, stream
 from .estimators import SequenceClassifier, SequenceRegressor, SequenceTagger, TextGenerator
+from .estimators.base import FitInterruptedWarning, TrainingDivergedError
 from .preprocessing import SequenceScaler, from_channels_first, to_channels_first
 from .io import load, save
 from .stream import Stream
@@ -19,5 +20,6 @@ __all__ = [
     "__version__", "CellSpec", "make_cell", "get_backend", "available_backends",
     "SequenceClassifier", "SequenceRegressor", "SequenceTagger", "TextGenerator",
     "SequenceScaler", "from_channels_first", "to_channels_first",
+    "TrainingDivergedError", "FitInterruptedWarning",
     "Stream", "save", "load", "functional", "io", "stream", "exchange",
 ]

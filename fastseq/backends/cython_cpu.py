@@ -27,6 +27,7 @@ import numpy as np
 
 from ..cells import CellSpec
 from .._config import resolve_threads
+from ._cpu_common import as_array, dtype_of, finish_forward, prepare_forward
 
 try:
     from fastseq_ext import gru as _gru
@@ -98,35 +99,8 @@ def _check_cell(cell):
     return cell.kind, cell.reset_after
 
 
-def _dtype_of(xw):
-    return np.float32 if xw.dtype == np.float32 else np.float64
-
-
-def _array(value, name, shape, dtype):
-    arr = np.asarray(value)
-    if arr.shape != shape:
-        raise ValueError(f"{name} has shape {arr.shape}; expected {shape}")
-    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
-        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=dtype)
-
-
 def _dummy(dtype):
     return np.zeros((1, 1, 1), dtype=dtype)
-
-
-def _sort_batch(lengths):
-    """(order, inverse, is_identity) sorting rows by length, descending and stable."""
-    order = np.argsort(-lengths, kind="stable")
-    identity = bool(np.all(order == np.arange(len(order))))
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(len(order))
-    return order, inverse, identity
-
-
-def _active_counts(lengths_sorted, T):
-    """nact[t] = number of rows with length > t (lengths sorted descending)."""
-    return np.searchsorted(-lengths_sorted, -np.arange(T), side="left").astype(np.int64)
 
 
 def _chunk_bounds(lengths_sorted, n_threads):
@@ -160,50 +134,17 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     """Run the cell over ``T`` steps. Shapes as in :mod:`fastseq.backends.reference`;
     float32 input stays float32, anything else runs in float64."""
     key = _check_cell(cell)
-    xw = np.asarray(xw)
-    if xw.ndim != 3:
-        raise ValueError(f"xw has shape {xw.shape}; expected (T, batch, G*H) time-major")
-    dtype = _dtype_of(xw)
-    T, B, GH = xw.shape
-    G = cell.n_gates
-    R = np.asarray(R)
-    if R.ndim != 2 or R.shape[1] != GH or R.shape[0] * G != GH:
-        raise ValueError(f"R has shape {R.shape}; expected (H, {G}*H) with {G}*H == "
-                         f"xw.shape[2] == {GH}")
-    H = R.shape[0]
-    R = np.ascontiguousarray(R, dtype=dtype)
-    bh = _array(bh, "bh", (GH,), dtype)
-    h0 = _array(h0, "h0", (B, H), dtype)
-    if cell.has_cell_state:
-        c0 = np.zeros((B, H), dtype) if c0 is None else _array(c0, "c0", (B, H), dtype)
-    if lengths is None:
-        lengths = np.full(B, T, dtype=np.int64)
-    lengths = np.asarray(lengths)
-    if lengths.shape != (B,) or (B and (lengths.min() < 0 or lengths.max() > T)):
-        raise ValueError(f"lengths must be {B} integers in [0, {T}], got {lengths!r}")
-    lengths = lengths.astype(np.int64)
-    masked = rmask is not None
-    mask = _array(rmask, "rmask", (B, H), dtype) if masked else np.ones((1, 1), dtype)
+    inp = prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask)
+    dtype, T, B, H, GH = inp.dtype, inp.T, inp.B, inp.H, inp.GH
+    xw_s, R, bh, nact, mask, masked = inp.xw, inp.R, inp.bh, inp.nact, inp.mask, inp.masked
+    lengths = inp.lengths
     n = resolve_threads(n_threads)
 
-    order, inverse, identity = _sort_batch(lengths)
-    if identity:
-        xw_s = np.ascontiguousarray(xw, dtype=dtype)
-    else:
-        xw_s = np.ascontiguousarray(xw[:, order], dtype=dtype)
-        h0 = h0[order]
-        if cell.has_cell_state:
-            c0 = c0[order]
-        if masked:
-            mask = np.ascontiguousarray(mask[order])
-        lengths = lengths[order]
-    nact = _active_counts(lengths, T)
-
     hs = np.zeros((T + 1, B, H), dtype)
-    hs[0] = h0
+    hs[0] = inp.h0
     if cell.has_cell_state:
         cs = np.zeros((T + 1, B, H), dtype)
-        cs[0] = c0
+        cs[0] = inp.c0
     else:
         cs = _dummy(dtype)
     hm = np.empty((T, B, H), dtype) if masked else _dummy(dtype)
@@ -215,19 +156,7 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
         kernel = _FORWARD[key]
         _run(lambda bounds, k: kernel(xw_s, R, bh, mask, masked, relu, nact, bounds, hs, cs,
                                       hm, gates, aux, k), bounds, n)
-    rows = np.arange(B)
-    h_T = hs[lengths, rows]
-    c_T = cs[lengths, rows] if cell.has_cell_state else None
-    if identity:
-        H_all = hs[1:].copy()
-    else:
-        H_all = hs[1:][:, inverse]
-        h_T = h_T[inverse]
-        c_T = c_T[inverse] if c_T is not None else None
-    cache = dict(cell=cell, R=R, mask=mask, masked=masked, relu=relu, nact=nact,
-                 lengths=lengths, order=order, inverse=inverse, identity=identity,
-                 hs=hs, cs=cs, hm=hm, gates=gates, aux=aux, dtype=dtype, shape=(T, B, H))
-    return H_all, (h_T, c_T), cache
+    return finish_forward(cell, inp, hs, cs, hm, gates, aux)
 
 
 def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
@@ -248,14 +177,14 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     def state_grad(value, name):
         if value is None:
             return np.zeros((B, H), dtype)
-        arr = _array(value, name, (B, H), dtype)
+        arr = as_array(value, name, (B, H), dtype)
         return np.ascontiguousarray(arr[order]) if not identity else arr.copy()
 
     dh = state_grad(dh_T, "dh_T")
     dc = state_grad(dc_T, "dc_T") if cell.has_cell_state else _dummy(dtype)[0]
     has_dH = dH_all is not None
     if has_dH:
-        dH = _array(dH_all, "dH_all", (T, B, H), dtype)
+        dH = as_array(dH_all, "dH_all", (T, B, H), dtype)
         if not identity:
             dH = np.ascontiguousarray(dH[:, order])
     else:
@@ -318,23 +247,23 @@ def step(cell, xw_t, R, bh, h, c=None, rmask=None):
     xw_t = np.asarray(xw_t)
     if xw_t.ndim != 2:
         raise ValueError(f"xw_t has shape {xw_t.shape}; expected (batch, G*H)")
-    dtype = _dtype_of(xw_t)
+    dtype = dtype_of(xw_t)
     B, GH = xw_t.shape
     R = np.asarray(R)
     if R.ndim != 2 or R.shape[1] != GH or R.shape[0] * cell.n_gates != GH:
         raise ValueError(f"R has shape {R.shape}; expected (H, G*H) with G*H == {GH}")
     H = R.shape[0]
     R = np.ascontiguousarray(R, dtype=dtype)
-    bh = _array(bh, "bh", (GH,), dtype)
+    bh = as_array(bh, "bh", (GH,), dtype)
     hs = np.empty((2, B, H), dtype)
-    hs[0] = _array(h, "h", (B, H), dtype)
+    hs[0] = as_array(h, "h", (B, H), dtype)
     if cell.has_cell_state:
         cs = np.empty((2, B, H), dtype)
-        cs[0] = 0 if c is None else _array(c, "c", (B, H), dtype)
+        cs[0] = 0 if c is None else as_array(c, "c", (B, H), dtype)
     else:
         cs = _dummy(dtype)
     masked = rmask is not None
-    mask = _array(rmask, "rmask", (B, H), dtype) if masked else np.ones((1, 1), dtype)
+    mask = as_array(rmask, "rmask", (B, H), dtype) if masked else np.ones((1, 1), dtype)
     hm = np.empty((1, B, H), dtype) if masked else _dummy(dtype)
     gates = np.empty((1, B, GH), dtype) if cell.kind != "rnn" else _dummy(dtype)
     aux = np.empty((1, B, H), dtype) if cell.kind != "rnn" else _dummy(dtype)

@@ -10,8 +10,9 @@ import numpy as np
 
 from ...cells import CellSpec
 from . import gru, lstm, rnn
-from ._loop import (POOL, Lease, accumulate_outer, zero_padding, active_counts, blas_threads,
-                    make_chunks, run_chunks, sort_batch, threads)
+from .._cpu_common import as_array, dtype_of, finish_forward, prepare_forward
+from ._loop import (POOL, Lease, accumulate_outer, make_chunks, run_chunks, threads,
+                    zero_padding)
 
 # (forward kernel, backward kernel) per cell form
 _KERNELS = {
@@ -26,19 +27,6 @@ def _kernels(cell):
     if not isinstance(cell, CellSpec):
         raise TypeError(f"cell must be a CellSpec, got {type(cell).__name__}")
     return _KERNELS[(cell.kind, cell.reset_after)]
-
-
-def _dtype_of(xw):
-    return np.float32 if xw.dtype == np.float32 else np.float64
-
-
-def _array(value, name, shape, dtype):
-    arr = np.asarray(value)
-    if arr.shape != shape:
-        raise ValueError(f"{name} has shape {arr.shape}; expected {shape}")
-    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
-        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=dtype)
 
 
 def _dummy(dtype):
@@ -72,51 +60,18 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     """Run the cell over ``T`` steps. Shapes as in :mod:`fastseq.backends.reference`;
     float32 input stays float32, anything else runs in float64."""
     fwd_kernel, _ = _kernels(cell)
-    xw = np.asarray(xw)
-    if xw.ndim != 3:
-        raise ValueError(f"xw has shape {xw.shape}; expected (T, batch, G*H) time-major")
-    dtype = _dtype_of(xw)
-    T, B, GH = xw.shape
-    G = cell.n_gates
-    R = np.asarray(R)
-    if R.ndim != 2 or R.shape[1] != GH or R.shape[0] * G != GH:
-        raise ValueError(f"R has shape {R.shape}; expected (H, {G}*H) with {G}*H == "
-                         f"xw.shape[2] == {GH}")
-    H = R.shape[0]
-    R = np.ascontiguousarray(R, dtype=dtype)
-    bh = _array(bh, "bh", (GH,), dtype)
-    h0 = _array(h0, "h0", (B, H), dtype)
-    if cell.has_cell_state:
-        c0 = np.zeros((B, H), dtype) if c0 is None else _array(c0, "c0", (B, H), dtype)
-    if lengths is None:
-        lengths = np.full(B, T, dtype=np.int64)
-    lengths = np.asarray(lengths)
-    if lengths.shape != (B,) or (B and (lengths.min() < 0 or lengths.max() > T)):
-        raise ValueError(f"lengths must be {B} integers in [0, {T}], got {lengths!r}")
-    lengths = lengths.astype(np.int64)
-    masked = rmask is not None
-    mask = _array(rmask, "rmask", (B, H), dtype) if masked else np.ones((1, 1), dtype)
+    inp = prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask)
+    dtype, T, B, H, GH = inp.dtype, inp.T, inp.B, inp.H, inp.GH
+    xw_s, R, bh, nact, mask, masked = inp.xw, inp.R, inp.bh, inp.nact, inp.mask, inp.masked
+    lengths = inp.lengths
     n = threads(n_threads)
-
-    order, inverse, identity = sort_batch(lengths)
-    if identity:
-        xw_s = np.ascontiguousarray(xw, dtype=dtype)
-    else:
-        xw_s = np.ascontiguousarray(xw[:, order], dtype=dtype)
-        h0 = h0[order]
-        if cell.has_cell_state:
-            c0 = c0[order]
-        if masked:
-            mask = mask[order]
-        lengths = lengths[order]
-    nact = active_counts(lengths, T)
 
     # saved for BPTT, pooled: they live as long as the cache (see _loop.Lease)
     hs = POOL.take((T + 1, B, H), dtype)
-    hs[0] = h0
+    hs[0] = inp.h0
     if cell.has_cell_state:
         cs = POOL.take((T + 1, B, H), dtype)
-        cs[0] = c0
+        cs[0] = inp.c0
     else:
         cs = _dummy(dtype)
     hm = POOL.take((T, B, H), dtype) if masked else _dummy(dtype)
@@ -137,20 +92,7 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
 
     if B and T and nact[T - 1] < B:
         zero_padding(hs, nact)      # outputs are zero at padded steps
-    rows = np.arange(B)
-    h_T = hs[lengths, rows]
-    c_T = cs[lengths, rows] if cell.has_cell_state else None
-    if identity:
-        H_all = hs[1:].copy()
-    else:
-        H_all = hs[1:][:, inverse]
-        h_T = h_T[inverse]
-        c_T = c_T[inverse] if c_T is not None else None
-    cache = dict(cell=cell, R=R, mask=mask, masked=masked, relu=relu, nact=nact,
-                 lengths=lengths, order=order, inverse=inverse, identity=identity,
-                 hs=hs, cs=cs, hm=hm, gates=gates, aux=aux, dtype=dtype, shape=(T, B, H),
-                 lease=lease)
-    return H_all, (h_T, c_T), cache
+    return finish_forward(cell, inp, hs, cs, hm, gates, aux, lease=lease)
 
 
 def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
@@ -171,14 +113,14 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     def state_grad(value, name):
         if value is None:
             return np.zeros((B, H), dtype)
-        arr = _array(value, name, (B, H), dtype)
+        arr = as_array(value, name, (B, H), dtype)
         return arr[order] if not identity else arr.copy()
 
     dh = state_grad(dh_T, "dh_T")
     dc = state_grad(dc_T, "dc_T") if cell.has_cell_state else _dummy(dtype)[0]
     has_dH = dH_all is not None
     if has_dH:
-        dH = _array(dH_all, "dH_all", (T, B, H), dtype)
+        dH = as_array(dH_all, "dH_all", (T, B, H), dtype)
         if not identity:
             dH = np.ascontiguousarray(dH[:, order])
     else:
@@ -266,7 +208,7 @@ def step(cell, xw_t, R, bh, h, c=None, rmask=None):
         xw_t = np.asarray(xw_t)
     if xw_t.ndim != 2:
         raise ValueError(f"xw_t has shape {xw_t.shape}; expected (batch, G*H)")
-    dtype = _dtype_of(xw_t)
+    dtype = dtype_of(xw_t)
     B, GH = xw_t.shape
     shape_R = getattr(R, "shape", None)
     H = GH // cell.n_gates
@@ -277,20 +219,20 @@ def step(cell, xw_t, R, bh, h, c=None, rmask=None):
             raise ValueError(f"R has shape {shape_R}; expected (H, G*H) with G*H == {GH}")
         R_ = np.ascontiguousarray(R, dtype=dtype)
     bh_ = _ready(bh, (GH,), dtype)
-    bh_ = _array(bh, "bh", (GH,), dtype) if bh_ is None else bh_
+    bh_ = as_array(bh, "bh", (GH,), dtype) if bh_ is None else bh_
     ws = _step_workspace(B, H, GH, dtype)
     hs = np.empty((2, B, H), dtype)
-    hs[0] = _array(h, "h", (B, H), dtype) if _ready(h, (B, H), dtype) is None else h
+    hs[0] = as_array(h, "h", (B, H), dtype) if _ready(h, (B, H), dtype) is None else h
     if cell.has_cell_state:
         cs = np.empty((2, B, H), dtype)
         if c is None:
             cs[0] = 0
         else:
-            cs[0] = _array(c, "c", (B, H), dtype) if _ready(c, (B, H), dtype) is None else c
+            cs[0] = as_array(c, "c", (B, H), dtype) if _ready(c, (B, H), dtype) is None else c
     else:
         cs = ws["dummy"]
     masked = rmask is not None
-    mask = _array(rmask, "rmask", (B, H), dtype) if masked else ws["ones"]
+    mask = as_array(rmask, "rmask", (B, H), dtype) if masked else ws["ones"]
     xw_ = xw_t if xw_t.dtype == dtype and xw_t.flags.c_contiguous else \
         np.ascontiguousarray(xw_t, dtype=dtype)
     if B:

@@ -25,6 +25,7 @@ from numba import njit
 from threadpoolctl import ThreadpoolController
 
 from ..._config import resolve_threads
+from .._cpu_common import active_counts, sort_batch  # noqa: F401  (shared with cython)
 from ._jit import FLAGS
 from .blas import gemm
 
@@ -101,13 +102,6 @@ def threads(n_threads):
     return resolve_threads(n_threads)
 
 
-def active_counts(lengths_sorted, T):
-    """nact[t] = number of rows with length > t (lengths sorted descending)."""
-    # lengths descending: count of lengths > t
-    neg = -lengths_sorted
-    return np.searchsorted(neg, -np.arange(T), side="left").astype(np.int64)
-
-
 def make_chunks(lengths_sorted, n_threads):
     """Contiguous row ranges ``[(lo, hi), ...]``, one per thread, balanced by work."""
     B = len(lengths_sorted)
@@ -151,17 +145,6 @@ def run_chunks(fn, chunks, n_threads):
         finally:
             for f in futures:
                 f.result()
-
-
-def sort_batch(lengths):
-    """(order, inverse, is_identity) sorting rows by length, descending and stable."""
-    if len(lengths) < 2 or bool(np.all(lengths[:-1] >= lengths[1:])):
-        order = np.arange(len(lengths))
-        return order, order, True
-    order = np.argsort(-lengths, kind="stable")
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(len(order))
-    return order, inverse, False
 
 
 # ------------------------------------------------------------- weight-gradient reductions

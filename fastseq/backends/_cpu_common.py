@@ -1,0 +1,139 @@
+"""Argument checks and batch bookkeeping shared by the CPU engines (numba and cython).
+
+Both engines run the same mechanics: check the arguments against the interface of
+:mod:`fastseq.backends.reference`, sort the batch by length once (descending, stable) so
+the active rows of step ``t`` are a prefix, and count the active rows per step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..cells import CellSpec
+
+
+def check_cell(cell):
+    if not isinstance(cell, CellSpec):
+        raise TypeError(f"cell must be a CellSpec, got {type(cell).__name__}")
+    return cell
+
+
+def dtype_of(xw):
+    """float32 stays float32; anything else runs in float64."""
+    return np.float32 if xw.dtype == np.float32 else np.float64
+
+
+def as_array(value, name, shape, dtype):
+    """``value`` as a C-contiguous ``dtype`` array of exactly ``shape``, or a clear error."""
+    arr = np.asarray(value)
+    if arr.shape != shape:
+        raise ValueError(f"{name} has shape {arr.shape}; expected {shape}")
+    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def sort_batch(lengths):
+    """(order, inverse, is_identity) sorting rows by length, descending and stable."""
+    if len(lengths) < 2 or bool(np.all(lengths[:-1] >= lengths[1:])):
+        order = np.arange(len(lengths))
+        return order, order, True
+    order = np.argsort(-lengths, kind="stable")
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return order, inverse, False
+
+
+def active_counts(lengths_sorted, T):
+    """nact[t] = number of rows with length > t (lengths sorted descending)."""
+    return np.searchsorted(-lengths_sorted, -np.arange(T), side="left").astype(np.int64)
+
+
+@dataclass
+class ForwardInputs:
+    """Checked forward arguments, rows sorted by length (``order``; ``inverse`` undoes it)."""
+    dtype: type
+    T: int
+    B: int
+    H: int
+    GH: int
+    xw: np.ndarray          # [T, B, G*H] sorted rows, C-contiguous
+    R: np.ndarray           # [H, G*H]
+    bh: np.ndarray          # [G*H]
+    h0: np.ndarray          # [B, H] sorted rows
+    c0: np.ndarray | None   # [B, H] sorted rows (LSTM)
+    lengths: np.ndarray     # [B] sorted, descending
+    nact: np.ndarray        # [T] active rows per step
+    masked: bool
+    mask: np.ndarray        # [B, H] sorted rows, or a [1, 1] placeholder
+    order: np.ndarray
+    inverse: np.ndarray
+    identity: bool
+
+
+def prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask):
+    """Check the forward arguments (errors name the argument and the expected shape) and
+    sort the batch by length."""
+    check_cell(cell)
+    xw = np.asarray(xw)
+    if xw.ndim != 3:
+        raise ValueError(f"xw has shape {xw.shape}; expected (T, batch, G*H) time-major")
+    dtype = dtype_of(xw)
+    T, B, GH = xw.shape
+    G = cell.n_gates
+    R = np.asarray(R)
+    if R.ndim != 2 or R.shape[1] != GH or R.shape[0] * G != GH:
+        raise ValueError(f"R has shape {R.shape}; expected (H, {G}*H) with {G}*H == "
+                         f"xw.shape[2] == {GH}")
+    H = R.shape[0]
+    R = np.ascontiguousarray(R, dtype=dtype)
+    bh = as_array(bh, "bh", (GH,), dtype)
+    h0 = as_array(h0, "h0", (B, H), dtype)
+    if cell.has_cell_state:
+        c0 = np.zeros((B, H), dtype) if c0 is None else as_array(c0, "c0", (B, H), dtype)
+    else:
+        c0 = None
+    if lengths is None:
+        lengths = np.full(B, T, dtype=np.int64)
+    lengths = np.asarray(lengths)
+    if lengths.shape != (B,) or (B and (lengths.min() < 0 or lengths.max() > T)):
+        raise ValueError(f"lengths must be {B} integers in [0, {T}], got {lengths!r}")
+    lengths = lengths.astype(np.int64)
+    masked = rmask is not None
+    mask = as_array(rmask, "rmask", (B, H), dtype) if masked else np.ones((1, 1), dtype)
+
+    order, inverse, identity = sort_batch(lengths)
+    if identity:
+        xw = np.ascontiguousarray(xw, dtype=dtype)
+    else:
+        xw = np.ascontiguousarray(xw[:, order], dtype=dtype)
+        h0 = h0[order]
+        if c0 is not None:
+            c0 = c0[order]
+        if masked:
+            mask = mask[order]
+        lengths = lengths[order]
+    return ForwardInputs(dtype, T, B, H, GH, xw, R, bh, h0, c0, lengths,
+                         active_counts(lengths, T), masked, mask, order, inverse, identity)
+
+
+def finish_forward(cell, inp, hs, cs, hm, gates, aux, **extra):
+    """Outputs in the caller's row order and the cache both CPU engines share.
+
+    hs [T+1, B, H] / cs: states of the sorted rows (hs[0] = h0), zero at padded steps."""
+    rows = np.arange(inp.B)
+    h_T = hs[inp.lengths, rows]
+    c_T = cs[inp.lengths, rows] if cell.has_cell_state else None
+    if inp.identity:
+        H_all = hs[1:].copy()
+    else:
+        H_all = hs[1:][:, inp.inverse]
+        h_T = h_T[inp.inverse]
+        c_T = c_T[inp.inverse] if c_T is not None else None
+    cache = dict(cell=cell, R=inp.R, mask=inp.mask, masked=inp.masked,
+                 relu=cell.activation == "relu", nact=inp.nact, lengths=inp.lengths,
+                 order=inp.order, inverse=inp.inverse, identity=inp.identity,
+                 hs=hs, cs=cs, hm=hm, gates=gates, aux=aux, dtype=inp.dtype,
+                 shape=(inp.T, inp.B, inp.H), **extra)
+    return H_all, (h_T, c_T), cache

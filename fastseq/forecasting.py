@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._config import resolve_threads
 from .backends import get_backend
-from .layers import _BlasThreads
+from ._threads import blas_threads
 from .network import _activate
 
 PROJ_TABLE_BYTES = 64 * 2**20     # largest first-layer projection table kept per stepper
@@ -233,7 +233,7 @@ def forecast(estimator, X, n_steps, *, stateful=True, feed=None):
     K = estimator.network_config_["n_outputs"]
     net = estimator.network_
     preds = np.zeros((n, n_steps, K), dtype=np.float64)
-    with _BlasThreads(resolve_threads(estimator.n_jobs)):
+    with blas_threads(resolve_threads(estimator.n_jobs)):
         if stateful and n_steps:
             stepper = NetworkStepper(net, batch_size=n)
             feats = stepper.prime(x, lengths)

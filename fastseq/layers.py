@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ._config import resolve_threads
+from ._threads import blas_threads
 from .backends import get_backend
 from .cells import make_cell
 from .data import reverse_padded
@@ -43,7 +44,6 @@ PADDING_SKIP_FRACTION = 0.2
 
 _pool = None
 _pool_lock = threading.Lock()
-_blas_controller = None
 
 
 def _direction_pool():
@@ -52,43 +52,6 @@ def _direction_pool():
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastseq-direction")
         return _pool
-
-
-_blas_lock = threading.Lock()
-_blas_state = {"depth": 0, "saved": []}
-
-
-class _BlasThreads:
-    """BLAS uses ``n`` threads inside the block; the setting found on entry is restored
-    when the last of any concurrently running blocks exits."""
-
-    def __init__(self, n):
-        self.n = n
-
-    def __enter__(self):
-        global _blas_controller
-        with _blas_lock:
-            if _blas_state["depth"] == 0:
-                if _blas_controller is None:
-                    from threadpoolctl import ThreadpoolController
-                    _blas_controller = ThreadpoolController().select(user_api="blas")
-                _blas_state["saved"] = [(lib, lib.get_num_threads())
-                                        for lib in _blas_controller.lib_controllers]
-            _blas_state["depth"] += 1
-            for lib, _ in _blas_state["saved"]:
-                if lib.get_num_threads() != self.n:
-                    lib.set_num_threads(self.n)
-        return self
-
-    def __exit__(self, *exc):
-        with _blas_lock:
-            _blas_state["depth"] -= 1
-            if _blas_state["depth"] == 0:
-                for lib, value in _blas_state["saved"]:
-                    if lib.get_num_threads() != value:
-                        lib.set_num_threads(value)
-                _blas_state["saved"] = []
-        return False
 
 
 def _plan_threads(backend, D, n_threads):
@@ -297,7 +260,7 @@ def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
             H_all = reverse_padded(H_all, lengths)
         return H_all, h_T, c_T, dict(seq=seq, backend_cache=bcache)
 
-    with _BlasThreads(blas_n):
+    with blas_threads(blas_n):
         for layer in range(num_layers):
             results = _run_directions(lambda d: run_direction(layer, d, layer_input), D,
                                       concurrent)
@@ -375,7 +338,7 @@ def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=No
             dseq = reverse_padded(dseq, lengths)
         return dseq, g, dh0_k, dc0_k
 
-    with _BlasThreads(blas_n):
+    with blas_threads(blas_n):
         for layer in range(num_layers - 1, -1, -1):
             layer_cache = cache["caches"][layer]
             if layer_cache["dropout_mask"] is not None:

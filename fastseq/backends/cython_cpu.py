@@ -27,6 +27,7 @@ import numpy as np
 
 from ..cells import CellSpec
 from .._config import resolve_threads
+from .._threads import blas_threads
 from ._cpu_common import as_array, dtype_of, finish_forward, prepare_forward
 
 try:
@@ -63,36 +64,6 @@ _BACKWARD = {
     ("gru", False): _gru.backward_classic,
 }
 
-_controller = None
-
-
-def _blas_controller():
-    global _controller
-    if _controller is None:
-        from threadpoolctl import ThreadpoolController
-        _controller = ThreadpoolController().select(user_api="blas")
-    return _controller
-
-
-class _blas_threads:
-    """Context manager: BLAS libraries use ``n`` threads inside, restored on exit."""
-
-    def __init__(self, n):
-        self.n = int(n)
-        self._limiter = None
-
-    def __enter__(self):
-        ctl = _blas_controller()
-        if any(lib.num_threads != self.n for lib in ctl.lib_controllers):
-            self._limiter = ctl.limit(limits=self.n)
-        return self
-
-    def __exit__(self, *exc):
-        if self._limiter is not None:
-            self._limiter.restore_original_limits()
-        return False
-
-
 def _check_cell(cell):
     if not isinstance(cell, CellSpec):
         raise TypeError(f"cell must be a CellSpec, got {type(cell).__name__}")
@@ -125,7 +96,7 @@ def _chunk_bounds(lengths_sorted, n_threads):
 def _run(call, bounds, n):
     """``call(bounds, num_threads)`` with the thread rule of the module docstring."""
     n_chunks = len(bounds) - 1
-    with _blas_threads(1):
+    with blas_threads(1):
         call(bounds, n_chunks)
 
 
@@ -218,7 +189,7 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
         # several chunks: OpenMP threads own column blocks of dR, BLAS on one thread;
         # one chunk: one GEMM sequence with BLAS threaded (one level of parallelism)
         k = len(bounds) - 1
-        with _blas_threads(1):
+        with blas_threads(1):
             if key == ("gru", False):
                 _reduce.accumulate_outer(nact, B, h_src, H, 0, H, d_flat, GH, 0, 2 * H,
                                          dR_flat, GH, 0, k)

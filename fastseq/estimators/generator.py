@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._config import resolve_threads
 from ..forecasting import NetworkStepper
-from ..layers import _BlasThreads
+from .._threads import blas_threads
 from ..losses import log_softmax, softmax, softmax_cross_entropy
 from ..network import Network, make_config
 from ..text import Vocabulary, make_tokenizer
@@ -469,7 +469,7 @@ class TextGenerator(BaseSequenceEstimator):
         out = np.empty(n_tokens, dtype=np.int64)
         stepper = NetworkStepper(net, batch_size=1)
         # tiny GEMMs in the step loop: BLAS gets exactly n_jobs threads for the whole loop
-        with _BlasThreads(resolve_threads(self.n_jobs)):
+        with blas_threads(resolve_threads(self.n_jobs)):
             if self.window is None:
                 feats = stepper.prime(ids[:, None]) if ids.size else stepper.h[-1]
                 for t in range(n_tokens):

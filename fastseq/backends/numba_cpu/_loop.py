@@ -15,17 +15,16 @@ reduced after the time loop by BLAS, in a fixed order, over active rows only.
 """
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
-from threadpoolctl import ThreadpoolController
 
 from ..._config import resolve_threads
-from .._cpu_common import active_counts, sort_batch  # noqa: F401  (shared with cython)
+from ..._threads import blas_threads
+from .._cpu_common import active_counts  # noqa: F401  (used by the kernels' tests)
 from ._jit import FLAGS
 from .blas import gemm
 
@@ -34,7 +33,6 @@ MIN_CHUNK_ROWS = 4
 
 _pool = None
 _pool_lock = threading.Lock()
-_controller = None
 
 
 def _get_pool(n_workers):
@@ -47,54 +45,6 @@ def _get_pool(n_workers):
             if old is not None:
                 old.shutdown(wait=False)
         return _pool
-
-
-def _kernel_blas():
-    """threadpoolctl controllers of the BLAS library our kernels call (scipy's), falling
-    back to every BLAS library when it cannot be told apart."""
-    global _controller
-    if _controller is None:
-        import scipy
-        libs = ThreadpoolController().select(user_api="blas").lib_controllers
-        scipy_dir = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__)))
-        mine = [lib for lib in libs
-                if os.path.abspath(lib.filepath).startswith(os.path.join(scipy_dir, "scipy"))]
-        _controller = mine or libs
-    return _controller
-
-
-_blas_lock = threading.Lock()
-_blas_state = {"depth": 0, "saved": []}
-
-
-class blas_threads:
-    """Context manager: the kernels' BLAS uses ``n`` threads inside; the setting found on
-    entry is restored when the last of any concurrently running blocks exits (so calls
-    from several Python threads never leave a changed setting behind)."""
-
-    def __init__(self, n):
-        self.n = int(n)
-
-    def __enter__(self):
-        with _blas_lock:
-            if _blas_state["depth"] == 0:
-                _blas_state["saved"] = [(lib, lib.get_num_threads())
-                                        for lib in _kernel_blas()]
-            _blas_state["depth"] += 1
-            for lib, _ in _blas_state["saved"]:
-                if lib.get_num_threads() != self.n:
-                    lib.set_num_threads(self.n)
-        return self
-
-    def __exit__(self, *exc):
-        with _blas_lock:
-            _blas_state["depth"] -= 1
-            if _blas_state["depth"] == 0:
-                for lib, value in _blas_state["saved"]:
-                    if lib.get_num_threads() != value:
-                        lib.set_num_threads(value)
-                _blas_state["saved"] = []
-        return False
 
 
 def threads(n_threads):

@@ -1,0 +1,51 @@
+"""One switch for BLAS threads, shared by the layers and both CPU engines.
+
+fastseq runs exactly one level of parallelism: while its own threads work (the two
+directions, the engines' batch chunks, the row blocks of the layers' GEMMs), BLAS is
+pinned to one thread. :class:`blas_threads` does that for every BLAS library loaded
+(NumPy's and SciPy's OpenBLAS are two) and restores the setting found on entry when the
+last of any concurrently running blocks exits, so calls from several Python threads never
+leave a changed setting behind.
+"""
+from __future__ import annotations
+
+import threading
+
+_lock = threading.Lock()
+_state = {"depth": 0, "saved": []}
+_libraries = None
+
+
+def _blas_libraries():
+    global _libraries
+    if _libraries is None:
+        from threadpoolctl import ThreadpoolController
+        _libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+    return _libraries
+
+
+class blas_threads:
+    """Context manager: every BLAS library uses ``n`` threads inside the block."""
+
+    def __init__(self, n):
+        self.n = int(n)
+
+    def __enter__(self):
+        with _lock:
+            if _state["depth"] == 0:
+                _state["saved"] = [(lib, lib.get_num_threads()) for lib in _blas_libraries()]
+            _state["depth"] += 1
+            for lib, _ in _state["saved"]:
+                if lib.get_num_threads() != self.n:
+                    lib.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        with _lock:
+            _state["depth"] -= 1
+            if _state["depth"] == 0:
+                for lib, value in _state["saved"]:
+                    if lib.get_num_threads() != value:
+                        lib.set_num_threads(value)
+                _state["saved"] = []
+        return False

@@ -137,3 +137,39 @@ def finish_forward(cell, inp, hs, cs, hm, gates, aux, **extra):
                  hs=hs, cs=cs, hm=hm, gates=gates, aux=aux, dtype=inp.dtype,
                  shape=(inp.T, inp.B, inp.H), **extra)
     return H_all, (h_T, c_T), cache
+
+
+def dummy(dtype):
+    """A [1, 1, 1] placeholder for a buffer a kernel does not read."""
+    return np.zeros((1, 1, 1), dtype=dtype)
+
+
+def prepare_backward(cell, cache, dH_all, dh_T, dc_T):
+    """Check a backward call against its forward cache; gradients in sorted row order.
+
+    Returns ``(dh [B, H], dc [B, H] or a placeholder, dH [T, B, H] or a placeholder,
+    has_dH)``; ``dh`` and ``dc`` are fresh arrays the kernels update in place."""
+    check_cell(cell)
+    if not isinstance(cache, dict) or "hs" not in cache:
+        raise TypeError("cache must be the third value returned by this backend's forward")
+    if cache["cell"] != cell:
+        raise ValueError(f"cell {cell} differs from the forward pass's {cache['cell']}")
+    T, B, H = cache["shape"]
+    dtype, order, identity = cache["dtype"], cache["order"], cache["identity"]
+
+    def state_grad(value, name):
+        if value is None:
+            return np.zeros((B, H), dtype)
+        arr = as_array(value, name, (B, H), dtype)
+        return arr[order] if not identity else arr.copy()
+
+    dh = state_grad(dh_T, "dh_T")
+    dc = state_grad(dc_T, "dc_T") if cell.has_cell_state else dummy(dtype)[0]
+    has_dH = dH_all is not None
+    if has_dH:
+        dH = as_array(dH_all, "dH_all", (T, B, H), dtype)
+        if not identity:
+            dH = np.ascontiguousarray(dH[:, order])
+    else:
+        dH = dummy(dtype)
+    return dh, dc, dH, has_dH

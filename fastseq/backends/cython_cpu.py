@@ -28,7 +28,9 @@ import numpy as np
 from ..cells import CellSpec
 from .._config import resolve_threads
 from .._threads import blas_threads
-from ._cpu_common import as_array, dtype_of, finish_forward, prepare_forward
+from ._cpu_common import (as_array, dtype_of, finish_forward, prepare_backward,
+                          prepare_forward)
+from ._cpu_common import dummy as _dummy
 
 try:
     from fastseq_ext import gru as _gru
@@ -68,10 +70,6 @@ def _check_cell(cell):
     if not isinstance(cell, CellSpec):
         raise TypeError(f"cell must be a CellSpec, got {type(cell).__name__}")
     return cell.kind, cell.reset_after
-
-
-def _dummy(dtype):
-    return np.zeros((1, 1, 1), dtype=dtype)
 
 
 def _chunk_bounds(lengths_sorted, n_threads):
@@ -133,33 +131,15 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
 def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     """BPTT through :func:`forward`; returns ``(dxw, dR, dbh, dh0, dc0)``."""
     key = _check_cell(cell)
-    if not isinstance(cache, dict) or "hs" not in cache:
-        raise TypeError("cache must be the third value returned by this backend's forward")
-    if cache["cell"] != cell:
-        raise ValueError(f"cell {cell} differs from the forward pass's {cache['cell']}")
+    dh, dc, dH, has_dH = prepare_backward(cell, cache, dH_all, dh_T, dc_T)
     T, B, H = cache["shape"]
-    dtype, order, identity = cache["dtype"], cache["order"], cache["identity"]
+    dtype, identity = cache["dtype"], cache["identity"]
     GH = cell.n_gates * H
     R, mask, masked, nact = cache["R"], cache["mask"], cache["masked"], cache["nact"]
     hs, cs, hm, gates, aux = (cache[k] for k in ("hs", "cs", "hm", "gates", "aux"))
     relu = cache["relu"]
     n = resolve_threads(n_threads)
 
-    def state_grad(value, name):
-        if value is None:
-            return np.zeros((B, H), dtype)
-        arr = as_array(value, name, (B, H), dtype)
-        return np.ascontiguousarray(arr[order]) if not identity else arr.copy()
-
-    dh = state_grad(dh_T, "dh_T")
-    dc = state_grad(dc_T, "dc_T") if cell.has_cell_state else _dummy(dtype)[0]
-    has_dH = dH_all is not None
-    if has_dH:
-        dH = as_array(dH_all, "dH_all", (T, B, H), dtype)
-        if not identity:
-            dH = np.ascontiguousarray(dH[:, order])
-    else:
-        dH = _dummy(dtype)
     dxw = np.zeros((T, B, GH), dtype)
     gru_after = key == ("gru", True)
     dhw = np.empty((T, B, GH), dtype) if gru_after else dxw

@@ -10,7 +10,9 @@ import numpy as np
 
 from ...cells import CellSpec
 from . import gru, lstm, rnn
-from .._cpu_common import as_array, dtype_of, finish_forward, prepare_forward
+from .._cpu_common import (as_array, dtype_of, finish_forward, prepare_backward,
+                           prepare_forward)
+from .._cpu_common import dummy as _dummy
 from ._loop import (POOL, Lease, accumulate_outer, make_chunks, run_chunks, threads,
                     zero_padding)
 
@@ -27,10 +29,6 @@ def _kernels(cell):
     if not isinstance(cell, CellSpec):
         raise TypeError(f"cell must be a CellSpec, got {type(cell).__name__}")
     return _KERNELS[(cell.kind, cell.reset_after)]
-
-
-def _dummy(dtype):
-    return np.zeros((1, 1, 1), dtype=dtype)
 
 
 def _scratch(n, dtype):
@@ -98,33 +96,15 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
 def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     """BPTT through :func:`forward`; returns ``(dxw, dR, dbh, dh0, dc0)``."""
     _, bwd_kernel = _kernels(cell)
-    if not isinstance(cache, dict) or "hs" not in cache:
-        raise TypeError("cache must be the third value returned by this backend's forward")
-    if cache["cell"] != cell:
-        raise ValueError(f"cell {cell} differs from the forward pass's {cache['cell']}")
+    dh, dc, dH, has_dH = prepare_backward(cell, cache, dH_all, dh_T, dc_T)
     T, B, H = cache["shape"]
-    dtype, order, identity = cache["dtype"], cache["order"], cache["identity"]
+    dtype, identity = cache["dtype"], cache["identity"]
     G = cell.n_gates
     GH = G * H
     R, mask, masked, nact = cache["R"], cache["mask"], cache["masked"], cache["nact"]
     hs, cs, hm, gates, aux = (cache[k] for k in ("hs", "cs", "hm", "gates", "aux"))
     n = threads(n_threads)
 
-    def state_grad(value, name):
-        if value is None:
-            return np.zeros((B, H), dtype)
-        arr = as_array(value, name, (B, H), dtype)
-        return arr[order] if not identity else arr.copy()
-
-    dh = state_grad(dh_T, "dh_T")
-    dc = state_grad(dc_T, "dc_T") if cell.has_cell_state else _dummy(dtype)[0]
-    has_dH = dH_all is not None
-    if has_dH:
-        dH = as_array(dH_all, "dH_all", (T, B, H), dtype)
-        if not identity:
-            dH = np.ascontiguousarray(dH[:, order])
-    else:
-        dH = _dummy(dtype)
     dxw = np.zeros((T, B, GH), dtype)
     gru_after = cell.kind == "gru" and cell.reset_after
     dhw = POOL.take((T, B, GH), dtype) if gru_after else _dummy(dtype)

@@ -12,18 +12,11 @@ Modules (each built from the ``.pyx`` of the same name by ``setup.py``):
 The Python-facing adapter is :mod:`fastseq.backends.cython_cpu`.
 """
 
-import os as _os
-
-# libgomp reads OMP_WAIT_POLICY once, when it is loaded (with the first compiled module of
-# this package, unless something loaded it before). Its default lets idle threads spin
-# at barriers and after a parallel region; on a busy machine (more runnable threads than
-# cores) a spinning thread holds the core its partner needs: a 0.7 ms two-thread LSTM
-# forward took 10-50 ms here, 1 ms with PASSIVE. So PASSIVE is set for the load only and
-# removed again, leaving the environment of other runtimes (PyTorch's own libgomp, child
-# processes) as it was; a value the user set is respected.
-if "OMP_WAIT_POLICY" not in _os.environ:
-    _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    try:
-        from . import activations as _activations  # noqa: F401  (loads libgomp)
-    finally:
-        del _os.environ["OMP_WAIT_POLICY"]
+# No thread settings here. libgomp reads OMP_WAIT_POLICY once, when the first OpenMP
+# library loads, and every OpenMP user in the process shares that copy (PyTorch's bundled
+# libgomp has the same soname, so whichever loads first serves both). An earlier version
+# set PASSIVE while this package loaded: that made a PyTorch LSTM in the same process
+# 8-10x slower at 2 threads (3.8 ms -> 31-42 ms, B16 T200 H32 fwd+bwd) and our own small
+# 2-thread calls 3x slower on an idle machine. On an oversubscribed machine, where
+# spinning idle threads hold cores other threads need, set OMP_WAIT_POLICY=PASSIVE in
+# the environment before starting Python (see docs/benchmarks.md).

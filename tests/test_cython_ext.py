@@ -290,3 +290,19 @@ def test_registry_finds_the_cython_backend():
     from fastseq.backends import available_backends, get_backend
     assert "cython" in available_backends()
     assert get_backend("cython") is cython_cpu
+
+
+def test_import_leaves_the_openmp_wait_policy_alone():
+    """Loading the extension must not change libgomp's settings: the runtime is shared
+    with every OpenMP user in the process (PyTorch's libgomp has the same soname), and a
+    passive policy made a PyTorch LSTM next to fastseq 8-10x slower."""
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OMP_", "GOMP_"))}
+    env["OMP_DISPLAY_ENV"] = "VERBOSE"
+    done = subprocess.run([sys.executable, "-c", "import fastseq_ext.lstm"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "GOMP_SPINCOUNT = '300000'" in done.stderr, done.stderr[-2000:]

@@ -17,9 +17,9 @@ threads. A batch too small to split (fewer than ``2 * MIN_CHUNK_ROWS`` rows, or
 pinned to one thread in every case, since OpenBLAS's workers spin for about 0.1 s after a
 multi-threaded call and were measured to slow the next call's threads 10-100x on 2 cores. OpenMP and BLAS threads are never busy at the same time (libgomp's idle workers
 spin for a while after a region; running OpenBLAS threads next to them was measured to
-slow the backward pass 10-20x on 2 cores). Idle OpenMP threads sleep instead of spinning
-(``OMP_WAIT_POLICY=PASSIVE`` while libgomp loads, see :mod:`fastseq_ext`). Results are
-bitwise identical for a given thread count.
+slow the backward pass 10-20x on 2 cores). libgomp's wait policy is left as the user's
+environment sets it (see :mod:`fastseq_ext`). Results are bitwise identical for a given
+thread count.
 """
 from __future__ import annotations
 

@@ -156,6 +156,35 @@ def test_cython_matches_reference(rng, cell_name, dtype):
                 assert not np.any(got["H_all"][pad]) and not np.any(got["dxw"][pad])
 
 
+@pytest.mark.parametrize("cell_name", ["lstm", "gru", "gru_classic", "rnn"])
+def test_pooled_buffers_holding_garbage_do_not_leak(rng, cell_name):
+    """Internal buffers are reused across calls (cython_cpu.POOL): fill every buffer a
+    cache gives back with NaN, then a ragged masked call of the same shapes must still
+    match the reference, with exact zeros at the padded steps."""
+    import gc
+    cell = make_cell(cell_name)
+    T, B, H, lengths = 7, 9, 6, [1, 7, 3, 3, 0, 7, 2, 5, 6]
+    cython_cpu.POOL.clear()
+    for n_threads in (1, 2):
+        c = _case(rng, cell, T, B, H, lengths, True)
+        for _ in range(2):              # the second call takes the NaN-filled buffers
+            _, _, cache = cython_cpu.forward(
+                cell, c["xw"], c["R"], c["bh"], c["h0"], c["c0"], c["lengths"],
+                rmask=c["rmask"], n_threads=n_threads)
+            cython_cpu.backward(cell, cache, c["dH"], None, None, n_threads=n_threads)
+            for key in ("hs", "cs", "hm", "gates", "aux"):
+                cache[key][...] = np.nan
+            del cache
+            gc.collect()
+            assert cython_cpu.POOL._free, "the cache's buffers went back to the pool"
+            got = _run_backend(cython_cpu, cell, c, np.float64, n_threads)
+        expected = _run_backend(reference, cell, c, np.float64, None)
+        for name, value in got.items():
+            assert_close(value, expected[name], RTOL[np.float64], f"{cell_name} {name}")
+        pad = np.arange(T)[:, None] >= np.array(lengths)[None, :]
+        assert not np.any(got["H_all"][pad]) and not np.any(got["dxw"][pad])
+
+
 @pytest.mark.parametrize("cell_name", ["lstm", "gru", "gru_classic", "rnn_relu"])
 def test_bitwise_deterministic_for_a_thread_count(rng, cell_name):
     cell = make_cell(cell_name)

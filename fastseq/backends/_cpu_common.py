@@ -2,10 +2,13 @@
 
 Both engines run the same mechanics: check the arguments against the interface of
 :mod:`fastseq.backends.reference`, sort the batch by length once (descending, stable) so
-the active rows of step ``t`` are a prefix, and count the active rows per step.
+the active rows of step ``t`` are a prefix, and count the active rows per step. Also a
+pool of internal buffers (:class:`BufferPool`, :class:`Lease`) for engines that reuse them.
 """
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -173,3 +176,58 @@ def prepare_backward(cell, cache, dH_all, dh_T, dc_T):
     else:
         dH = dummy(dtype)
     return dh, dc, dH, has_dH
+
+
+class BufferPool:
+    """Free arrays keyed by (shape, dtype), reused across calls.
+
+    The kernels write every internal buffer once per call; on fresh memory each first
+    touch of a page faults, and at these sizes that costs as much as the arithmetic or
+    more (measured for the Cython engine, B16 T200 H32 LSTM forward: ~1,200 page faults
+    and 2.8 ms of system time per call with fresh buffers, none with pooled ones).
+    Internal buffers (the forward pass's saved states and gates, backward's scratch) are
+    taken from a pool and given back when their owner dies (see :class:`Lease`). Arrays
+    returned to the caller are never pooled. Pooled arrays hold garbage: kernels must
+    write before they read.
+    """
+
+    def __init__(self, max_bytes=512 * 2**20, max_per_key=4):
+        self.max_bytes = max_bytes
+        self.max_per_key = max_per_key
+        self._free = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def take(self, shape, dtype):
+        key = (tuple(shape), np.dtype(dtype).char)
+        with self._lock:
+            free = self._free.get(key)
+            if free:
+                arr = free.pop()
+                self._bytes -= arr.nbytes
+                return arr
+        return np.empty(shape, dtype)
+
+    def give(self, arrays):
+        with self._lock:
+            for arr in arrays:
+                key = (arr.shape, arr.dtype.char)
+                free = self._free.setdefault(key, [])
+                if (len(free) < self.max_per_key
+                        and self._bytes + arr.nbytes <= self.max_bytes):
+                    free.append(arr)
+                    self._bytes += arr.nbytes
+
+    def clear(self):
+        with self._lock:
+            self._free.clear()
+            self._bytes = 0
+
+
+class Lease:
+    """Holds pooled arrays for the lifetime of an owner (a forward cache): when the owner
+    drops its last reference to the lease, the arrays go back to ``pool``."""
+
+    def __init__(self, arrays, pool):
+        self.arrays = [a for a in arrays if a.size > 1]
+        weakref.finalize(self, pool.give, self.arrays)

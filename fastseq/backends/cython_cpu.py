@@ -7,7 +7,9 @@ estimators cannot tell the two apart. float32 stays float32; anything else runs 
 Mechanics (as in the Numba engine): the batch is sorted by length once (descending,
 stable), so the active rows of step ``t`` are a prefix and padded steps cost nothing. The
 sorted batch is split into contiguous chunks balanced by work; each chunk runs its whole
-time loop on one OpenMP thread (``prange`` with an explicit ``num_threads``).
+time loop on one OpenMP thread (``prange`` with an explicit ``num_threads``). Internal
+buffers (saved states and gates, scratch) come from a pool (:data:`POOL`) and go back
+when the forward cache dies, so repeated calls do not page-fault on fresh memory.
 
 Thread rule (one level of parallelism): with several chunks the chunks are the
 parallelism and BLAS is pinned to one thread (threadpoolctl, restored on exit), also for
@@ -28,8 +30,8 @@ import numpy as np
 from ..cells import CellSpec
 from .._config import resolve_threads
 from .._threads import blas_threads
-from ._cpu_common import (as_array, dtype_of, finish_forward, prepare_backward,
-                          prepare_forward)
+from ._cpu_common import (BufferPool, Lease, as_array, dtype_of, finish_forward,
+                          prepare_backward, prepare_forward)
 from ._cpu_common import dummy as _dummy
 
 try:
@@ -65,6 +67,22 @@ _BACKWARD = {
     ("gru", True): _gru.backward,
     ("gru", False): _gru.backward_classic,
 }
+
+# internal buffers (saved states, gates, scratch), reused across calls: fresh memory
+# page-faults on first touch, which cost more than the arithmetic at small sizes
+POOL = BufferPool()
+
+
+def _zero_padding(hs, lengths_sorted):
+    """hs[t+1, b] = 0 for the padded steps ``t >= lengths[b]`` (pooled buffers hold
+    garbage there; the layer outputs must be zero)."""
+    T = hs.shape[0] - 1
+    for b in range(len(lengths_sorted) - 1, -1, -1):     # shortest rows last in order
+        L = int(lengths_sorted[b])
+        if L >= T:
+            break
+        hs[L + 1:, b] = 0
+
 
 def _check_cell(cell):
     if not isinstance(cell, CellSpec):
@@ -109,23 +127,27 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     lengths = inp.lengths
     n = resolve_threads(n_threads)
 
-    hs = np.zeros((T + 1, B, H), dtype)
+    # saved for BPTT, pooled: they live as long as the cache (see _cpu_common.Lease)
+    hs = POOL.take((T + 1, B, H), dtype)
     hs[0] = inp.h0
     if cell.has_cell_state:
-        cs = np.zeros((T + 1, B, H), dtype)
+        cs = POOL.take((T + 1, B, H), dtype)
         cs[0] = inp.c0
     else:
         cs = _dummy(dtype)
-    hm = np.empty((T, B, H), dtype) if masked else _dummy(dtype)
-    gates = np.empty((T, B, GH), dtype) if cell.kind != "rnn" else _dummy(dtype)
-    aux = np.empty((T, B, H), dtype) if cell.kind != "rnn" else _dummy(dtype)
+    hm = POOL.take((T, B, H), dtype) if masked else _dummy(dtype)
+    gates = POOL.take((T, B, GH), dtype) if cell.kind != "rnn" else _dummy(dtype)
+    aux = POOL.take((T, B, H), dtype) if cell.kind != "rnn" else _dummy(dtype)
+    lease = Lease([hs, cs, hm, gates, aux], POOL)
     relu = cell.activation == "relu"
     bounds = _chunk_bounds(lengths, n)
     if B and T:
         kernel = _FORWARD[key]
         _run(lambda bounds, k: kernel(xw_s, R, bh, mask, masked, relu, nact, bounds, hs, cs,
                                       hm, gates, aux, k), bounds, n)
-    return finish_forward(cell, inp, hs, cs, hm, gates, aux)
+        if nact[T - 1] < B:
+            _zero_padding(hs, lengths)
+    return finish_forward(cell, inp, hs, cs, hm, gates, aux, lease=lease)
 
 
 def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
@@ -142,7 +164,7 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
 
     dxw = np.zeros((T, B, GH), dtype)
     gru_after = key == ("gru", True)
-    dhw = np.empty((T, B, GH), dtype) if gru_after else dxw
+    dhw = POOL.take((T, B, GH), dtype) if gru_after else dxw
     bounds = _chunk_bounds(cache["lengths"], n)
     if B and T:
         RT = np.ascontiguousarray(R.T)       # the dh GEMMs read R^T row-major (NN GEMM)
@@ -180,6 +202,8 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
                                          dR_flat, GH, 0, k)
         _reduce.accumulate_bias(nact, dhw, db64)
     dbh = db64.astype(dtype)
+    if gru_after:
+        POOL.give([dhw])
 
     inverse = cache["inverse"]
     if not identity:

@@ -191,6 +191,11 @@ def _step_kernel(wbuf, meta, x, slots, state, work, out):
 @njit(**FLAGS)
 def _step_one(wbuf, meta, x, slot, state, work, n_out):
     # x: [I_0] one stream's input, contiguous;  slot: [1] int64  ->  OUT: new [n_out]
+    # NaN/inf in x is refused before the state moves (a few ns for I_0 values; the flags
+    # keep IEEE NaN/inf semantics, so isfinite is not folded away)
+    for i in range(x.shape[0]):
+        if not np.isfinite(x[i]):
+            raise ValueError("x_t contains NaN or inf")
     out = np.empty((1, n_out), x.dtype)
     _step_kernel(wbuf, meta, x.reshape((1, x.shape[0])), slot, state, work, out)
     return out[0]
@@ -366,14 +371,18 @@ class Stream:
                 raise ValueError(f"c is only used by the LSTM; got c for a {self.cell.kind}")
             if c.shape != shape:
                 raise ValueError(f"c has shape {c.shape}; expected {shape}")
+        for name, a in (("h", h), ("c", c)):
+            if a is not None and not np.isfinite(a).all():
+                raise ValueError(f"{name} contains NaN or inf")
         with self._lock:
             slot = self._slot(stream_id)
             self._state[slot, 0] = h
             self._state[slot, 1] = 0 if c is None else c
 
     # ------------------------------------------------------------ stepping
-    def _inputs(self, x, n):
-        """x -> float array [n, I] (embedding applied for token streams)."""
+    def _inputs(self, x, n, name):
+        """``name`` (the caller's argument, "x_t" or "chunk") -> float array [n, I]
+        (embedding applied for token streams); NaN/inf refused."""
         if self._embedding is not None:
             ids = np.asarray(x)
             if ids.dtype.kind not in "iu" or ids.shape != (n,):
@@ -385,10 +394,14 @@ class Stream:
         x = np.asarray(x)
         I = self._n_in
         if x.shape != (n, I):
-            raise ValueError(f"x has shape {x.shape}; expected ({n}, {I})")
+            raise ValueError(f"{name} has shape {x.shape}; expected ({n}, {I})")
         if x.dtype.kind not in "fiub":
-            raise TypeError(f"x must be numeric, got {x.dtype}")
-        return np.ascontiguousarray(x, dtype=self.dtype)
+            raise TypeError(f"{name} must be numeric, got {x.dtype}")
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        if not np.isfinite(x).all():
+            raise ValueError(f"{name} contains NaN or inf (as {self.dtype}); the stream "
+                             "state was not changed")
+        return x
 
     def _one_input(self, x_t):
         """One stream's step input -> contiguous [I_0] of the model's dtype."""
@@ -397,7 +410,7 @@ class Stream:
             if ids.size != 1:
                 raise ValueError(f"a token stream takes one token id per step, got shape "
                                  f"{ids.shape}")
-            return np.ascontiguousarray(self._inputs(ids.reshape(1), 1)[0])
+            return np.ascontiguousarray(self._inputs(ids.reshape(1), 1, "x_t")[0])
         x_t = np.asarray(x_t)
         if x_t.shape != self._x1.shape[1:]:
             raise ValueError(f"x_t has shape {x_t.shape}; expected ({self._n_in},) for one "
@@ -430,7 +443,7 @@ class Stream:
         ids = list(stream_ids)
         if len(set(ids)) != len(ids):
             raise ValueError("stream_ids must be distinct within one step")
-        x = self._inputs(x_t, len(ids))
+        x = self._inputs(x_t, len(ids), "x_t")
         out = np.zeros((len(ids), self.n_outputs), self.dtype)
         with self._lock:
             slots = np.array([self._slot(s) for s in ids], dtype=np.int64)
@@ -444,7 +457,7 @@ class Stream:
         if self._embedding is None and chunk.ndim != 2:
             raise ValueError(f"chunk has shape {chunk.shape}; expected (T, "
                              f"{self._n_in})")
-        x = self._inputs(chunk, T)
+        x = self._inputs(chunk, T, "chunk")
         out = np.zeros((T, self.n_outputs), self.dtype)
         slot = np.zeros(1, np.int64)
         with self._lock:

@@ -175,7 +175,7 @@ def test_errors(rng):
     s = Stream("gru", F.init_params("gru", 2, 3))
     with pytest.raises(ValueError, match=r"x_t has shape"):
         s.step(np.zeros(3))
-    with pytest.raises(ValueError, match=r"x has shape"):
+    with pytest.raises(ValueError, match=r"x_t has shape \(2, 3\); expected \(2, 2\)"):
         s.step(np.zeros((2, 3)), ["a", "b"])
     with pytest.raises(ValueError, match="distinct"):
         s.step(np.zeros((2, 2)), ["a", "a"])

@@ -166,18 +166,54 @@ class SequenceTagger(ClassifierMixin, BaseSequenceEstimator):
         return restore_format(feats, lengths, fmt)
 
     def score(self, X, y, sample_weight=None):
-        """Accuracy over all valid steps (each step weighted by its sequence's weight)."""
+        """Accuracy over all valid steps (each step weighted by its sequence's weight).
+
+        ``y`` must mirror ``X`` as in ``fit`` (a list with ``len(y[i]) == len(X[i])``, or an
+        array of the shape ``predict`` returns); labels outside ``classes_`` count as errors.
+        """
         pred = self.predict(X)
-        if isinstance(pred, list):
-            p = np.concatenate(pred) if pred else np.array([])
-            t = np.concatenate([np.asarray(s).ravel() for s in y]) if len(y) else np.array([])
-            w = None if sample_weight is None else np.concatenate(
-                [np.full(len(s), sw) for s, sw in zip(pred, sample_weight)])
-        else:
-            p, t = np.asarray(pred), np.asarray(y)
-            w = None
-            if sample_weight is not None:
-                w = np.broadcast_to(np.asarray(sample_weight, dtype=float).reshape(
-                    (-1,) + (1,) * (p.ndim - 1)), p.shape).ravel()
-            p, t = p.ravel(), t.ravel()
+        p, t, w = _flat_steps(pred, y, sample_weight)
+        if p.size == 0:
+            raise ValueError("X has no time steps to score (every sequence is empty)")
+        if w is not None and not w.sum() > 0:
+            raise ValueError("sample_weight is zero for every scored step")
         return float(np.average(p == t, weights=w))
+
+
+def _flat_steps(pred, y, sample_weight):
+    """(predicted labels, true labels, step weights or None), flat, after checking that y
+    (and sample_weight) match X's layout; ValueError naming the argument otherwise."""
+    n = len(pred)
+    if y is None:
+        raise ValueError("SequenceTagger.score requires y; got None")
+    if isinstance(pred, list):
+        if not hasattr(y, "__len__") or isinstance(y, str) or len(y) != n:
+            raise ValueError(f"y must hold one label sequence per sequence of X: X has {n} "
+                             f"sequences, y has {len(y) if hasattr(y, '__len__') else y!r}")
+        t_seqs = [np.asarray(s).ravel() for s in y]
+        for i, (ps, ts) in enumerate(zip(pred, t_seqs)):
+            if len(ts) != len(ps):
+                raise ValueError(f"y[{i}] has {len(ts)} labels but X[{i}] has {len(ps)} steps")
+        p = np.concatenate(pred) if n else np.array([])
+        t = np.concatenate(t_seqs) if n else np.array([])
+        steps = [len(ps) for ps in pred]
+    else:
+        p, t = np.asarray(pred), np.asarray(y)
+        if t.shape != p.shape:
+            raise ValueError(f"y has shape {t.shape}; X needs labels of shape {p.shape}")
+        steps = [int(np.prod(p.shape[1:], dtype=np.int64))] * n
+        p, t = p.ravel(), t.ravel()
+    if t.dtype.kind in "fc" and not np.isfinite(t).all():
+        raise ValueError("Input y contains NaN or infinity.")
+    if t.dtype.kind not in "fciubUSO":
+        raise TypeError(f"y has dtype {t.dtype}; expected class labels")
+    w = None
+    if sample_weight is not None:
+        sw = np.asarray(sample_weight, dtype=float)
+        if sw.shape != (n,):
+            raise ValueError(f"sample_weight has shape {sw.shape}; expected ({n},), one "
+                             "weight per sequence")
+        if not np.isfinite(sw).all() or (sw < 0).any():
+            raise ValueError("sample_weight must be finite and non-negative")
+        w = np.repeat(sw, steps)
+    return p, t, w

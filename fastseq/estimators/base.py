@@ -27,14 +27,19 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from .._config import resolve_threads
+from .._threads import blas_threads
 from ..cells import make_cell
 from ..network import Network, make_config
 from ..optim import SOLVERS, Optimizer, add_l2_and_norms, make_optimizer
 from ..preprocessing import check_sequences
+from . import checkpoint as _checkpoint
 
 # rows per prediction batch: 256 keeps the [T, B, 4H] gate buffers of a 2 x LSTM(128)
 # in cache on this machine (512 ran at half the speed, measured with bench/estimator_overhead.py)
 PREDICT_BATCH = 256
+# attributes that live only while fit runs (never part of the fitted state or a checkpoint)
+_TRANSIENT = ("_live_rng", "_best_flat", "_epoch_opt", "_epoch_rng", "_n_completed",
+              "_split_seed", "_fit_start", "_data_sha256", "_tbptt")
 
 
 def _physical_memory():
@@ -175,9 +180,12 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
         return None if self.n_jobs is None else resolve_threads(self.n_jobs)
 
     def _threads_ctx(self):
-        # n_jobs reaches the engine as n_threads; fastseq.layers sets the BLAS threads of its
-        # GEMMs from it, so no second (per-call, costly) threadpool limit is taken here
-        return _NullContext()
+        # n_jobs reaches the engine as n_threads (its own threads). BLAS stays on one thread
+        # for the whole fit / prediction: the head's GEMMs, the loss and the embedding run
+        # between engine calls, and a multi-threaded OpenBLAS call there leaves workers
+        # spinning that starve the engine's threads (one level of parallelism); the layers'
+        # own one-thread switch then finds the setting already made (no per-call cost)
+        return blas_threads(1)
 
     def _validate_params(self):
         if self.solver not in SOLVERS:
@@ -204,6 +212,7 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
         if self.verbose not in (0, 1, 2, False, True):
             raise ValueError(f"verbose must be 0, 1 or 2, got {self.verbose!r}")
         _dtype_of(self.dtype)
+        _checkpoint.check_params(self)
 
     def _validate_X(self, X, reset):
         tokens = self.embedding_dim is not None
@@ -263,17 +272,22 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
         return self.network_.params
 
     # ------------------------------------------------------------------ training
-    def _fit(self, X, y, sample_weight=None, incremental=False, classes=None):
+    def _fit(self, X, y, sample_weight=None, incremental=False, classes=None,
+             resume_from=None):
         try:
-            return self._fit_impl(X, y, sample_weight, incremental, classes)
+            return self._fit_impl(X, y, sample_weight, incremental, classes, resume_from)
         finally:
-            for name in ("_live_rng", "_best_flat", "_epoch_opt", "_n_completed"):
-                self.__dict__.pop(name, None)          # never part of the fitted state
+            for name in _TRANSIENT:
+                if name != "_tbptt":                   # TextGenerator's, popped by it
+                    self.__dict__.pop(name, None)      # never part of the fitted state
 
-    def _fit_impl(self, X, y, sample_weight, incremental, classes):
+    def _fit_impl(self, X, y, sample_weight, incremental, classes, resume_from=None):
         self._validate_params()
+        ckpt = None
+        if resume_from is not None:                  # checked before any work on X
+            ckpt = _checkpoint.read(resume_from, self)
         fitted = hasattr(self, "flat_params_")
-        first = not fitted or not (incremental or self.warm_start)
+        first = ckpt is not None or not fitted or not (incremental or self.warm_start)
         if incremental and not fitted and self._is_classifier and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit")
         shape = getattr(X, "shape", ())
@@ -311,7 +325,15 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
             if x.size and x.max() >= vocab:
                 raise ValueError(f"token ids must be < vocab_size={vocab}")
 
-        if first:
+        self._data_sha256 = None
+        if ckpt is not None or (self.checkpoint_path is not None and not incremental):
+            self._data_sha256 = _checkpoint.fingerprint(x, lengths, targets, weights)
+        self._split_seed = None
+        if ckpt is not None:
+            rng = _checkpoint.restore(self, ckpt, self._make_config(x, n_outputs),
+                                      self._data_sha256)
+            self._split_seed = ckpt.split_seed
+        elif first:
             seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
             rng = np.random.default_rng(seed)
             self.network_config_ = self._make_config(x, n_outputs)
@@ -365,6 +387,14 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
         l2_mask = (net.regularized_mask() if (self.alpha > 0 or self.clip_norm is not None)
                    else None)
         max_iter = 1 if incremental else self.max_iter
+        self._fit_start = self.n_iter_
+        self._best_flat = None
+        converged = False
+        if ckpt is not None:                   # the epochs the interrupted fit had left
+            self._fit_start = ckpt.fit_start
+            max_iter = max(0, self.max_iter - (self.n_iter_ - ckpt.fit_start))
+            self._best_flat = ckpt.best_flat
+            converged = ckpt.converged
 
         # snapshots for a clean stop: the weights and optimizer state at the start of the
         # running epoch (= the end of the last completed one) and the weights before the
@@ -377,7 +407,7 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
         try:
             self._run_epochs(net, optimizer, x, lengths, targets, weights, n, batch_size,
                              l2_mask, max_iter, incremental, early, val, epoch_flat,
-                             epoch_opt, step_flat)
+                             epoch_opt, step_flat, converged)
         except KeyboardInterrupt:
             completed = self._n_completed
             net.flat[...] = epoch_flat             # no half-trained epoch stays in the model
@@ -387,10 +417,14 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
             if start[3] is not None:
                 del self.validation_scores_[start[3] + completed:]
             self._optimizer_state = self._epoch_opt
-            self._rng_state = self._live_rng.bit_generator.state
+            # the generator where the last completed epoch left it: resuming (warm start or
+            # a checkpoint) repeats the interrupted epoch's shuffle and dropout masks
+            self._rng_state = self._epoch_rng
             if completed == 0:
                 raise
             best = self._best_flat
+            if self.checkpoint_path is not None and not incremental:
+                self._write_checkpoint(self._epoch_opt, self._epoch_rng, False)
             if early and best is not None:
                 net.flat[...] = best
                 self.best_loss_ = None
@@ -409,15 +443,14 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
 
     def _run_epochs(self, net, optimizer, x, lengths, targets, weights, n, batch_size,
                     l2_mask, max_iter, incremental, early, val, epoch_flat, epoch_opt,
-                    step_flat):
-        best_flat = None
-        converged = False
+                    step_flat, converged=False):
+        best_flat = self._best_flat
         self._n_completed = 0
-        self._best_flat = None
         self._epoch_opt = epoch_opt
         with self._threads_ctx():
-            for _ in range(max_iter):
+            for _ in range(0 if converged else max_iter):
                 epoch = self.n_iter_ + 1
+                self._epoch_rng = self._live_rng.bit_generator.state
                 t0 = time.perf_counter()
                 order = self._live_rng.permutation(n) if self.shuffle else np.arange(n)
                 n_batches = -(-n // batch_size)
@@ -500,12 +533,17 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                 self._n_completed += 1
                 epoch_flat[...] = net.flat
                 self._epoch_opt = optimizer.get_state()
-                if self._no_improvement_count > self.n_iter_no_change:
+                converged = self._no_improvement_count > self.n_iter_no_change
+                if self.checkpoint_path is not None and (
+                        converged or self._n_completed == max_iter
+                        or self.n_iter_ % self.checkpoint_every == 0):
+                    self._write_checkpoint(self._epoch_opt,
+                                           self._live_rng.bit_generator.state, converged)
+                if converged:
                     what = ("Validation score" if early else "Training loss")
                     if self.verbose:
                         print(f"{what} did not improve more than tol={self.tol} for "
                               f"{self.n_iter_no_change} consecutive epochs. Stopping.")
-                    converged = True
                     break
         if early:
             self.best_loss_ = None
@@ -522,6 +560,14 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
         self._rng_state = self._live_rng.bit_generator.state
         return self
 
+    def _write_checkpoint(self, optimizer_state, rng_state, converged):
+        """The state at the end of the last completed epoch -> ``checkpoint_path``."""
+        _checkpoint.write(self, self.checkpoint_path, optimizer_state=optimizer_state,
+                          rng_state=rng_state, best_flat=self._best_flat,
+                          split_seed=self._split_seed, fit_start=self._fit_start,
+                          converged=converged, data_sha256=self._data_sha256,
+                          skip=_TRANSIENT)
+
     def _diverged(self, what, epoch, batch, n_batches):
         raise TrainingDivergedError(
             f"training diverged: the {what} is not finite (NaN or inf) at epoch {epoch}, "
@@ -536,7 +582,9 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
             raise ValueError(f"early_stopping needs at least one training and one validation "
                              f"sequence; got {n} sequences and validation_fraction="
                              f"{self.validation_fraction}")
-        seed = int(self._live_rng.integers(np.iinfo(np.int32).max))
+        seed = self.__dict__.get("_split_seed")
+        if seed is None:                     # (a resumed fit reuses the checkpoint's seed)
+            seed = self._split_seed = int(self._live_rng.integers(np.iinfo(np.int32).max))
         stratify = self._stratify(targets)
         idx = np.arange(n)
         try:
@@ -586,14 +634,6 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
             for start, out in zip(range(0, n, PREDICT_BATCH), chunks):
                 result[:out.shape[0], start:start + out.shape[1]] = out
         return result, lengths, fmt
-
-
-class _NullContext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 PARAMS_DOC = """

@@ -201,7 +201,8 @@ def _check_state(state, name, shape, dtype):
 
 
 def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
-                  dropout_masks=None, rmasks=None, training=True, n_threads=None):
+                  dropout_masks=None, rmasks=None, training=True, n_threads=None,
+                  need_grad=True):
     """Forward through the whole stack.
 
     Parameters
@@ -215,6 +216,9 @@ def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
     dropout_masks : None or a list of ``L-1`` arrays ``[T, B, D*H]``, multiplied into the
         output of layer ``k`` before it feeds layer ``k+1`` (already scaled by ``1/(1-p)``)
     rmasks : None or a list of ``L*D`` arrays ``[B, H]`` (or None entries): recurrent dropout
+    need_grad : False for inference: the cache cannot be passed to :func:`stack_backward`,
+        and a backend with ``supports_need_grad`` saves nothing per step for it (less
+        memory and memory traffic)
 
     Returns
     -------
@@ -242,6 +246,8 @@ def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
     concurrent, dir_threads, blas_n = _plan_threads(backend, D, n_threads)
     rows = _valid_rows(lengths, T)
     caches = []
+    extra = {} if need_grad or not getattr(backend, "supports_need_grad", False) \
+        else dict(need_grad=False)
 
     def run_direction(layer, direction, layer_input):
         k = layer * D + direction
@@ -254,7 +260,7 @@ def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
         H_all, (h_T, c_T), bcache = backend.forward(
             cell, xw, np.ascontiguousarray(R.T), b_hh, h0[k],
             c0[k] if cell.has_cell_state else None, lengths, rmask=rmask,
-            training=training, n_threads=dir_threads)
+            training=training, n_threads=dir_threads, **extra)
         H_all = np.asarray(H_all, dtype=dtype)
         if direction == 1:
             H_all = reverse_padded(H_all, lengths)
@@ -280,16 +286,23 @@ def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
             caches.append(dict(directions=layer_cache, dropout_mask=mask))
             layer_input = out
     cache = dict(backend=backend, cell=cell, lengths=lengths, caches=caches,
-                 shape=(T, B, I), dims=(num_layers, D, H), dtype=dtype, rows=rows)
+                 shape=(T, B, I), dims=(num_layers, D, H), dtype=dtype, rows=rows,
+                 need_grad=bool(need_grad))
     return layer_input, h_n, c_n, cache
 
 
-def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=None):
+def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=None,
+                   input_grad=True):
     """BPTT through :func:`stack_forward`.
 
     ``d_out [T, B, D*H]``, ``dh_n``/``dc_n [L*D, B, H]`` (None = zero).
-    Returns ``(dx [T, B, I], grads {name: array}, dh0 [L*D, B, H], dc0 or None)``.
+    Returns ``(dx [T, B, I], grads {name: array}, dh0 [L*D, B, H], dc0 or None)``;
+    with ``input_grad=False`` (dense input features that need no gradient) ``dx`` is None
+    and its GEMM is skipped.
     """
+    if not cache.get("need_grad", True):
+        raise ValueError("cache comes from stack_forward(..., need_grad=False), which keeps "
+                         "nothing for backward; run it with need_grad=True")
     backend, cell, lengths = cache["backend"], cache["cell"], cache["lengths"]
     T, B, I = cache["shape"]
     num_layers, D, H = cache["dims"]
@@ -318,15 +331,19 @@ def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=No
         dxw = np.asarray(dxw, dtype=dtype).reshape(T * B, W.shape[0])
         seq = dcache["seq"].reshape(T * B, W.shape[1])
         g = {}
+        want_dseq = input_grad or layer > 0
+        dseq = None
         if rows is None:
             g["weight_ih" + s] = _matmul(dxw.T, seq, dir_threads)
-            dseq = _matmul(dxw, W, dir_threads).reshape(T, B, W.shape[1])
+            if want_dseq:
+                dseq = _matmul(dxw, W, dir_threads).reshape(T, B, W.shape[1])
         else:                       # padded rows of dxw are zero: skip them
             dxw_valid = dxw[rows]
             g["weight_ih" + s] = _matmul(dxw_valid.T, seq[rows], dir_threads)
-            dseq = np.zeros((T * B, W.shape[1]), dtype=dtype)
-            dseq[rows] = _matmul(dxw_valid, W, dir_threads)
-            dseq = dseq.reshape(T, B, W.shape[1])
+            if want_dseq:
+                dseq = np.zeros((T * B, W.shape[1]), dtype=dtype)
+                dseq[rows] = _matmul(dxw_valid, W, dir_threads)
+                dseq = dseq.reshape(T, B, W.shape[1])
         g["weight_hh" + s] = np.asarray(dR, dtype=dtype).T
         g["bias_hh" + s] = np.asarray(dbh, dtype=dtype)
         if cell.kind == "gru" and cell.reset_after:
@@ -334,7 +351,7 @@ def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=No
         else:
             # b_ih and b_hh enter the same pre-activation, so their gradients are equal
             g["bias_ih" + s] = g["bias_hh" + s].copy()
-        if direction == 1:
+        if direction == 1 and dseq is not None:
             dseq = reverse_padded(dseq, lengths)
         return dseq, g, dh0_k, dc0_k
 
@@ -349,7 +366,8 @@ def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=No
             for direction, (dseq, g, dh0_k, dc0_k) in enumerate(results):
                 k = layer * D + direction
                 grads.update(g)
-                d_layer_in = dseq if d_layer_in is None else d_layer_in + dseq
+                if dseq is not None:
+                    d_layer_in = dseq if d_layer_in is None else d_layer_in + dseq
                 dh0[k] = dh0_k
                 if cell.has_cell_state:
                     dc0[k] = dc0_k

@@ -198,3 +198,52 @@ def test_stack_degenerate_sizes(rng, T, B):
     assert dx.shape == (T, B, 3)
     np.testing.assert_array_equal(dh0, dh_n)
     assert all(np.all(g == 0) for g in grads.values())
+
+
+def _engines():
+    from conftest import engine_backends
+    return engine_backends() + ["reference"]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_inference_forward_equals_training_forward(rng, cell):
+    """need_grad=False (one saved slot per buffer on engines that support it) gives the
+    same outputs and final states, bit for bit, on every engine; its cache is refused by
+    stack_backward."""
+    spec, params, LD = _stack(rng, cell, L=2, bi=True, I=4, H=5)
+    params = {k: v.astype(np.float32) for k, v in params.items()}
+    T, B = 6, 5
+    x = rng.standard_normal((T, B, 4)).astype(np.float32)
+    lengths = np.array([6, 0, 2, 6, 1])
+    rmasks = [(rng.random((B, 5)) > 0.3).astype(np.float32) / 0.7 for _ in range(LD)]
+    h0 = rng.standard_normal((LD, B, 5)).astype(np.float32)
+    c0 = rng.standard_normal((LD, B, 5)).astype(np.float32) if spec.has_cell_state else None
+    for engine in _engines():
+        full = layers.stack_forward(engine, spec, params, x, lengths, h0, c0, rmasks=rmasks,
+                                    training=False, n_threads=2)
+        lean = layers.stack_forward(engine, spec, params, x, lengths, h0, c0, rmasks=rmasks,
+                                    training=False, n_threads=2, need_grad=False)
+        for a, b in zip(full[:3], lean[:3]):
+            if a is None:
+                assert b is None
+            else:
+                assert np.array_equal(a, b), engine
+        with pytest.raises(ValueError, match="need_grad"):
+            layers.stack_backward(params, lean[3])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru_classic"])
+def test_input_grad_false_skips_only_dx(rng, cell):
+    spec, params, _ = _stack(rng, cell, L=2, bi=True, I=3, H=4)
+    x = rng.standard_normal((5, 3, 3))
+    lengths = np.array([5, 2, 4])
+    for engine in _engines():
+        out, _, _, cache = layers.stack_forward(engine, spec, params, x, lengths)
+        d_out = rng.standard_normal(out.shape)
+        dx, grads, dh0, _ = layers.stack_backward(params, cache, d_out)
+        cache2 = layers.stack_forward(engine, spec, params, x, lengths)[3]
+        dx2, grads2, dh02, _ = layers.stack_backward(params, cache2, d_out, input_grad=False)
+        assert dx2 is None and dx is not None
+        for name in grads:
+            assert np.array_equal(grads[name], grads2[name]), (engine, name)
+        assert np.array_equal(dh0, dh02)

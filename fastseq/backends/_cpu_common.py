@@ -121,13 +121,20 @@ def prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask):
                          active_counts(lengths, T), masked, mask, order, inverse, identity)
 
 
-def finish_forward(cell, inp, hs, cs, hm, gates, aux, **extra):
+def finish_forward(cell, inp, hs, cs, hm, gates, aux, saved=True, **extra):
     """Outputs in the caller's row order and the cache both CPU engines share.
 
-    hs [T+1, B, H] / cs: states of the sorted rows (hs[0] = h0), zero at padded steps."""
+    hs [T+1, B, H] / cs: states of the sorted rows (hs[0] = h0), zero at padded steps.
+    ``saved=False``: the engine kept one slot of ``cs`` (each row's last cell state, updated
+    in place) and no per-step buffers; the cache then refuses :func:`prepare_backward`."""
     rows = np.arange(inp.B)
     h_T = hs[inp.lengths, rows]
-    c_T = cs[inp.lengths, rows] if cell.has_cell_state else None
+    if not cell.has_cell_state:
+        c_T = None
+    elif saved:
+        c_T = cs[inp.lengths, rows]
+    else:
+        c_T = cs[0].copy()
     if inp.identity:
         H_all = hs[1:].copy()
     else:
@@ -138,7 +145,7 @@ def finish_forward(cell, inp, hs, cs, hm, gates, aux, **extra):
                  relu=cell.activation == "relu", nact=inp.nact, lengths=inp.lengths,
                  order=inp.order, inverse=inp.inverse, identity=inp.identity,
                  hs=hs, cs=cs, hm=hm, gates=gates, aux=aux, dtype=inp.dtype,
-                 shape=(inp.T, inp.B, inp.H), **extra)
+                 shape=(inp.T, inp.B, inp.H), saved=bool(saved), **extra)
     return H_all, (h_T, c_T), cache
 
 
@@ -155,6 +162,10 @@ def prepare_backward(cell, cache, dH_all, dh_T, dc_T):
     check_cell(cell)
     if not isinstance(cache, dict) or "hs" not in cache:
         raise TypeError("cache must be the third value returned by this backend's forward")
+    if not cache.get("saved", True):
+        raise ValueError("this cache comes from a forward pass run with need_grad=False, "
+                         "which keeps nothing for backward; run forward with "
+                         "need_grad=True")
     if cache["cell"] != cell:
         raise ValueError(f"cell {cell} differs from the forward pass's {cache['cell']}")
     T, B, H = cache["shape"]

@@ -17,4 +17,7 @@ name = "numba"
 # directions of a bidirectional layer) concurrently on threads
 releases_gil = True
 
-__all__ = ["name", "forward", "backward", "step", "releases_gil"]
+# forward(..., need_grad=False) keeps one time slot of the saved buffers (inference)
+supports_need_grad = True
+
+__all__ = ["name", "forward", "backward", "step", "releases_gil", "supports_need_grad"]

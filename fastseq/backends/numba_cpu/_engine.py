@@ -13,8 +13,8 @@ from . import gru, lstm, rnn
 from .._cpu_common import (as_array, dtype_of, finish_forward, prepare_backward,
                            prepare_forward)
 from .._cpu_common import dummy as _dummy
-from ._loop import (POOL, Lease, accumulate_outer, make_chunks, run_chunks, threads,
-                    zero_padding)
+from ._loop import (POOL, Lease, accumulate_outer, accumulate_rows, make_chunks, run_chunks,
+                    threads, zero_padding)
 
 # (forward kernel, backward kernel) per cell form
 _KERNELS = {
@@ -35,10 +35,11 @@ def _scratch(n, dtype):
     return np.zeros((n, 16), dtype=np.int32), np.zeros((n, 2), dtype=dtype)
 
 
-def _reduce_columns(specs, nact, B, GH, n, dtype):
-    """The weight-gradient GEMMs, split into blocks of the ``G*H`` output columns, one block
-    per thread (BLAS on one thread inside each: one level of parallelism). Each column's
-    sum is the same GEMM whatever the block, and the blocks depend only on ``n``."""
+def _reduce_columns(specs, bias_src, db, nact, B, GH, n, dtype):
+    """The weight-gradient GEMMs and the bias column sums (``db += sum of bias_src's active
+    rows``), split into blocks of the ``G*H`` output columns, one block per thread (BLAS on
+    one thread inside each: one level of parallelism). Each column's sum is the same
+    whatever the block, and the blocks depend only on ``n``."""
     k = max(1, min(n, GH // 16))
     bounds = np.linspace(0, GH, k + 1).astype(np.int64)
     iw, fw = _scratch(k, dtype)
@@ -49,14 +50,19 @@ def _reduce_columns(specs, nact, B, GH, n, dtype):
             if hi > lo:
                 accumulate_outer(nact, B, A, K, 0, K, D, GH, lo, hi - lo, out, GH, lo,
                                  iw[slot], fw[slot])
+        accumulate_rows(nact, bias_src, c0, c1, db)
 
     run_chunks(run, [(int(bounds[j]), int(bounds[j + 1])) for j in range(k)], n)
 
 
 def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=True,
-            n_threads=None):
+            n_threads=None, need_grad=True):
     """Run the cell over ``T`` steps. Shapes as in :mod:`fastseq.backends.reference`;
-    float32 input stays float32, anything else runs in float64."""
+    float32 input stays float32, anything else runs in float64.
+
+    ``need_grad=False`` (inference) keeps one time slot of the gate, cell-state and mask
+    buffers instead of ``T``: less memory traffic and memory, and the cache cannot be
+    passed to :func:`backward`."""
     fwd_kernel, _ = _kernels(cell)
     inp = prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask)
     dtype, T, B, H, GH = inp.dtype, inp.T, inp.B, inp.H, inp.GH
@@ -65,16 +71,18 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     n = threads(n_threads)
 
     # saved for BPTT, pooled: they live as long as the cache (see _loop.Lease)
+    keep = bool(need_grad)
+    slots = T if keep else min(T, 1)
     hs = POOL.take((T + 1, B, H), dtype)
     hs[0] = inp.h0
     if cell.has_cell_state:
-        cs = POOL.take((T + 1, B, H), dtype)
+        cs = POOL.take((slots + 1 if keep else 1, B, H), dtype)
         cs[0] = inp.c0
     else:
         cs = _dummy(dtype)
-    hm = POOL.take((T, B, H), dtype) if masked else _dummy(dtype)
-    gates = POOL.take((T, B, GH), dtype) if cell.kind != "rnn" else _dummy(dtype)
-    aux = POOL.take((T, B, H), dtype) if cell.kind != "rnn" else _dummy(dtype)
+    hm = POOL.take((slots, B, H), dtype) if masked else _dummy(dtype)
+    gates = POOL.take((slots, B, GH), dtype) if cell.kind != "rnn" else _dummy(dtype)
+    aux = POOL.take((slots, B, H), dtype) if cell.kind != "rnn" else _dummy(dtype)
     lease = Lease([hs, cs, hm, gates, aux])
     pre = np.empty((B, GH), dtype)
     relu = cell.activation == "relu"
@@ -82,15 +90,15 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     iw, fw = _scratch(len(chunks), dtype)
 
     def run(lo, hi, slot):
-        fwd_kernel(xw_s, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux,
-                   pre, iw[slot], fw[slot])
+        fwd_kernel(xw_s, R, bh, mask, masked, relu, keep, nact, lo, hi, hs, cs, hm, gates,
+                   aux, pre, iw[slot], fw[slot])
 
     if B and T:
         run_chunks(run, chunks, n)
 
     if B and T and nact[T - 1] < B:
         zero_padding(hs, nact)      # outputs are zero at padded steps
-    return finish_forward(cell, inp, hs, cs, hm, gates, aux, lease=lease)
+    return finish_forward(cell, inp, hs, cs, hm, gates, aux, lease=lease, saved=keep)
 
 
 def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
@@ -105,7 +113,10 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     hs, cs, hm, gates, aux = (cache[k] for k in ("hs", "cs", "hm", "gates", "aux"))
     n = threads(n_threads)
 
-    dxw = np.zeros((T, B, GH), dtype)
+    # padded rows of dxw must read as zero (the layers' GEMMs run over all rows); the
+    # kernels write every active row, so a batch without padding needs no zero fill
+    full = T == 0 or B == 0 or nact[T - 1] == B
+    dxw = np.empty((T, B, GH), dtype) if full else np.zeros((T, B, GH), dtype)
     gru_after = cell.kind == "gru" and cell.reset_after
     dhw = POOL.take((T, B, GH), dtype) if gru_after else _dummy(dtype)
     dtmp = np.empty((B, H), dtype)
@@ -126,19 +137,17 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     # weight gradients: dR = sum_t h_masked[t]^T @ dhw[t], dbh = ones^T @ dhw, both as
     # GEMMs over the active rows (steps with a full batch merged into one GEMM)
     dR = np.zeros((H, GH), dtype)
-    dbh = np.zeros((1, GH), dtype)
+    db64 = np.zeros(GH, np.float64)
     h_src = hm if masked else hs
     d_hw = dhw if gru_after else dxw
     if B and T:
-        ones = np.ones((T, B, 1), dtype)
         # (A [T, B, K], K, D, first column, columns, OUT): OUT[:, cols] += sum_t A^T D[:, cols]
         if cell.kind == "gru" and not cell.reset_after:
             specs = [(h_src, H, dxw, 0, 2 * H, dR), (aux, H, dxw, 2 * H, H, dR)]
         else:
             specs = [(h_src, H, d_hw, 0, GH, dR)]
-        specs.append((ones, 1, d_hw, 0, GH, dbh))
-        _reduce_columns(specs, nact, B, GH, n, dtype)
-    dbh = dbh[0]
+        _reduce_columns(specs, d_hw, db64, nact, B, GH, n, dtype)
+    dbh = db64.astype(dtype)
     if gru_after:
         POOL.give([dhw])
 
@@ -217,6 +226,6 @@ def step(cell, xw_t, R, bh, h, c=None, rmask=None):
         np.ascontiguousarray(xw_t, dtype=dtype)
     if B:
         fwd_kernel(xw_.reshape(1, B, GH), R_, bh_, mask, masked, cell.activation == "relu",
-                   ws["nact"], 0, B, hs, cs, ws["hm"], ws["gates"], ws["aux"], ws["pre"],
-                   ws["iw"], ws["fw"])
+                   True, ws["nact"], 0, B, hs, cs, ws["hm"], ws["gates"], ws["aux"],
+                   ws["pre"], ws["iw"], ws["fw"])
     return hs[1], (cs[1] if cell.has_cell_state else None)

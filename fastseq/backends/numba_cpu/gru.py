@@ -19,7 +19,7 @@ from .blas import gemm
 # hs: [T+1, B, H] OUT   hm: [T, B, H] OUT h_prev * mask (iff masked)
 # gates: [T, B, 3H] OUT r z n    aux: [T, B, H] OUT hw_n     pre: [B, 3H] workspace
 @njit(**FLAGS)
-def forward_chunk(xw, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux,
+def forward_chunk(xw, R, bh, mask, masked, relu, keep, nact, lo, hi, hs, cs, hm, gates, aux,
                   pre, iw, fw):
     T = xw.shape[0]
     B = xw.shape[1]
@@ -30,11 +30,12 @@ def forward_chunk(xw, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates
         n = min(hi, nact[t])
         if n <= lo:
             break
+        s = t if keep else 0       # slot of the saved buffers (one slot without grad)
         if masked:
             for b in range(lo, n):
                 for j in range(H):
-                    hm[t, b, j] = hs[t, b, j] * mask[b, j]
-            gemm(False, False, n - lo, G, H, 1.0, hm, (t * B + lo) * H, H, R, 0, G,
+                    hm[s, b, j] = hs[t, b, j] * mask[b, j]
+            gemm(False, False, n - lo, G, H, 1.0, hm, (s * B + lo) * H, H, R, 0, G,
                  0.0, pre, lo * G, G, iw, fw)
         else:
             gemm(False, False, n - lo, G, H, 1.0, hs, (t * B + lo) * H, H, R, 0, G,
@@ -42,15 +43,15 @@ def forward_chunk(xw, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates
         # pointwise in loops touching few arrays each, so they all vectorize
         for b in range(lo, n):
             for j in range(H):
-                gates[t, b, j] = sigmoid(xw[t, b, j] + pre[b, j] + bh[j])
-                gates[t, b, H + j] = sigmoid(xw[t, b, H + j] + pre[b, H + j] + bh[H + j])
-                aux[t, b, j] = pre[b, 2 * H + j] + bh[2 * H + j]
+                gates[s, b, j] = sigmoid(xw[t, b, j] + pre[b, j] + bh[j])
+                gates[s, b, H + j] = sigmoid(xw[t, b, H + j] + pre[b, H + j] + bh[H + j])
+                aux[s, b, j] = pre[b, 2 * H + j] + bh[2 * H + j]
             for j in range(H):
-                gates[t, b, 2 * H + j] = act(xw[t, b, 2 * H + j] + gates[t, b, j] * aux[t, b, j],
+                gates[s, b, 2 * H + j] = act(xw[t, b, 2 * H + j] + gates[s, b, j] * aux[s, b, j],
                                              relu)
             for j in range(H):
-                z = gates[t, b, H + j]
-                hs[t + 1, b, j] = (one - z) * gates[t, b, 2 * H + j] + z * hs[t, b, j]
+                z = gates[s, b, H + j]
+                hs[t + 1, b, j] = (one - z) * gates[s, b, 2 * H + j] + z * hs[t, b, j]
 
 
 # RT: [3H, H] R transposed  dH: [T, B, H] (iff has_dH)  dh: [B, H] in/OUT
@@ -98,7 +99,7 @@ def backward_chunk(RT, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux,
 # classic form. gates: [T, B, 3H] OUT r z n    aux: [T, B, H] OUT r * h_masked
 # pre: [B, 3H] workspace (columns [0, 2H): h_masked @ R_rz; [2H, 3H): (r*h_masked) @ R_n)
 @njit(**FLAGS)
-def forward_chunk_classic(xw, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates,
+def forward_chunk_classic(xw, R, bh, mask, masked, relu, keep, nact, lo, hi, hs, cs, hm, gates,
                           aux, pre, iw, fw):
     T = xw.shape[0]
     B = xw.shape[1]
@@ -109,33 +110,34 @@ def forward_chunk_classic(xw, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, h
         n = min(hi, nact[t])
         if n <= lo:
             break
+        s = t if keep else 0       # slot of the saved buffers (one slot without grad)
         if masked:
             for b in range(lo, n):
                 for j in range(H):
-                    hm[t, b, j] = hs[t, b, j] * mask[b, j]
-            gemm(False, False, n - lo, 2 * H, H, 1.0, hm, (t * B + lo) * H, H, R, 0, G,
+                    hm[s, b, j] = hs[t, b, j] * mask[b, j]
+            gemm(False, False, n - lo, 2 * H, H, 1.0, hm, (s * B + lo) * H, H, R, 0, G,
                  0.0, pre, lo * G, G, iw, fw)
         else:
             gemm(False, False, n - lo, 2 * H, H, 1.0, hs, (t * B + lo) * H, H, R, 0, G,
                  0.0, pre, lo * G, G, iw, fw)
         for b in range(lo, n):
             for j in range(2 * H):
-                gates[t, b, j] = sigmoid(xw[t, b, j] + pre[b, j] + bh[j])
+                gates[s, b, j] = sigmoid(xw[t, b, j] + pre[b, j] + bh[j])
             if masked:
                 for j in range(H):
-                    aux[t, b, j] = gates[t, b, j] * hm[t, b, j]
+                    aux[s, b, j] = gates[s, b, j] * hm[s, b, j]
             else:
                 for j in range(H):
-                    aux[t, b, j] = gates[t, b, j] * hs[t, b, j]
-        gemm(False, False, n - lo, H, H, 1.0, aux, (t * B + lo) * H, H, R, 2 * H, G,
+                    aux[s, b, j] = gates[s, b, j] * hs[t, b, j]
+        gemm(False, False, n - lo, H, H, 1.0, aux, (s * B + lo) * H, H, R, 2 * H, G,
              0.0, pre, lo * G + 2 * H, G, iw, fw)
         for b in range(lo, n):
             for j in range(H):
-                gates[t, b, 2 * H + j] = act(
+                gates[s, b, 2 * H + j] = act(
                     xw[t, b, 2 * H + j] + pre[b, 2 * H + j] + bh[2 * H + j], relu)
             for j in range(H):
-                z = gates[t, b, H + j]
-                hs[t + 1, b, j] = (one - z) * gates[t, b, 2 * H + j] + z * hs[t, b, j]
+                z = gates[s, b, H + j]
+                hs[t + 1, b, j] = (one - z) * gates[s, b, 2 * H + j] + z * hs[t, b, j]
 
 
 # classic form backward. RT: [3H, H] R transposed; dxw = dhw: [T, B, 3H] OUT; dtmp: [B, H] workspace (dh_masked);

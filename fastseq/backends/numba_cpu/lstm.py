@@ -23,7 +23,7 @@ from .blas import gemm
 # gates: [T, B, 4H] OUT post-activation i f g o     aux: [T, B, H] OUT act(c_t)
 # pre: [B, 4H] workspace     iw, fw: BLAS scratch of this thread
 @njit(**FLAGS)
-def forward_chunk(xw, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux,
+def forward_chunk(xw, R, bh, mask, masked, relu, keep, nact, lo, hi, hs, cs, hm, gates, aux,
                   pre, iw, fw):
     T = xw.shape[0]
     B = xw.shape[1]
@@ -33,11 +33,13 @@ def forward_chunk(xw, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates
         n = min(hi, nact[t])
         if n <= lo:
             break
+        s = t if keep else 0       # slot of the saved buffers (one slot without grad)
+        s1 = t + 1 if keep else 0  # c is then updated in place, element by element
         if masked:
             for b in range(lo, n):
                 for j in range(H):
-                    hm[t, b, j] = hs[t, b, j] * mask[b, j]
-            gemm(False, False, n - lo, G, H, 1.0, hm, (t * B + lo) * H, H, R, 0, G,
+                    hm[s, b, j] = hs[t, b, j] * mask[b, j]
+            gemm(False, False, n - lo, G, H, 1.0, hm, (s * B + lo) * H, H, R, 0, G,
                  0.0, pre, lo * G, G, iw, fw)
         else:
             gemm(False, False, n - lo, G, H, 1.0, hs, (t * B + lo) * H, H, R, 0, G,
@@ -46,18 +48,18 @@ def forward_chunk(xw, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates
         # cheap and every loop vectorizes: gates first, then the state update
         for b in range(lo, n):
             for j in range(H):
-                gates[t, b, j] = sigmoid(xw[t, b, j] + pre[b, j] + bh[j])
-                gates[t, b, H + j] = sigmoid(xw[t, b, H + j] + pre[b, H + j] + bh[H + j])
-                gates[t, b, 2 * H + j] = act(
+                gates[s, b, j] = sigmoid(xw[t, b, j] + pre[b, j] + bh[j])
+                gates[s, b, H + j] = sigmoid(xw[t, b, H + j] + pre[b, H + j] + bh[H + j])
+                gates[s, b, 2 * H + j] = act(
                     xw[t, b, 2 * H + j] + pre[b, 2 * H + j] + bh[2 * H + j], relu)
-                gates[t, b, 3 * H + j] = sigmoid(
+                gates[s, b, 3 * H + j] = sigmoid(
                     xw[t, b, 3 * H + j] + pre[b, 3 * H + j] + bh[3 * H + j])
             for j in range(H):
-                c = gates[t, b, H + j] * cs[t, b, j] + gates[t, b, j] * gates[t, b, 2 * H + j]
+                c = gates[s, b, H + j] * cs[s, b, j] + gates[s, b, j] * gates[s, b, 2 * H + j]
                 c_act = act(c, relu)
-                aux[t, b, j] = c_act
-                cs[t + 1, b, j] = c
-                hs[t + 1, b, j] = gates[t, b, 3 * H + j] * c_act
+                aux[s, b, j] = c_act
+                cs[s1, b, j] = c
+                hs[t + 1, b, j] = gates[s, b, 3 * H + j] * c_act
 
 
 # forward's buffers as inputs, plus

@@ -16,7 +16,7 @@ from .blas import gemm
 # hs: [T+1, B, H] OUT states (hs[0] = h0)    hm: [T, B, H] OUT h_prev * mask (iff masked)
 # pre: [B, H] workspace; cs, gates, aux unused
 @njit(**FLAGS)
-def forward_chunk(xw, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux,
+def forward_chunk(xw, R, bh, mask, masked, relu, keep, nact, lo, hi, hs, cs, hm, gates, aux,
                   pre, iw, fw):
     T = xw.shape[0]
     B = xw.shape[1]
@@ -25,11 +25,12 @@ def forward_chunk(xw, R, bh, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates
         n = min(hi, nact[t])
         if n <= lo:
             break
+        s = t if keep else 0       # slot of the saved buffers (one slot without grad)
         if masked:
             for b in range(lo, n):
                 for j in range(H):
-                    hm[t, b, j] = hs[t, b, j] * mask[b, j]
-            gemm(False, False, n - lo, H, H, 1.0, hm, (t * B + lo) * H, H, R, 0, H,
+                    hm[s, b, j] = hs[t, b, j] * mask[b, j]
+            gemm(False, False, n - lo, H, H, 1.0, hm, (s * B + lo) * H, H, R, 0, H,
                  0.0, pre, lo * H, H, iw, fw)
         else:
             gemm(False, False, n - lo, H, H, 1.0, hs, (t * B + lo) * H, H, R, 0, H,

@@ -10,6 +10,7 @@ from libc.stdint cimport int64_t
 
 from fastseq_ext._blas cimport gemm_rm
 from fastseq_ext._omp cimport omp_set_dynamic_get_old
+from fastseq_ext._step cimport check_buf, check_step, copy_state
 from fastseq_ext.activations cimport act_grad, activate_inplace
 
 
@@ -131,3 +132,22 @@ def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked
                                 bounds[k], bounds[k + 1], &hs[0, 0, 0], &dH[0, 0, 0],
                                 has_dH, &dh[0, 0], &dxw[0, 0, 0])
             omp_set_dynamic_get_old(dynamic)
+
+
+# one step for streaming inference; shapes in fastseq_ext/_step.pxd
+def step(const floating[:, ::1] xw_t, const floating[:, ::1] R, const floating[::1] bh,
+         const floating[:, ::1] mask, bint masked, bint relu, const floating[:, ::1] h,
+         const floating[:, ::1] c, bint has_c, floating[:, :, ::1] hs, floating[:, :, ::1] cs,
+         floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux):
+    """One step of the simple RNN (hs[1] OUT; cs, gates, aux unused)."""
+    cdef Py_ssize_t B = xw_t.shape[0], GH = xw_t.shape[1], H = R.shape[0]
+    cdef int64_t nact = B
+    check_step(1, B, GH, H, R.shape[1], bh.shape[0], h.shape[0], h.shape[1], masked,
+               mask.shape[0], mask.shape[1], hs.shape[0], hs.shape[1], hs.shape[2])
+    check_buf(hm.shape[0], hm.shape[1], hm.shape[2], B, H, masked)
+    if B == 0 or H == 0:
+        return
+    with nogil:
+        copy_state(&hs[0, 0, 0], &h[0, 0], B * H, True)
+        _forward_chunk(&xw_t[0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, &nact, 1,
+                       B, H, 0, B, &hs[0, 0, 0], &hm[0, 0, 0])

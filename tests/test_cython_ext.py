@@ -237,6 +237,42 @@ def test_step_matches_forward_and_reference(rng, cell_name, dtype):
         np.testing.assert_array_equal(cc, c_T)
 
 
+@pytest.mark.parametrize("cell_name", ["lstm", "gru", "gru_classic", "rnn"])
+def test_step_fast_and_checked_paths_agree(rng, cell_name):
+    """step() hands arrays already in shape straight to the kernel (which checks shapes
+    itself) and converts anything else first: same bits either way, and a wrong shape
+    is named, never read out of bounds."""
+    cell = make_cell(cell_name)
+    B, H = 3, 5
+    c = _case(rng, cell, 1, B, H, None, True)
+    k = {name: _cast(c[name], np.float32) for name in ("xw", "R", "bh", "h0", "c0", "rmask")}
+    fast = cython_cpu.step(cell, k["xw"][0], k["R"], k["bh"], k["h0"], k["c0"], k["rmask"])
+    slow = cython_cpu.step(cell, k["xw"][0], np.asfortranarray(k["R"]), list(k["bh"]),
+                           k["h0"].astype(np.float64), k["c0"], k["rmask"])
+    np.testing.assert_array_equal(fast[0], slow[0])
+    if cell.has_cell_state:
+        np.testing.assert_array_equal(fast[1], slow[1])
+        zero_c = cython_cpu.step(cell, k["xw"][0], k["R"], k["bh"], k["h0"])
+        again = cython_cpu.step(cell, k["xw"][0], k["R"], k["bh"], k["h0"],
+                                np.zeros((B, H), np.float32))
+        np.testing.assert_array_equal(zero_c[0], again[0])
+        np.testing.assert_array_equal(zero_c[1], again[1])
+    bad = dict(h=np.zeros((B + 1, H), np.float32), rmask=np.ones((B, H + 1), np.float32),
+               bh=np.zeros(2, np.float32))
+    for name, value in bad.items():
+        args = dict(h=k["h0"], c=k["c0"], rmask=None, bh=k["bh"])
+        args[name] = value
+        with pytest.raises(ValueError, match=f"{name} has shape"):
+            cython_cpu.step(cell, k["xw"][0], k["R"], args["bh"], args["h"], args["c"],
+                            args["rmask"])
+    if cell.has_cell_state:
+        with pytest.raises(ValueError, match="c has shape"):
+            cython_cpu.step(cell, k["xw"][0], k["R"], k["bh"], k["h0"],
+                            np.zeros((B, H + 2), np.float32))
+    with pytest.raises(ValueError, match="R has shape"):
+        cython_cpu.step(cell, k["xw"][0], k["R"][:, :-1].copy(), k["bh"], k["h0"], k["c0"])
+
+
 def test_zero_batch_and_zero_steps(rng):
     cell = make_cell("lstm")
     for T, B in ((0, 3), (3, 0)):

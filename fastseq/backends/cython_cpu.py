@@ -216,10 +216,16 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     return dxw, dR, dbh, dh, (dc if cell.has_cell_state else None)
 
 
-# the forward kernels specialised per dtype: calling a fused def function dispatches on
-# its arguments' types at every call (~1.3 us), which is most of a small step's cost
-_FORWARD_SPEC = {key: {np.dtype(np.float32): fn["float"], np.dtype(np.float64): fn["double"]}
-                 for key, fn in _FORWARD.items()}
+_STEP = {
+    ("rnn", True): _rnn.step,
+    ("lstm", True): _lstm.step,
+    ("gru", True): _gru.step,
+    ("gru", False): _gru.step_classic,
+}
+# the step kernels specialised per dtype: calling a fused def function dispatches on its
+# arguments' types at every call (~1.3 us), most of a small step's cost
+_STEP_SPEC = {key: {np.dtype(np.float32): fn["float"], np.dtype(np.float64): fn["double"]}
+              for key, fn in _STEP.items()}
 
 _step_local = threading.local()
 
@@ -235,58 +241,60 @@ def _step_workspace(B, H, GH, dtype):
     if ws is None:
         if len(cache) > 16:
             cache.clear()
-        ws = cache[key] = (
-            np.empty((1, B, H), dtype), np.empty((1, B, GH), dtype),     # hm, gates
-            np.empty((1, B, H), dtype), np.array([B], np.int64),         # aux, nact
-            np.array([0, B], np.int64), np.ones((1, 1), dtype),          # bounds, mask
-            _dummy(dtype))
+        ws = cache[key] = (np.empty((1, B, H), dtype), np.empty((1, B, GH), dtype),
+                           np.empty((1, B, H), dtype), np.ones((1, 1), dtype),
+                           _dummy(dtype))     # hm, gates, aux, mask placeholder, dummy
     return ws
 
 
-def _ready(a, shape, dtype):
-    """True when ``a`` is already a C-contiguous ``dtype`` ndarray of ``shape``."""
-    return (type(a) is np.ndarray and a.dtype == dtype and a.shape == shape
-            and a.flags.c_contiguous)
+def _step_call(cell, key, dtype, xw_t, R, bh, h, c, rmask):
+    """Run the step kernel; its typed arguments raise ValueError/TypeError on a dtype,
+    layout or shape they do not accept."""
+    B, GH = xw_t.shape
+    H = GH // cell.n_gates
+    hm, gates, aux, ones, dummy = _step_workspace(B, H, GH, dtype)
+    hs = np.empty((2, B, H), dtype)
+    cs = np.empty((2, B, H), dtype) if cell.has_cell_state else dummy
+    masked = rmask is not None
+    _STEP_SPEC[key][dtype](xw_t, R, bh, rmask if masked else ones, masked,
+                           cell.activation == "relu", h, h if c is None else c,
+                           c is not None, hs, cs, hm if masked else dummy,
+                           gates if key[0] != "rnn" else dummy,
+                           aux if key[0] != "rnn" else dummy)
+    return hs[1], (cs[1] if cell.has_cell_state else None)
 
 
 def step(cell, xw_t, R, bh, h, c=None, rmask=None):
     """One step for streaming inference: ``xw_t [B, G*H]``, ``h, c [B, H]`` -> ``(h, c)``.
 
     Runs the forward kernel for one step on one thread (no sorting, no chunks). Arguments
-    that already have the right dtype, shape and layout are used without a copy."""
+    that already are C-contiguous arrays of ``xw_t``'s dtype (float32 or float64) go to
+    the kernel as they are, which checks their shapes; anything else is checked and
+    converted here first."""
     key = _check_cell(cell)
-    if type(xw_t) is not np.ndarray:
-        xw_t = np.asarray(xw_t)
+    if (type(xw_t) is np.ndarray and xw_t.ndim == 2
+            and (xw_t.dtype == np.float32 or xw_t.dtype == np.float64)):
+        try:
+            return _step_call(cell, key, xw_t.dtype, xw_t, R, bh, h, c, rmask)
+        except (ValueError, TypeError):
+            pass                            # the checked path below names the argument
+    xw_t = np.asarray(xw_t)
     if xw_t.ndim != 2:
         raise ValueError(f"xw_t has shape {xw_t.shape}; expected (batch, G*H)")
-    dtype = np.dtype(np.float32) if xw_t.dtype == np.float32 else np.dtype(np.float64)
+    dtype = np.dtype(dtype_of(xw_t))
     B, GH = xw_t.shape
-    H = GH // cell.n_gates
-    if not _ready(R, (H, GH), dtype):
-        R = np.asarray(R)
-        if R.ndim != 2 or R.shape[1] != GH or R.shape[0] * cell.n_gates != GH:
-            raise ValueError(f"R has shape {R.shape}; expected (H, G*H) with G*H == {GH}")
-        R = np.ascontiguousarray(R, dtype=dtype)
-    if not _ready(bh, (GH,), dtype):
-        bh = as_array(bh, "bh", (GH,), dtype)
-    hm, gates, aux, nact, bounds, ones, dummy = _step_workspace(B, H, GH, dtype)
-    hs = np.empty((2, B, H), dtype)
-    hs[0] = h if _ready(h, (B, H), dtype) else as_array(h, "h", (B, H), dtype)
-    if cell.has_cell_state:
-        cs = np.empty((2, B, H), dtype)
-        if c is None:
-            cs[0] = 0
-        else:
-            cs[0] = c if _ready(c, (B, H), dtype) else as_array(c, "c", (B, H), dtype)
+    R = np.asarray(R)
+    if R.ndim != 2 or R.shape[1] != GH or R.shape[0] * cell.n_gates != GH:
+        raise ValueError(f"R has shape {R.shape}; expected (H, G*H) with G*H == {GH}")
+    H = R.shape[0]
+    R = np.ascontiguousarray(R, dtype=dtype)
+    bh = as_array(bh, "bh", (GH,), dtype)
+    h = as_array(h, "h", (B, H), dtype)
+    if cell.has_cell_state and c is not None:
+        c = as_array(c, "c", (B, H), dtype)
     else:
-        cs = dummy
-    masked = rmask is not None
-    mask = as_array(rmask, "rmask", (B, H), dtype) if masked else ones
-    if not (xw_t.dtype == dtype and xw_t.flags.c_contiguous):
-        xw_t = np.ascontiguousarray(xw_t, dtype=dtype)
-    if B:
-        _FORWARD_SPEC[key][dtype](xw_t.reshape(1, B, GH), R, bh, mask, masked,
-                                  cell.activation == "relu", nact, bounds, hs, cs,
-                                  hm if masked else dummy, gates if key[0] != "rnn" else dummy,
-                                  aux if key[0] != "rnn" else dummy, 1)
-    return hs[1], (cs[1] if cell.has_cell_state else None)
+        c = None
+    if rmask is not None:
+        rmask = as_array(rmask, "rmask", (B, H), dtype)
+    return _step_call(cell, key, dtype, np.ascontiguousarray(xw_t, dtype=dtype), R, bh, h,
+                      c, rmask)

@@ -6,9 +6,11 @@ memory-bound, and ten NumPy passes cost as much as a small model's forward step)
 (moment vectors, step count) is plain NumPy arrays and numbers, so ``get_state()`` /
 ``from_state()`` round-trip through pickle and JSON-like formats.
 
-``step(params, grad, scale=1.0)`` uses ``scale * grad`` (how gradient clipping is applied
-without another pass); :func:`add_l2_and_norms` adds the L2 gradient and returns the norms
-that clipping and the reported loss need, in one pass.
+``step(params, grad, scale=1.0, backup=None)`` uses ``scale * grad`` (how gradient clipping
+is applied without another pass), can write the old parameters to ``backup`` and reports
+whether the gradient and the new parameters are finite, all in the same pass;
+:func:`add_l2_and_norms` adds the L2 gradient and returns the norms that clipping and the
+reported loss need, in one pass.
 
 Learning-rate decay (inverse time, Keras' legacy ``decay``)::
 
@@ -48,37 +50,76 @@ _FLAGS["fastmath"] = set(NUMBA_FLAGS["fastmath"])     # numba wants a mutable se
 # params, grad, buffers: [P] of one dtype; params and buffers are updated in place (# OUT).
 # Every scalar arrives already cast to that dtype (see Optimizer._scalars), so a float32
 # model runs float32 arithmetic: 8-wide AVX2 sqrt and division instead of 4-wide float64.
+# backup [P] OUT (when keep): the parameters before the update, written in the same pass
+# (what a training loop rolls back to) instead of a separate copy. Each kernel returns how
+# many (scaled) gradients and how many new parameters are not finite, counted in that pass
+# (|x| <= big is False exactly for inf and NaN; a compare survives the fast-math flags of
+# _config, where x - x would be folded to 0 by reassociation), so the finiteness checks of
+# a training step cost no extra pass over the vectors either. big: the dtype's largest
+# finite value.
 @njit(**_FLAGS)
-def _sgd_kernel(params, grad, velocity, scale, lr, momentum, nesterov):
+def _sgd_kernel(params, grad, velocity, scale, lr, momentum, nesterov, backup, keep,
+                big):
+    g_ok = 0
+    p_ok = 0
     for i in range(params.shape[0]):
+        p = params[i]
+        if keep:
+            backup[i] = p
         g = grad[i] * scale
         v = momentum * velocity[i] - lr * g
         velocity[i] = v
         if nesterov:
-            params[i] += momentum * v - lr * g
+            p += momentum * v - lr * g
         else:
-            params[i] += v
+            p += v
+        params[i] = p
+        g_ok += np.abs(g) <= big
+        p_ok += np.abs(p) <= big
+    n = params.shape[0]
+    return n - g_ok, n - p_ok
 
 
 @njit(**_FLAGS)
-def _rmsprop_kernel(params, grad, square_avg, scale, lr, rho, one_minus_rho, eps):
+def _rmsprop_kernel(params, grad, square_avg, scale, lr, rho, one_minus_rho, eps, backup,
+                    keep, big):
+    g_ok = 0
+    p_ok = 0
     for i in range(params.shape[0]):
+        p = params[i]
+        if keep:
+            backup[i] = p
         g = grad[i] * scale
         sq = rho * square_avg[i] + one_minus_rho * g * g
         square_avg[i] = sq
-        params[i] -= lr * g / (np.sqrt(sq) + eps)
+        p -= lr * g / (np.sqrt(sq) + eps)
+        params[i] = p
+        g_ok += np.abs(g) <= big
+        p_ok += np.abs(p) <= big
+    n = params.shape[0]
+    return n - g_ok, n - p_ok
 
 
 @njit(**_FLAGS)
 def _adam_kernel(params, grad, m, v, scale, b1, one_minus_b1, b2, one_minus_b2, step,
-                 eps_hat):
+                 eps_hat, backup, keep, big):
+    g_ok = 0
+    p_ok = 0
     for i in range(params.shape[0]):
+        p = params[i]
+        if keep:
+            backup[i] = p
         g = grad[i] * scale
         m_i = b1 * m[i] + one_minus_b1 * g
         v_i = b2 * v[i] + one_minus_b2 * g * g
         m[i] = m_i
         v[i] = v_i
-        params[i] -= step * m_i / (np.sqrt(v_i) + eps_hat)
+        p -= step * m_i / (np.sqrt(v_i) + eps_hat)
+        params[i] = p
+        g_ok += np.abs(g) <= big
+        p_ok += np.abs(p) <= big
+    n = params.shape[0]
+    return n - g_ok, n - p_ok
 
 
 @njit(**_FLAGS)
@@ -130,17 +171,32 @@ class Optimizer:
     def current_lr(self):
         return self.learning_rate / (1.0 + self.decay * self.t)
 
-    def step(self, params, grad, scale=1.0):
-        """Update ``params`` in place from ``scale * grad``."""
+    def step(self, params, grad, scale=1.0, backup=None):
+        """Update ``params`` in place from ``scale * grad``.
+
+        ``backup`` (an array like ``params``, optional) receives the parameters before the
+        update, in the same pass. Returns ``(grad_finite, params_finite)``: whether every
+        (scaled) gradient and every updated parameter is finite, also found in that pass.
+        """
         if params.shape != grad.shape or params.dtype != self.dtype or \
                 grad.dtype != self.dtype:
             raise ValueError(f"params and grad must be {self.dtype} arrays of the "
                              f"optimizer's size, got {params.dtype}{params.shape} and "
                              f"{grad.dtype}{grad.shape}")
-        self._update(params, grad, self.current_lr(), float(scale))
+        keep = backup is not None
+        if keep:
+            if backup.shape != params.shape or backup.dtype != params.dtype or \
+                    not backup.flags.c_contiguous:
+                raise ValueError(f"backup must be a C-contiguous {params.dtype} array of "
+                                 f"shape {params.shape}, got {backup.dtype}{backup.shape}")
+        else:
+            backup = params[:0]
+        bad_grad, bad_params = self._update(params, grad, self.current_lr(), float(scale),
+                                            backup, keep)
         self.t += 1
+        return bad_grad == 0, bad_params == 0
 
-    def _update(self, params, grad, lr, scale):  # pragma: no cover - abstract
+    def _update(self, params, grad, lr, scale, backup, keep):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _hyper(self):
@@ -181,10 +237,10 @@ class SGD(Optimizer):
     def _hyper(self):
         return dict(super()._hyper(), momentum=self.momentum, nesterov=self.nesterov)
 
-    def _update(self, params, grad, lr, scale):
+    def _update(self, params, grad, lr, scale, backup, keep):
         f = self.dtype.type
-        _sgd_kernel(params, grad, self.velocity, f(scale), f(lr), f(self.momentum),
-                    self.nesterov)
+        return _sgd_kernel(params, grad, self.velocity, f(scale), f(lr), f(self.momentum),
+                           self.nesterov, backup, keep, f(np.finfo(f).max))
 
 
 class RMSProp(Optimizer):
@@ -200,10 +256,11 @@ class RMSProp(Optimizer):
     def _hyper(self):
         return dict(super()._hyper(), rho=self.rho, epsilon=self.epsilon)
 
-    def _update(self, params, grad, lr, scale):
+    def _update(self, params, grad, lr, scale, backup, keep):
         f = self.dtype.type
-        _rmsprop_kernel(params, grad, self.square_avg, f(scale), f(lr), f(self.rho),
-                        f(1 - self.rho), f(self.epsilon))
+        return _rmsprop_kernel(params, grad, self.square_avg, f(scale), f(lr), f(self.rho),
+                               f(1 - self.rho), f(self.epsilon), backup, keep,
+                               f(np.finfo(f).max))
 
 
 class Adam(Optimizer):
@@ -222,14 +279,15 @@ class Adam(Optimizer):
         return dict(super()._hyper(), beta_1=self.beta_1, beta_2=self.beta_2,
                     epsilon=self.epsilon)
 
-    def _update(self, params, grad, lr, scale):
+    def _update(self, params, grad, lr, scale, backup, keep):
         t = self.t + 1
         correction2 = math.sqrt(1 - self.beta_2 ** t)
         step = lr * correction2 / (1 - self.beta_1 ** t)
         f = self.dtype.type
-        _adam_kernel(params, grad, self.m, self.v, f(scale), f(self.beta_1),
-                     f(1 - self.beta_1), f(self.beta_2), f(1 - self.beta_2), f(step),
-                     f(self.epsilon * correction2))
+        return _adam_kernel(params, grad, self.m, self.v, f(scale), f(self.beta_1),
+                            f(1 - self.beta_1), f(self.beta_2), f(1 - self.beta_2), f(step),
+                            f(self.epsilon * correction2), backup, keep,
+                            f(np.finfo(f).max))
 
 
 _CLASSES = {"sgd": SGD, "rmsprop": RMSProp, "adam": Adam}

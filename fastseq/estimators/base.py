@@ -473,8 +473,6 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                         net.flat[...] = step_flat
                         self._diverged("loss", epoch, k + 1, n_batches)
                     grad = net.backward(cache, d_out)
-                    if not np.isfinite(grad).all():
-                        self._diverged("gradient", epoch, k + 1, n_batches)
                     scale = 1.0
                     if l2_mask is not None:
                         # one pass: grad += alpha/total * W (weights only) and both norms
@@ -484,11 +482,15 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                         norm = np.sqrt(grad_sq)
                         if self.clip_norm is not None and norm > self.clip_norm:
                             scale = self.clip_norm / norm
-                    np.copyto(step_flat, net.flat)
-                    optimizer.step(net.flat, grad, scale)
-                    if not np.isfinite(net.flat).all():
+                    # one pass: step_flat = the weights before the update (what a bad
+                    # update, or a non-finite loss on the next batch, rolls back to), the
+                    # update, and the finiteness of the gradient and of the new weights
+                    grad_ok, weights_ok = optimizer.step(net.flat, grad, scale,
+                                                         backup=step_flat)
+                    if not (grad_ok and weights_ok):
                         net.flat[...] = step_flat          # roll the bad update back
-                        self._diverged("weight update", epoch, k + 1, n_batches)
+                        self._diverged("gradient" if not grad_ok else "weight update",
+                                       epoch, k + 1, n_batches)
                     bw = len(idx) if wb is None else float(wb.sum())
                     loss_sum += loss * bw
                     weight_sum += bw

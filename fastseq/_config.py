@@ -42,12 +42,11 @@ def default_threads() -> int:
 
 def resolve_threads(n_jobs) -> int:
     """scikit-learn's convention: None -> default, -1 -> all, -2 -> all but one, k -> k."""
-    available = default_threads()
     if n_jobs is None:
-        return available
+        return default_threads()
     n_jobs = int(n_jobs)
     if n_jobs == 0:
         raise ValueError("n_jobs == 0 has no meaning; use None, a positive count or -1")
     if n_jobs < 0:
-        return max(1, available + 1 + n_jobs)
+        return max(1, default_threads() + 1 + n_jobs)
     return n_jobs

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 
 _lock = threading.Lock()
-_state = {"depth": 0, "saved": []}
+_state = {"depth": 0, "saved": [], "current": None}
 _libraries = None
 
 
@@ -34,10 +34,15 @@ class blas_threads:
         with _lock:
             if _state["depth"] == 0:
                 _state["saved"] = [(lib, lib.get_num_threads()) for lib in _blas_libraries()]
-            _state["depth"] += 1
-            for lib, _ in _state["saved"]:
-                if lib.get_num_threads() != self.n:
+                for lib, value in _state["saved"]:
+                    if value != self.n:
+                        lib.set_num_threads(self.n)
+            elif _state["current"] != self.n:
+                # nested block (this or another thread): only a different count costs calls
+                for lib, _ in _state["saved"]:
                     lib.set_num_threads(self.n)
+            _state["current"] = self.n
+            _state["depth"] += 1
         return self
 
     def __exit__(self, *exc):
@@ -48,4 +53,5 @@ class blas_threads:
                     if lib.get_num_threads() != value:
                         lib.set_num_threads(value)
                 _state["saved"] = []
+                _state["current"] = None
         return False

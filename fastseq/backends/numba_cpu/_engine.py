@@ -41,7 +41,7 @@ def _reduce_columns(specs, bias_src, db, nact, B, GH, n, dtype):
     one thread inside each: one level of parallelism). Each column's sum is the same
     whatever the block, and the blocks depend only on ``n``."""
     k = max(1, min(n, GH // 16))
-    bounds = np.linspace(0, GH, k + 1).astype(np.int64)
+    bounds = [(GH * j) // k for j in range(k + 1)]
     iw, fw = _scratch(k, dtype)
 
     def run(c0, c1, slot):
@@ -52,7 +52,7 @@ def _reduce_columns(specs, bias_src, db, nact, B, GH, n, dtype):
                                  iw[slot], fw[slot])
         accumulate_rows(nact, bias_src, c0, c1, db)
 
-    run_chunks(run, [(int(bounds[j]), int(bounds[j + 1])) for j in range(k)], n)
+    run_chunks(run, [(bounds[j], bounds[j + 1]) for j in range(k)], n)
 
 
 def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=True,

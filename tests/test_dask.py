@@ -205,6 +205,65 @@ def test_worker_env_gives_a_single_worker_two_threads():
     assert report["engine_threads"], report
 
 
+def _page_faults_of_fit(settings):
+    """Runs inside a task: minor page faults of this thread during a second, identical
+    fit (kernels loaded, heap grown by the first), after setting the malloc thresholds the
+    nanny's MALLOC_TRIM_THRESHOLD_=65536 leaves (mmap 128 KiB fixed, trim 64 KiB), or
+    after WorkerSettings.apply() (settings=None)."""
+    import resource
+
+    from fastseq import _malloc
+    if settings is None:
+        fdask.WorkerSettings().apply()
+    else:
+        _malloc.set_thresholds(*settings)
+    rng = np.random.default_rng(0)
+    # [T, B, 4H] = [20, 32, 128] float32 gate buffers: 320 KiB, above 128 KiB
+    X = rng.normal(size=(256, 20, 4)).astype(np.float32)
+    y = (X[:, :, 0].sum(axis=1) > 0).astype(int)
+    model = SequenceClassifier(units=32, max_iter=1, batch_size=32, random_state=0, n_jobs=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+        before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+        model.fit(X, y)
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before
+
+
+def test_worker_settings_stop_page_faults_of_every_batch(client):
+    # the cause of the 2-worker search's extra CPU (docs/dask.md): under the nanny's malloc
+    # setting every per-batch array above 128 KiB is a fresh mmap, faulting page by page
+    # (~1300 faults for this fit); WorkerSettings' thresholds serve them from the heap
+    if not hasattr(__import__("resource"), "RUSAGE_THREAD"):
+        pytest.skip("needs per-thread rusage (Linux)")
+    from fastseq import _malloc
+    if _malloc._mallopt() is None:
+        pytest.skip("malloc is not glibc's")
+    address = _workers(client)[0]
+    nanny_like, configured = (
+        client.submit(_page_faults_of_fit, settings, workers=[address], pure=False,
+                      allow_other_workers=False).result(timeout=RESULT_TIMEOUT_S)
+        for settings in ((128 << 10, 64 << 10), None))
+    assert nanny_like > 500, nanny_like          # 8 batches x a few fresh 320 KiB mmaps
+    assert configured * 20 < nanny_like, (configured, nanny_like)
+
+
+def test_configure_workers_reaches_every_worker(client):
+    reports = fdask.configure_workers(client, threads=1)
+    assert sorted(reports) == _workers(client)
+    from fastseq import _malloc
+    for report in reports.values():
+        assert report["default_threads"] == 1 and report["env"]["NUMBA_NUM_THREADS"] == "1"
+        if _malloc._mallopt() is not None:
+            assert report["malloc"]["fastseq_thresholds"] == {
+                "mmap_threshold": _malloc.MMAP_THRESHOLD,
+                "trim_threshold": _malloc.TRIM_THRESHOLD}
+    with pytest.raises(ValueError, match="threads"):
+        fdask.WorkerSettings(threads=0)
+    with pytest.raises(ValueError, match="mmap_threshold"):
+        fdask.WorkerSettings(mmap_threshold=-1)
+
+
 def test_warm_up_runs_once_on_every_worker(client, rng):
     X, y = _sequences(rng, 8)
     seconds = fdask.warm_up(client, _classifier(), X, y, timeout=RESULT_TIMEOUT_S)

@@ -127,6 +127,8 @@ class _Encoder:
         if isinstance(value, np.dtype) or (isinstance(value, type) and
                                            issubclass(value, np.generic)):
             return {"__dtype__": np.dtype(value).str}
+        if isinstance(value, os.PathLike) and isinstance(os.fspath(value), str):
+            return os.fspath(value)                     # e.g. checkpoint_path: a plain str
         if isinstance(value, np.random.Generator):
             state = value.bit_generator.state
             return {"__generator__": self.encode(state, key + "/state")}
@@ -272,26 +274,38 @@ def _what(model):
         return "network", {"network_config": model.config}, dict(model.params)
     cls = type(model).__name__
     if cls in ESTIMATOR_CLASSES and hasattr(model, "get_params"):
-        if not hasattr(model, "flat_params_"):
-            raise ValueError(f"this {cls} is not fitted yet; fit it before saving")
-        enc = _Encoder()
-        params = {k: enc.encode(v, f"{ATTR_PREFIX}param/{k}")
-                  for k, v in model.get_params(deep=False).items()}
-        state = {}
-        for name, value in vars(model).items():
-            if name in model.get_params(deep=False) or name == "flat_params_":
-                continue
-            if name.startswith("__") or not (name.endswith("_") or name.startswith("_")):
-                continue
-            state[name] = enc.encode(value, ATTR_PREFIX + name)
-        net = Network(model.network_config_, flat=np.asarray(model.flat_params_))
-        arrays = dict(net.params)
+        meta, arrays, enc = _estimator_payload(model)
         arrays.update(enc.arrays)
-        meta = {"network_config": model.network_config_,
-                "estimator": {"class": cls, "params": params, "state": state}}
         return "estimator", meta, arrays
     raise TypeError("save takes a fitted fastseq estimator, a fastseq Network or a "
                     f"(cell, params) tuple; got {type(model).__name__}")
+
+
+def _estimator_payload(model, skip=(), overrides=None):
+    """-> (metadata, weight arrays, encoder) of a fitted estimator. ``skip``: attribute names
+    left out; ``overrides``: {attribute: value} stored instead of the live attribute (the
+    checkpoint writer uses both while ``fit`` runs). The encoder's arrays (``attr/...``) are
+    not yet merged: a caller may encode more into it first."""
+    from .network import Network
+    cls = type(model).__name__
+    if not hasattr(model, "flat_params_"):
+        raise ValueError(f"this {cls} is not fitted yet; fit it before saving")
+    enc = _Encoder()
+    own = model.get_params(deep=False)
+    params = {k: enc.encode(v, f"{ATTR_PREFIX}param/{k}") for k, v in own.items()}
+    values = dict(vars(model))
+    values.update(overrides or {})
+    state = {}
+    for name, value in values.items():
+        if name in own or name == "flat_params_" or name in skip:
+            continue
+        if name.startswith("__") or not (name.endswith("_") or name.startswith("_")):
+            continue
+        state[name] = enc.encode(value, ATTR_PREFIX + name)
+    net = Network(model.network_config_, flat=np.asarray(model.flat_params_))
+    meta = {"network_config": model.network_config_,
+            "estimator": {"class": cls, "params": params, "state": state}}
+    return meta, dict(net.params), enc
 
 
 def save(model, path, *, metadata=None):
@@ -307,6 +321,11 @@ def save(model, path, *, metadata=None):
     Returns the path. The write is atomic: a crash leaves either the old file or the new.
     """
     kind, meta, arrays = _what(model)
+    return _write(kind, meta, arrays, path, metadata)
+
+
+def _write(kind, meta, arrays, path, metadata=None):
+    """The header (with checksum) and the arrays, written atomically to ``path``."""
     for name in arrays:
         if name == HEADER or not name or name.startswith("/") or ".." in name.split("/"):
             raise ValueError(f"invalid array name {name!r}")

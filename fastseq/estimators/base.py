@@ -447,6 +447,7 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
         best_flat = self._best_flat
         self._n_completed = 0
         self._epoch_opt = epoch_opt
+        self._epoch_rng = self._live_rng.bit_generator.state
         with self._threads_ctx():
             for _ in range(0 if converged else max_iter):
                 epoch = self.n_iter_ + 1
@@ -677,6 +678,12 @@ PARAMS_DOC = """
     random_state : int, RandomState or None   initialisation, shuffling, dropout masks
     warm_start : bool, default=False   fit() continues from the previous weights
     verbose : {0, 1, 2}                1: live progress bar, 2: one line per epoch (Keras)
+    checkpoint_path : str, os.PathLike or None, default=None   fit writes a checkpoint here
+                                       (atomic; a safe model file plus the optimizer, random
+                                       generator and early-stopping state) every
+                                       checkpoint_every epochs, at its last epoch and on
+                                       Ctrl-C; fit(..., resume_from=path) continues from it
+    checkpoint_every : int, default=1  epochs between checkpoints
     backend : str, default="auto"      recurrent engine, see fastseq.backends
     n_jobs : int or None               threads (None: NUMBA_NUM_THREADS / OMP_NUM_THREADS /
                                        all CPUs)

@@ -49,7 +49,7 @@ def class_weights_per_code(estimator, codes):
 
 
 class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
-    """Recurrent classifier: one label per sequence.
+    __doc__ = """Recurrent classifier: one label per sequence.
 
     The head reads each sequence's final state (see :mod:`fastseq.network`) and a softmax
     over ``classes_`` gives ``predict_proba``. ``transform`` returns that final state.
@@ -75,7 +75,7 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
                  tol=1e-4, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, shuffle=True, random_state=None, warm_start=False,
                  verbose=0, backend="auto", n_jobs=None, dtype="float32", n_timesteps=None,
-                 class_weight=None):
+                 class_weight=None, checkpoint_path=None, checkpoint_every=1):
         self.cell = cell
         self.units = units
         self.num_layers = num_layers
@@ -114,6 +114,8 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
         self.n_timesteps = n_timesteps
 
         self.class_weight = class_weight
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
 
     # ------------------------------------------------------------ targets and loss
     def _validate_targets(self, y, lengths, fmt, reset, classes=None):
@@ -141,9 +143,14 @@ class SequenceClassifier(ClassifierMixin, BaseSequenceEstimator):
         return float(np.mean(np.argmax(logits, axis=1) == codes))
 
     # ------------------------------------------------------------ API
-    def fit(self, X, y, sample_weight=None):
-        """Train on sequences X (see the class docstring for the input forms)."""
-        return self._fit(X, y, sample_weight)
+    def fit(self, X, y, sample_weight=None, resume_from=None):
+        """Train on sequences X (see the class docstring for the input forms).
+
+        ``resume_from``: a checkpoint written by a fit with ``checkpoint_path`` (same
+        parameters and data): the training continues from it up to ``max_iter``
+        epochs in all (see fastseq.estimators.checkpoint).
+        """
+        return self._fit(X, y, sample_weight, resume_from=resume_from)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over (X, y); ``classes`` is required on the first call."""

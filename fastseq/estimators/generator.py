@@ -73,7 +73,7 @@ class _CarryingNetwork(Network):
 
 
 class TextGenerator(BaseSequenceEstimator):
-    """Recurrent next-token language model over words or characters, with text generation.
+    __doc__ = """Recurrent next-token language model (words or characters), with generation.
 
     Parameters
     ----------
@@ -119,7 +119,8 @@ class TextGenerator(BaseSequenceEstimator):
                  beta_2=0.999, epsilon=1e-8, batch_size=32, max_iter=50, alpha=0.0,
                  clip_norm=5.0, tol=1e-4, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, shuffle=True, random_state=None, warm_start=False,
-                 verbose=0, backend="auto", n_jobs=None, dtype="float32"):
+                 verbose=0, backend="auto", n_jobs=None, dtype="float32",
+                 checkpoint_path=None, checkpoint_every=1):
         self.level = level
         self.lower = lower
         self.min_count = min_count
@@ -159,6 +160,8 @@ class TextGenerator(BaseSequenceEstimator):
         self.backend = backend
         self.n_jobs = n_jobs
         self.dtype = dtype
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
 
     # ------------------------------------------------------------------ modes
     @property
@@ -312,19 +315,23 @@ class TextGenerator(BaseSequenceEstimator):
         return hits / max(total, 1)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, texts, y=None):
+    def fit(self, texts, y=None, resume_from=None):
         """Learn the vocabulary (first fit) and train the next-token model on ``texts`` (a
-        str or a list of str; each text is one document). ``y`` is ignored."""
-        return self._fit_texts(texts, incremental=False)
+        str or a list of str; each text is one document). ``y`` is ignored.
+
+        ``resume_from``: a checkpoint written by a fit with ``checkpoint_path`` (same
+        parameters and texts): the training continues from it up to ``max_iter`` epochs in
+        all (see fastseq.estimators.checkpoint)."""
+        return self._fit_texts(texts, incremental=False, resume_from=resume_from)
 
     def partial_fit(self, texts, y=None):
         """One epoch over ``texts``; the vocabulary of the first fit is kept."""
         return self._fit_texts(texts, incremental=True)
 
-    def _fit_texts(self, texts, incremental):
+    def _fit_texts(self, texts, incremental, resume_from=None):
         texts = self._as_texts(texts)
         self._check_mode_params()
-        fitted = hasattr(self, "flat_params_")
+        fitted = hasattr(self, "flat_params_") and resume_from is None
         if not fitted or not (incremental or self.warm_start):
             self.tokenizer_ = make_tokenizer(self.level, self.lower)
             self.vocabulary_ = Vocabulary(self.min_count, self.max_vocab).fit(
@@ -333,13 +340,14 @@ class TextGenerator(BaseSequenceEstimator):
         docs = self._encode_texts(texts)
         if self.window is not None:
             X, y = self._windows(docs)
-            return self._fit(X, y, incremental=incremental)
+            return self._fit(X, y, incremental=incremental, resume_from=resume_from)
         X, targets, S, n_chunks = self._chunks(docs)
         self.n_streams_ = S
         self._tbptt = dict(S=S, n_chunks=n_chunks, net=None)
         try:
             with _params_as(self, shuffle=False, batch_size=S):
-                return self._fit(X, targets, incremental=incremental)
+                return self._fit(X, targets, incremental=incremental,
+                                 resume_from=resume_from)
         finally:
             self.__dict__.pop("_tbptt", None)
 

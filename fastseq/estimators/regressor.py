@@ -11,7 +11,8 @@ from .base import PARAMS_DOC, BaseSequenceEstimator
 
 
 class SequenceRegressor(ForecastMixin, RegressorMixin, BaseSequenceEstimator):
-    """Recurrent regressor: one value, or a vector of ``n_outputs_`` values, per sequence.
+    __doc__ = """Recurrent regressor: one value, or a vector of ``n_outputs_`` values, per
+    sequence.
 
     Parameters
     ----------
@@ -31,7 +32,7 @@ class SequenceRegressor(ForecastMixin, RegressorMixin, BaseSequenceEstimator):
                  tol=1e-4, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, shuffle=True, random_state=None, warm_start=False,
                  verbose=0, backend="auto", n_jobs=None, dtype="float32", n_timesteps=None,
-                 loss="squared_error"):
+                 loss="squared_error", checkpoint_path=None, checkpoint_every=1):
         self.cell = cell
         self.units = units
         self.num_layers = num_layers
@@ -70,6 +71,8 @@ class SequenceRegressor(ForecastMixin, RegressorMixin, BaseSequenceEstimator):
         self.n_timesteps = n_timesteps
 
         self.loss = loss
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -108,8 +111,14 @@ class SequenceRegressor(ForecastMixin, RegressorMixin, BaseSequenceEstimator):
         pred = net.forward(x, lengths, training=False)
         return float(r2_score(y, pred))
 
-    def fit(self, X, y, sample_weight=None):
-        return self._fit(X, y, sample_weight)
+    def fit(self, X, y, sample_weight=None, resume_from=None):
+        """Train on sequences X and targets y.
+
+        ``resume_from``: a checkpoint written by a fit with ``checkpoint_path`` (same
+        parameters and data): the training continues from it up to ``max_iter``
+        epochs in all (see fastseq.estimators.checkpoint).
+        """
+        return self._fit(X, y, sample_weight, resume_from=resume_from)
 
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y)."""

@@ -14,7 +14,7 @@ from .classifier import class_weights_per_code, encode_labels
 
 
 class SequenceTagger(ClassifierMixin, BaseSequenceEstimator):
-    """Recurrent tagger: a label for every step of every sequence.
+    __doc__ = """Recurrent tagger: a label for every step of every sequence.
 
     ``y`` mirrors ``X``: a list of 1-D label arrays (one per sequence, ``len(y[i]) ==
     len(X[i])``), an ``(n, T)`` array for 3-D / ``n_timesteps`` input, or ``(n,)`` for 2-D
@@ -40,7 +40,7 @@ class SequenceTagger(ClassifierMixin, BaseSequenceEstimator):
                  tol=1e-4, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, shuffle=True, random_state=None, warm_start=False,
                  verbose=0, backend="auto", n_jobs=None, dtype="float32", n_timesteps=None,
-                 class_weight=None):
+                 class_weight=None, checkpoint_path=None, checkpoint_every=1):
         self.cell = cell
         self.units = units
         self.num_layers = num_layers
@@ -79,6 +79,8 @@ class SequenceTagger(ClassifierMixin, BaseSequenceEstimator):
         self.n_timesteps = n_timesteps
 
         self.class_weight = class_weight
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
 
     def _validate_targets(self, y, lengths, fmt, reset, classes=None):
         if y is None:
@@ -144,9 +146,14 @@ class SequenceTagger(ClassifierMixin, BaseSequenceEstimator):
         valid = np.arange(logits.shape[0])[:, None] < lengths[None, :]
         return float(np.mean(np.argmax(logits, axis=2)[valid] == codes[:logits.shape[0]][valid]))
 
-    def fit(self, X, y, sample_weight=None):
-        """``sample_weight`` weighs every step of a sequence."""
-        return self._fit(X, y, sample_weight)
+    def fit(self, X, y, sample_weight=None, resume_from=None):
+        """``sample_weight`` weighs every step of a sequence.
+
+        ``resume_from``: a checkpoint written by a fit with ``checkpoint_path`` (same
+        parameters and data): the training continues from it up to ``max_iter``
+        epochs in all (see fastseq.estimators.checkpoint).
+        """
+        return self._fit(X, y, sample_weight, resume_from=resume_from)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)

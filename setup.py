@@ -2,7 +2,8 @@
 
 OpenMP is used where the compiler has it (probed with a tiny program); otherwise the
 extensions build serially with a warning. Cython directives are set once here;
-``FASTSEQ_DEBUG=1`` switches bounds checks and wraparound on for debugging.
+``FASTSEQ_DEBUG=1`` switches bounds checks and wraparound on for debugging;
+``FASTSEQ_SANITIZE=address`` builds with AddressSanitizer (see tools/asan_ext.sh).
 """
 import os
 import shutil
@@ -41,6 +42,10 @@ def _openmp_flags(compiler_cmd="cc"):
 
 
 DEBUG = os.environ.get("FASTSEQ_DEBUG", "0") == "1"
+# FASTSEQ_SANITIZE=address: an AddressSanitizer build (tools/asan_ext.sh builds one in a
+# scratch copy; import it with LD_PRELOAD=$(gcc -print-file-name=libasan.so)). Never for
+# an install: every memory access pays a check.
+SANITIZE = os.environ.get("FASTSEQ_SANITIZE", "").strip()
 # Target architecture of the pointwise loops (the GEMMs are BLAS, dispatched at run time).
 # Default "native": the vectorized float32 tanh/sigmoid run ~2.5x faster with AVX2+FMA than
 # with the portable SSE2 baseline, and a source build runs where it was compiled. Set
@@ -92,9 +97,11 @@ class BuildExt(build_ext):
             # tanh's small-|x| branch, the clamps), so those loops vectorize; results unchanged
             ["-O3", "-ffp-contract=fast", "-fno-trapping-math"]
             + _march_flags(cc))
+        san = ([f"-fsanitize={SANITIZE}", f"-fsanitize-recover={SANITIZE}",
+                "-fno-omit-frame-pointer", "-g"] if SANITIZE else [])
         for ext in self.extensions:
-            ext.extra_compile_args = opt + flags[0] + ext.extra_compile_args
-            ext.extra_link_args = flags[1] + ext.extra_link_args
+            ext.extra_compile_args = opt + san + flags[0] + ext.extra_compile_args
+            ext.extra_link_args = flags[1] + san[:1] + ext.extra_link_args
         super().build_extensions()
 
 

@@ -166,7 +166,7 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
                            &nact[0], T, B, H, bounds[0], bounds[1], &hs[0, 0, 0],
                            &cs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0])
         else:
-            dynamic = omp_set_dynamic_get_old(1)     # team size adapts to load
+            dynamic = omp_set_dynamic_get_old(0)     # exactly num_threads (see _omp.pxd)
             for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
                 _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu,
                                &nact[0], T, B, H, bounds[k], bounds[k + 1], &hs[0, 0, 0],
@@ -192,7 +192,7 @@ def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked
                             &aux[0, 0, 0], &dH[0, 0, 0], has_dH, &dh[0, 0], &dc[0, 0],
                             &dxw[0, 0, 0])
         else:
-            dynamic = omp_set_dynamic_get_old(1)     # team size adapts to load
+            dynamic = omp_set_dynamic_get_old(0)     # exactly num_threads (see _omp.pxd)
             for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
                 _backward_chunk(&RT[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
                                 bounds[k], bounds[k + 1], &cs[0, 0, 0], &gates[0, 0, 0],

@@ -58,7 +58,7 @@ def accumulate_outer(const int64_t[::1] nact, Py_ssize_t B, const floating[::1] 
         if n_blocks <= 1:
             _outer(&nact[0], T, B, &A[a_col], lda, K, &D[d_col], ldd, N, &dR[r_col], ldr)
         else:
-            dynamic = omp_set_dynamic_get_old(1)     # team size adapts to load
+            dynamic = omp_set_dynamic_get_old(0)     # exactly num_threads (see _omp.pxd)
             for k in prange(n_blocks, num_threads=n_blocks, schedule="static", chunksize=1):
                 c0 = k * width
                 c1 = min(N, c0 + width)
@@ -68,13 +68,18 @@ def accumulate_outer(const int64_t[::1] nact, Py_ssize_t B, const floating[::1] 
 
 
 # D: [T, B, G]; nact: [T]
-# db: [G] float64  # OUT: += column sums over active rows, in row order
-def accumulate_bias(const int64_t[::1] nact, const floating[:, :, ::1] D, double[::1] db):
+# db: [G] float64  # OUT: columns [c0, c1) += column sums over active rows, in row order
+def accumulate_bias(const int64_t[::1] nact, const floating[:, :, ::1] D, double[::1] db,
+                    Py_ssize_t c0=0, Py_ssize_t c1=-1):
     cdef Py_ssize_t T = D.shape[0], G = D.shape[2], t, b, j
     cdef const floating* row
+    if c1 < 0 or c1 > G:
+        c1 = G
+    if c0 < 0 or db.shape[0] < c1 or nact.shape[0] < T:
+        raise ValueError("accumulate_bias: columns or nact out of range")
     with nogil:
         for t in range(T):
             for b in range(nact[t]):
                 row = &D[t, b, 0]
-                for j in range(G):
+                for j in range(c0, c1):
                     db[j] += row[j]

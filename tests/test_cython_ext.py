@@ -197,6 +197,22 @@ def test_bitwise_deterministic_for_a_thread_count(rng, cell_name):
                 np.testing.assert_array_equal(again[name], first[name], err_msg=name)
 
 
+@pytest.mark.parametrize("cell_name", ["lstm", "gru", "gru_classic", "rnn_relu"])
+def test_openmp_and_python_threads_give_the_same_bits(rng, cell_name, monkeypatch):
+    """The chunks (and the dR column blocks) run on an OpenMP team or on Python threads
+    (cython_cpu.DISPATCH): the same per-chunk code, so the same bits."""
+    cell = make_cell(cell_name)
+    c = _case(rng, cell, 9, 37, 40, rng.integers(0, 10, 37), True)
+    for n_threads in (2, 3):
+        got = {}
+        for dispatch in ("openmp", "python"):
+            monkeypatch.setattr(cython_cpu, "DISPATCH", dispatch)
+            got[dispatch] = _run_backend(cython_cpu, cell, c, np.float32, n_threads)
+        for name in got["openmp"]:
+            np.testing.assert_array_equal(got["python"][name], got["openmp"][name],
+                                          err_msg=f"{name} threads={n_threads}")
+
+
 @pytest.mark.parametrize("cell_name", ["lstm", "gru", "gru_classic", "rnn"])
 def test_results_do_not_depend_on_batch_companions(rng, cell_name):
     """A sequence's outputs are the same alone and inside a ragged batch (sklearn's

@@ -7,25 +7,35 @@ estimators cannot tell the two apart. float32 stays float32; anything else runs 
 Mechanics (as in the Numba engine): the batch is sorted by length once (descending,
 stable), so the active rows of step ``t`` are a prefix and padded steps cost nothing. The
 sorted batch is split into contiguous chunks balanced by work; each chunk runs its whole
-time loop on one OpenMP thread (``prange`` with an explicit ``num_threads``). Internal
-buffers (saved states and gates, scratch) come from a pool (:data:`POOL`) and go back
-when the forward cache dies, so repeated calls do not page-fault on fresh memory.
+time loop on one thread. Internal buffers (saved states and gates, scratch) come from a
+pool (:data:`POOL`) and go back when the forward cache dies, so repeated calls do not
+page-fault on fresh memory.
 
-Thread rule (one level of parallelism): with several chunks the chunks are the
-parallelism and BLAS is pinned to one thread (threadpoolctl, restored on exit), also for
-the weight-gradient GEMMs after the loop, whose dR columns are split among the OpenMP
-threads. A batch too small to split (fewer than ``2 * MIN_CHUNK_ROWS`` rows, or
-``n_threads=1``) runs as one chunk, with no OpenMP region, on one thread: BLAS stays
-pinned to one thread in every case, since OpenBLAS's workers spin for about 0.1 s after a
-multi-threaded call and were measured to slow the next call's threads 10-100x on 2 cores. OpenMP and BLAS threads are never busy at the same time (libgomp's idle workers
-spin for a while after a region; running OpenBLAS threads next to them was measured to
-slow the backward pass 10-20x on 2 cores). libgomp's wait policy is left as the user's
-environment sets it (see :mod:`fastseq_ext`). Results are bitwise identical for a given
-thread count.
+Threads (:data:`DISPATCH`): the kernels release the GIL and take the chunk boundaries, so
+the chunks can run either on an OpenMP team inside the kernel (``prange`` with an explicit
+``num_threads``, dynamic adjustment off) or on a pool of Python threads, one kernel call
+per chunk. Both run the same per-chunk code: results are bitwise identical between the
+two and for a given thread count. The default is ``"python"`` unless libgomp's waits are
+passive (``OMP_WAIT_POLICY=PASSIVE`` in the environment at start-up), because libgomp's
+default policy keeps each idle team thread spinning for about 5-8 ms of CPU after every
+parallel region (measured here), and on a busy 2-core machine the spinning threads and the
+join barrier made 2-thread calls 3-25x slower than the same kernels on Python threads
+(B16 T200 H32 LSTM train: 72 ms against 7.8 ms, load 6.5). The wait policy is shared
+with PyTorch's OpenMP in the same process (see :mod:`fastseq_ext`), so this engine
+cannot set it. ``FASTSEQ_CYTHON_THREADS=openmp`` / ``python`` overrides the choice.
+
+Thread rule (one level of parallelism): BLAS is pinned to one thread (threadpoolctl,
+restored on exit) whenever a kernel runs, also for the weight-gradient GEMMs after the
+loop, whose dR columns are split among the threads. A batch too small to split (fewer
+than ``2 * MIN_CHUNK_ROWS`` rows, or ``n_threads=1``) runs as one chunk on the calling
+thread: OpenBLAS's workers spin for about 0.1 s after a multi-threaded call and were
+measured to slow the next call's threads 10-100x on 2 cores.
 """
 from __future__ import annotations
 
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -111,11 +121,83 @@ def _chunk_bounds(lengths_sorted, n_threads):
     return np.array(sorted(set(bounds)), dtype=np.int64)
 
 
-def _run(call, bounds, n):
-    """``call(bounds, num_threads)`` with the thread rule of the module docstring."""
+
+def _default_dispatch():
+    choice = os.environ.get("FASTSEQ_CYTHON_THREADS", "").strip().lower()
+    if choice in ("openmp", "python"):
+        return choice
+    passive = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+    return "openmp" if passive else "python"
+
+
+# how chunks run on several threads: "openmp" (prange inside the kernel) or "python" (a
+# pool of Python threads, one nogil kernel call per chunk); see the module docstring
+DISPATCH = _default_dispatch()
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _thread_pool(n_workers):
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < n_workers:
+            old = _pool
+            _pool = ThreadPoolExecutor(max_workers=n_workers,
+                                       thread_name_prefix="fastseq-cython")
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool
+
+
+def _each(fn, items):
+    """``fn(item)`` for every item: the first on this thread, the others on the pool."""
+    futures = [_thread_pool(len(items) - 1).submit(fn, item) for item in items[1:]]
+    try:
+        fn(items[0])
+    finally:
+        for future in futures:
+            future.result()
+
+
+def _run(call, bounds):
+    """``call(bounds, num_threads)`` over every chunk, BLAS on one thread meanwhile."""
     n_chunks = len(bounds) - 1
     with blas_threads(1):
-        call(bounds, n_chunks)
+        if n_chunks > 1 and DISPATCH == "python":
+            _each(lambda k: call(bounds[k:k + 2], 1), list(range(n_chunks)))
+        else:
+            call(bounds, n_chunks)
+
+
+# specs: [(A flat [T(+1)*B*H], first column, columns)]; D: [T, B, GH] dgates
+# dR: [H*GH] OUT += sum_t A[t, :nact]^T @ D[t, :nact] per spec's columns
+# db: [GH] float64 OUT += column sums of D's active rows
+def _weight_grads(specs, nact, B, H, GH, D, dR, db, k):
+    """The weight-gradient reductions on ``k`` threads, BLAS on one: dR's columns split in
+    blocks (each thread owns its columns: race-free, the same blocks and order for a
+    given ``k`` whichever :data:`DISPATCH`)."""
+    d_flat = D.reshape(-1)
+    with blas_threads(1):
+        if k > 1 and DISPATCH == "python":
+            width = ((GH + k - 1) // k + 15) // 16 * 16     # as accumulate_outer splits
+            blocks = [(c0, min(GH, c0 + width)) for c0 in range(0, GH, width)]
+
+            def block(cols):
+                lo, hi = cols
+                for A, col, N in specs:
+                    a, b = max(lo, col), min(hi, col + N)
+                    if b > a:
+                        _reduce.accumulate_outer(nact, B, A, H, 0, H, d_flat, GH, a, b - a,
+                                                 dR, GH, a, 1)
+                _reduce.accumulate_bias(nact, D, db, lo, hi)
+
+            _each(block, blocks)
+        else:
+            for A, col, N in specs:
+                _reduce.accumulate_outer(nact, B, A, H, 0, H, d_flat, GH, col, N, dR, GH,
+                                         col, k)
+            _reduce.accumulate_bias(nact, D, db, 0, GH)
 
 
 def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=True,
@@ -146,7 +228,7 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     if B and T:
         kernel = _FORWARD[key]
         _run(lambda bounds, k: kernel(xw_s, R, bh, mask, masked, relu, nact, bounds, hs, cs,
-                                      hm, gates, aux, k), bounds, n)
+                                      hm, gates, aux, k), bounds)
         if nact[T - 1] < B:
             _zero_padding(hs, lengths)
     return finish_forward(cell, inp, hs, cs, hm, gates, aux, lease=lease)
@@ -173,36 +255,28 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
         kernel = _BACKWARD[key]
         if cell.kind == "rnn":
             _run(lambda bounds, k: kernel(RT, mask, masked, relu, nact, bounds, hs, dH, has_dH,
-                                          dh, dxw, k), bounds, n)
+                                          dh, dxw, k), bounds)
         elif cell.kind == "lstm":
             _run(lambda bounds, k: kernel(RT, mask, masked, relu, nact, bounds, cs, gates, aux,
-                                          dH, has_dH, dh, dc, dxw, k), bounds, n)
+                                          dH, has_dH, dh, dc, dxw, k), bounds)
         elif gru_after:
             _run(lambda bounds, k: kernel(RT, mask, masked, relu, nact, bounds, hs, gates, aux,
-                                          dH, has_dH, dh, dxw, dhw, k), bounds, n)
+                                          dH, has_dH, dh, dxw, dhw, k), bounds)
         else:
             _run(lambda bounds, k: kernel(RT, mask, masked, relu, nact, bounds, hs, hm, gates,
-                                          dH, has_dH, dh, dxw, k), bounds, n)
+                                          dH, has_dH, dh, dxw, k), bounds)
 
     # weight gradients: dR = sum_t h_masked[t]^T @ dhw[t], dbh = sum of dhw rows
     dR = np.zeros((H, GH), dtype)
     db64 = np.zeros(GH, np.float64)
     if B and T:
         h_src = (hm if masked else hs).reshape(-1)
-        d_flat, dR_flat = dhw.reshape(-1), dR.reshape(-1)
-        # several chunks: OpenMP threads own column blocks of dR, BLAS on one thread;
-        # one chunk: one GEMM sequence with BLAS threaded (one level of parallelism)
-        k = len(bounds) - 1
-        with blas_threads(1):
-            if key == ("gru", False):
-                _reduce.accumulate_outer(nact, B, h_src, H, 0, H, d_flat, GH, 0, 2 * H,
-                                         dR_flat, GH, 0, k)
-                _reduce.accumulate_outer(nact, B, aux.reshape(-1), H, 0, H, d_flat, GH, 2 * H,
-                                         H, dR_flat, GH, 2 * H, k)
-            else:
-                _reduce.accumulate_outer(nact, B, h_src, H, 0, H, d_flat, GH, 0, GH,
-                                         dR_flat, GH, 0, k)
-        _reduce.accumulate_bias(nact, dhw, db64)
+        # (A, first column, columns): dR[:, cols] += sum_t A[t]^T @ dhw[t][:, cols]
+        if key == ("gru", False):
+            specs = [(h_src, 0, 2 * H), (aux.reshape(-1), 2 * H, H)]
+        else:
+            specs = [(h_src, 0, GH)]
+        _weight_grads(specs, nact, B, H, GH, dhw, dR.reshape(-1), db64, len(bounds) - 1)
     dbh = db64.astype(dtype)
     if gru_after:
         POOL.give([dhw])

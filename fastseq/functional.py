@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import layers
+from ._memory import check_batch_memory
 from .backends import get_backend
 from .cells import CellSpec, make_cell
 from .data import pad_sequences
@@ -209,6 +210,25 @@ def _check_input(x, lengths, batch_first, I, dtype):
     return x_tm, lengths_arr, False
 
 
+def _check_size(x, batch_first, cell, H, num_layers, D, dtype, training):
+    """MemoryError before copying x when the whole batch cannot fit (fastseq._memory)."""
+    if isinstance(x, (list, tuple)):
+        shapes = [np.shape(s) for s in x]
+        if not shapes or any(len(s) != 2 for s in shapes):
+            return                                   # _check_input names the bad entry
+        T, B = max(s[0] for s in shapes), len(shapes)
+        n_in = float(T) * B * shapes[0][1]                  # the padded copy
+    else:
+        shape = getattr(x, "shape", None)
+        if shape is None or len(shape) != 3:
+            return
+        B, T = (shape[0], shape[1]) if batch_first else (shape[1], shape[0])
+        n_in = float(np.prod(shape, dtype=float))
+    check_batch_memory(cell, H, num_layers, D == 2, T, B, np.dtype(dtype).itemsize,
+                       bool(training), input_elements=n_in, name="x",
+                       what="training forward" if training else "forward")
+
+
 def _check_state(state, name, shape, dtype):
     if state is None:
         return None
@@ -275,6 +295,7 @@ def forward(cell, params, x, lengths=None, h0=None, c0=None, *, batch_first=True
     cell = _check_cell(cell)
     num_layers, D, H, I, dtype = validate_params(cell, params)
     engine = _check_backend(backend)
+    _check_size(x, batch_first, cell, H, num_layers, D, dtype, training)
     x_tm, lengths, was_list = _check_input(x, lengths, batch_first, I, dtype)
     T, B = x_tm.shape[:2]
     shape = (num_layers * D, B, H)

@@ -15,7 +15,6 @@ and skops round-trip it:
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 import warnings
@@ -27,8 +26,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from .._config import resolve_threads
+from .._memory import check_batch_memory
 from .._threads import blas_threads
-from ..cells import make_cell
 from ..network import Network, make_config
 from ..optim import SOLVERS, Optimizer, add_l2_and_norms, make_optimizer
 from ..preprocessing import check_sequences
@@ -40,40 +39,6 @@ PREDICT_BATCH = 256
 # attributes that live only while fit runs (never part of the fitted state or a checkpoint)
 _TRANSIENT = ("_live_rng", "_best_flat", "_epoch_opt", "_epoch_rng", "_n_completed",
               "_split_seed", "_fit_start", "_data_sha256", "_tbptt")
-
-
-def _physical_memory():
-    """Bytes of physical memory, or None where the platform does not say."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def check_batch_memory(cell, units, num_layers, bidirectional, n_timesteps, batch, itemsize,
-                       training, input_elements=0, memory=None):
-    """Refuse (MemoryError) a batch whose recurrent buffers cannot fit in physical memory.
-
-    The estimate is a lower bound: per step, sequence and layer direction the input
-    projection ``xw`` and the outputs (G gates, H units); training also keeps the gate
-    activations of every layer for BPTT; plus the time-major copy of X (``input_elements``
-    values). Raised before anything of that size is allocated.
-    """
-    memory = _physical_memory() if memory is None else memory
-    if not memory:
-        return
-    G = make_cell(cell).n_gates
-    D = 2 if bidirectional else 1
-    per_step = ((2 * G + 1) * num_layers if training else (G + 2)) * units * D
-    need = (int(n_timesteps) * int(batch) * per_step + int(input_elements)) * itemsize
-    if need > memory:
-        what = "training" if training else "prediction"
-        raise MemoryError(
-            f"X has {n_timesteps} time steps: one {what} batch of {batch} sequences of a "
-            f"{num_layers}-layer {cell} with units={units} needs at least {need / 2**30:.3g} "
-            f"GiB, more than this machine's {memory / 2**30:.3g} GiB; use shorter "
-            "sequences (split them and carry the state with fastseq.stream), a smaller "
-            "batch_size or fewer units")
 
 
 class TrainingDivergedError(ValueError, FloatingPointError):
@@ -298,6 +263,11 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                                T0, b0, _dtype_of(self.dtype).itemsize, training=True,
                                input_elements=np.prod(shape, dtype=float))
         x, lengths, fmt = self._validate_X(X, reset=first)
+        if len(shape) != 3 and self.embedding_dim is None:       # sizes known now (lists)
+            check_batch_memory(self.cell, self.units, self.num_layers, self.bidirectional,
+                               x.shape[0], min(200 if self.batch_size == "auto"
+                                               else self.batch_size, x.shape[1]),
+                               x.itemsize, training=True)
         # one target (or target sequence) per sequence: classifiers, taggers, regressors
         # (TextGenerator builds its targets from X itself)
         one_per_sequence = isinstance(self, (ClassifierMixin, RegressorMixin))
@@ -615,6 +585,10 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                                _dtype_of(self.dtype).itemsize, training=False,
                                input_elements=np.prod(shape, dtype=float))
         x, lengths, fmt = self._validate_X(X, reset=False)
+        if len(shape) != 3 and cfg["input"] == "dense":       # sizes known now (lists)
+            check_batch_memory(cfg["cell"], cfg["units"], cfg["num_layers"],
+                               cfg["bidirectional"], x.shape[0], min(PREDICT_BATCH, x.shape[1]),
+                               x.itemsize, training=False)
         net = self._network()
         n = x.shape[1]
         chunks = []

@@ -544,8 +544,57 @@ def _inputs(draw):
 OUTCOMES = {}
 
 
-def _count(entry, outcome):
-    OUTCOMES[(entry, outcome)] = OUTCOMES.get((entry, outcome), 0) + 1
+def _count(entry, outcome, cls="-"):
+    key = (entry, cls, outcome)
+    OUTCOMES[key] = OUTCOMES.get(key, 0) + 1
+
+
+def _input_class(x, rank=3, y=None):
+    """The bad-input class of a drawn input (its first defect), for the outcome table of
+    docs/robustness.md; ``rank``: what the entry point takes (3: (n, T, F), 2: (T, F),
+    1: (F,))."""
+    if isinstance(x, list):
+        arrs = [np.asarray(s) for s in x]
+        if not arrs:
+            return "empty"
+        if any(a.dtype.kind in "USOVc" for a in arrs):
+            return "str/object/complex dtype"
+        if any(a.ndim != rank - 1 for a in arrs):
+            return "ragged: wrong rank"
+        if any(a.shape[-1] != F for a in arrs):
+            return "wrong feature count"
+        if any(a.dtype.kind == "f" and not np.isfinite(a).all() for a in arrs):
+            return "NaN/inf"
+        cls = "valid ragged list"
+    else:
+        a = np.asarray(x)
+        if a.dtype.kind in "USOV":
+            return "str/object dtype"
+        if a.dtype.kind == "c":
+            return "complex dtype"
+        if a.ndim != rank:
+            return "wrong rank"
+        if a.size == 0:
+            return "empty / zero-length"
+        if a.shape[-1] != F:
+            return "wrong feature count"
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            return "NaN/inf"
+        if a.dtype.kind == "f" and np.abs(a).max() > 1e30:
+            return "huge finite values"
+        cls = "valid" if a.flags.c_contiguous and a.flags.writeable else \
+            "valid, strided/read-only"
+    if y is not None:
+        n = len(x) if isinstance(x, list) else np.asarray(x).shape[0]
+        yl = len(y) if isinstance(y, list) else (np.asarray(y).shape[0]
+                                                  if np.ndim(y) else None)
+        if yl != n:
+            return "X/y mismatch"
+        yarr = y if not isinstance(y, list) else None
+        if yarr is not None and np.asarray(yarr).dtype.kind in "fc" and \
+                not np.isfinite(np.asarray(yarr)).all():
+            return "NaN/inf in y"
+    return cls
 
 
 def _finite_out(result):
@@ -558,12 +607,13 @@ def _finite_out(result):
 
 def _estimator_property(fitted, kind, method, X, y):
     model = _fresh_or_fitted(kind, method, fitted)
+    cls = _input_class(X, 3, y if method != "predict" else None)
     try:
         result = _call(model, method, X, y)
     except DOCUMENTED as exc:
-        _count(f"{kind}.{method}", type(exc).__name__)
+        _count(f"{kind}.{method}", type(exc).__name__, cls)
         return
-    _count(f"{kind}.{method}", "ok")
+    _count(f"{kind}.{method}", "ok", cls)
     if method == "score" and kind == "regressor" and len(X) < 2:
         return                  # R^2 of one sample is undefined: scikit-learn returns NaN
     if method in ("predict", "score"):
@@ -593,6 +643,8 @@ def _functional_test(examples):
            use_step=st.booleans(), batch_first=st.booleans())
     def check(x, lengths, h0, cell, use_step, batch_first):
         params = fn.init_params(cell, F, 2, random_state=0)
+        cls = _input_class(x if not (use_step and isinstance(x, list)) else x[:1],
+                           2 if use_step else 3)
         try:
             if use_step:
                 res = fn.step(cell, params, x if not isinstance(x, list) else x[:1], h=h0)
@@ -600,9 +652,10 @@ def _functional_test(examples):
                 res = fn.forward(cell, params, x, lengths=lengths, h0=h0,
                                  batch_first=batch_first)
         except DOCUMENTED as exc:
-            _count("functional." + ("step" if use_step else "forward"), type(exc).__name__)
+            _count("functional." + ("step" if use_step else "forward"), type(exc).__name__,
+                   cls)
             return
-        _count("functional." + ("step" if use_step else "forward"), "ok")
+        _count("functional." + ("step" if use_step else "forward"), "ok", cls)
         _finite_out(res.output)
     return check
 
@@ -613,12 +666,13 @@ def _stream_test(examples):
         a, np.ndarray) else a[0]) | _near_valid().map(lambda a: a[0]), push=st.booleans())
     def check(fitted, x, push):
         stream = Stream.from_estimator(fitted[0]["regressor"])
+        cls = _input_class(x, 2 if push else 1)
         try:
             out = stream.push(x) if push else stream.step(x)
         except DOCUMENTED as exc:
-            _count("Stream." + ("push" if push else "step"), type(exc).__name__)
+            _count("Stream." + ("push" if push else "step"), type(exc).__name__, cls)
             return
-        _count("Stream." + ("push" if push else "step"), "ok")
+        _count("Stream." + ("push" if push else "step"), "ok", cls)
         _finite_out(out)                   # NaN/inf inputs are refused, not propagated
     return check
 
@@ -636,8 +690,8 @@ test_property_stream_10k = pytest.mark.slow(_stream_test(10_000))
 def _report_outcomes():
     yield
     if OUTCOMES and os.environ.get("FASTSEQ_HYPOTHESIS_REPORT"):
-        for (entry, outcome), count in sorted(OUTCOMES.items()):
-            print(f"hypothesis outcome: {entry:24s} {outcome:14s} {count}")
+        for (entry, cls, outcome), count in sorted(OUTCOMES.items()):
+            print(f"hypothesis outcome|{entry}|{cls}|{outcome}|{count}")
 
 
 # ------------------------------------------------------------------ long sequences

@@ -23,14 +23,15 @@ from fastseq_ext.activations cimport act_grad, activate_inplace, sigmoid_inplace
 
 
 cdef inline void _mask_rows(const floating* hs, const floating* mask, floating* hm,
-                            Py_ssize_t t, Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo,
-                            Py_ssize_t n) noexcept nogil:
-    """hm[t, b] = hs[t, b] * mask[b] for the rows [lo, n)."""
-    cdef Py_ssize_t b, j, row
+                            Py_ssize_t t, Py_ssize_t s, Py_ssize_t B, Py_ssize_t H,
+                            Py_ssize_t lo, Py_ssize_t n) noexcept nogil:
+    """hm[s, b] = hs[t, b] * mask[b] for the rows [lo, n)."""
+    cdef Py_ssize_t b, j, row, srow
     for b in range(lo, n):
         row = t * B + b
+        srow = s * B + b
         for j in range(H):
-            hm[row * H + j] = hs[row * H + j] * mask[b * H + j]
+            hm[srow * H + j] = hs[row * H + j] * mask[b * H + j]
 
 
 cdef inline void _blend(floating* h_new, const floating* z, const floating* nn,
@@ -45,12 +46,14 @@ cdef inline void _blend(floating* h_new, const floating* z, const floating* nn,
 # xw: [T, B, 3H]  R: [H, 3H]  bh: [3H]  mask: [B, H]  nact: [T]
 # hs: [T+1, B, H] OUT   hm: [T, B, H] OUT h_prev * mask (iff masked)
 # gates: [T, B, 3H] OUT r z n    aux: [T, B, H] OUT hw_n
+# keep = False (inference): hm, gates and aux have one time slot
 cdef void _forward_chunk(const floating* xw, const floating* R, const floating* bh,
-                         const floating* mask, bint masked, bint relu, const int64_t* nact,
+                         const floating* mask, bint masked, bint relu, bint keep,
+                         const int64_t* nact,
                          Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo,
                          Py_ssize_t hi, floating* hs, floating* hm, floating* gates,
                          floating* aux) noexcept nogil:
-    cdef Py_ssize_t G = 3 * H, t, n, b, j, row
+    cdef Py_ssize_t G = 3 * H, t, n, b, j, row, s
     cdef floating* a
     cdef floating* a_n
     cdef floating* hw_n
@@ -60,10 +63,10 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
         n = min(hi, nact[t])
         if n <= lo:
             break
+        s = t if keep else 0        # slot of the saved buffers (one slot without keep)
         for b in range(lo, n):                   # [xw_r + b_r, xw_z + b_z, b_hn]
-            row = t * B + b
-            a = gates + row * G
-            x = xw + row * G
+            a = gates + (s * B + b) * G
+            x = xw + (t * B + b) * G
             for j in range(2 * H):
                 a[j] = x[j] + bh[j]
             a_n = a + 2 * H
@@ -71,15 +74,15 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
                 a_n[j] = bh[2 * H + j]
         h_in = hs + (t * B + lo) * H
         if masked:
-            _mask_rows(hs, mask, hm, t, B, H, lo, n)
-            h_in = hm + (t * B + lo) * H
+            _mask_rows(hs, mask, hm, t, s, B, H, lo, n)
+            h_in = hm + (s * B + lo) * H
         gemm_rm(False, False, <int>(n - lo), <int>G, <int>H, 1, h_in, <int>H, R, <int>G,
-                1, gates + (t * B + lo) * G, <int>G)
+                1, gates + (s * B + lo) * G, <int>G)
         for b in range(lo, n):
             row = t * B + b
-            a = gates + row * G
+            a = gates + (s * B + b) * G
             a_n = a + 2 * H
-            hw_n = aux + row * H
+            hw_n = aux + (s * B + b) * H
             x = xw + row * G + 2 * H
             sigmoid_inplace(a, 2 * H)                # r, z
             memcpy(hw_n, a_n, H * sizeof(floating))  # hw_n = h_masked @ R_n + b_hn
@@ -156,12 +159,12 @@ cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked,
 
 # classic form. gates: [T, B, 3H] OUT r z n    aux: [T, B, H] OUT r * h_masked
 cdef void _forward_chunk_classic(const floating* xw, const floating* R, const floating* bh,
-                                 const floating* mask, bint masked, bint relu,
+                                 const floating* mask, bint masked, bint relu, bint keep,
                                  const int64_t* nact, Py_ssize_t T, Py_ssize_t B,
                                  Py_ssize_t H, Py_ssize_t lo, Py_ssize_t hi, floating* hs,
                                  floating* hm, floating* gates,
                                  floating* aux) noexcept nogil:
-    cdef Py_ssize_t G = 3 * H, t, n, b, j, row
+    cdef Py_ssize_t G = 3 * H, t, n, b, j, row, s
     cdef floating* a
     cdef floating* rh
     cdef const floating* x
@@ -171,33 +174,32 @@ cdef void _forward_chunk_classic(const floating* xw, const floating* R, const fl
         n = min(hi, nact[t])
         if n <= lo:
             break
+        s = t if keep else 0        # slot of the saved buffers (one slot without keep)
         for b in range(lo, n):                   # preactivation <- xw + b_hh
-            row = t * B + b
-            a = gates + row * G
-            x = xw + row * G
+            a = gates + (s * B + b) * G
+            x = xw + (t * B + b) * G
             for j in range(G):
                 a[j] = x[j] + bh[j]
         h_in = hs + (t * B + lo) * H
         if masked:
-            _mask_rows(hs, mask, hm, t, B, H, lo, n)
-            h_in = hm + (t * B + lo) * H
+            _mask_rows(hs, mask, hm, t, s, B, H, lo, n)
+            h_in = hm + (s * B + lo) * H
         # [r, z] preactivation += h_masked @ R[:, :2H]
         gemm_rm(False, False, <int>(n - lo), <int>(2 * H), <int>H, 1, h_in, <int>H, R,
-                <int>G, 1, gates + (t * B + lo) * G, <int>G)
+                <int>G, 1, gates + (s * B + lo) * G, <int>G)
         for b in range(lo, n):
-            row = t * B + b
-            a = gates + row * G
+            a = gates + (s * B + b) * G
             sigmoid_inplace(a, 2 * H)
-            rh = aux + row * H
-            h_m = (hm if masked else hs) + row * H
+            rh = aux + (s * B + b) * H
+            h_m = (hm + (s * B + b) * H) if masked else (hs + (t * B + b) * H)
             for j in range(H):
                 rh[j] = a[j] * h_m[j]
         # n preactivation += (r * h_masked) @ R[:, 2H:]
-        gemm_rm(False, False, <int>(n - lo), <int>H, <int>H, 1, aux + (t * B + lo) * H,
-                <int>H, R + 2 * H, <int>G, 1, gates + (t * B + lo) * G + 2 * H, <int>G)
+        gemm_rm(False, False, <int>(n - lo), <int>H, <int>H, 1, aux + (s * B + lo) * H,
+                <int>H, R + 2 * H, <int>G, 1, gates + (s * B + lo) * G + 2 * H, <int>G)
         for b in range(lo, n):
             row = t * B + b
-            a = gates + row * G
+            a = gates + (s * B + b) * G
             activate_inplace(a + 2 * H, H, relu)
             _blend(hs + (row + B) * H, a + H, a + 2 * H, hs + row * H, H)
 
@@ -279,8 +281,9 @@ cdef void _backward_chunk_classic(const floating* RT, const floating* mask, bint
 
 # ----------------------------------------------------------------- Python entry points
 def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floating[::1] bh,
-            const floating[:, ::1] mask, bint masked, bint relu, const int64_t[::1] nact,
-            const int64_t[::1] bounds, floating[:, :, ::1] hs, floating[:, :, ::1] cs,
+            const floating[:, ::1] mask, bint masked, bint relu, bint keep,
+            const int64_t[::1] nact, const int64_t[::1] bounds, floating[:, :, ::1] hs,
+            floating[:, :, ::1] cs,
             floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux,
             int n_threads):
     """PyTorch-form GRU over every chunk ``[bounds[k], bounds[k+1])`` (cs unused)."""
@@ -291,13 +294,13 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
         return
     with nogil:
         if n_chunks == 1:
-            _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu,
+            _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, keep,
                            &nact[0], T, B, H, bounds[0], bounds[1], &hs[0, 0, 0],
                            &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0])
         else:
             dynamic = omp_set_dynamic_get_old(0)     # exactly num_threads (see _omp.pxd)
             for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
-                _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu,
+                _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, keep,
                                &nact[0], T, B, H, bounds[k], bounds[k + 1], &hs[0, 0, 0],
                                &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0])
             omp_set_dynamic_get_old(dynamic)
@@ -334,7 +337,7 @@ def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked
 
 def forward_classic(const floating[:, :, ::1] xw, const floating[:, ::1] R,
                     const floating[::1] bh, const floating[:, ::1] mask, bint masked,
-                    bint relu, const int64_t[::1] nact, const int64_t[::1] bounds,
+                    bint relu, bint keep, const int64_t[::1] nact, const int64_t[::1] bounds,
                     floating[:, :, ::1] hs, floating[:, :, ::1] cs, floating[:, :, ::1] hm,
                     floating[:, :, ::1] gates, floating[:, :, ::1] aux, int n_threads):
     """Classic (Keras ``reset_after=False``) GRU over every chunk (cs unused)."""
@@ -346,14 +349,14 @@ def forward_classic(const floating[:, :, ::1] xw, const floating[:, ::1] R,
     with nogil:
         if n_chunks == 1:
             _forward_chunk_classic(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked,
-                                   relu, &nact[0], T, B, H, bounds[0], bounds[1],
+                                   relu, keep, &nact[0], T, B, H, bounds[0], bounds[1],
                                    &hs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0],
                                    &aux[0, 0, 0])
         else:
             dynamic = omp_set_dynamic_get_old(0)     # exactly num_threads (see _omp.pxd)
             for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
                 _forward_chunk_classic(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked,
-                                       relu, &nact[0], T, B, H, bounds[k], bounds[k + 1],
+                                       relu, keep, &nact[0], T, B, H, bounds[k], bounds[k + 1],
                                        &hs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0],
                                        &aux[0, 0, 0])
             omp_set_dynamic_get_old(dynamic)
@@ -408,7 +411,7 @@ def step(const floating[:, ::1] xw_t, const floating[:, ::1] R, const floating[:
         return
     with nogil:
         copy_state(&hs[0, 0, 0], &h[0, 0], B * H, True)
-        _forward_chunk(&xw_t[0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, &nact, 1,
+        _forward_chunk(&xw_t[0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, True, &nact, 1,
                        B, H, 0, B, &hs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0],
                        &aux[0, 0, 0])
 
@@ -416,8 +419,9 @@ def step(const floating[:, ::1] xw_t, const floating[:, ::1] R, const floating[:
 # one step for streaming inference; shapes in fastseq_ext/_step.pxd
 def step_classic(const floating[:, ::1] xw_t, const floating[:, ::1] R, const floating[::1] bh,
                  const floating[:, ::1] mask, bint masked, bint relu, const floating[:, ::1] h,
-                 const floating[:, ::1] c, bint has_c, floating[:, :, ::1] hs, floating[:, :, ::1] cs,
-                 floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux):
+                 const floating[:, ::1] c, bint has_c, floating[:, :, ::1] hs,
+                 floating[:, :, ::1] cs, floating[:, :, ::1] hm, floating[:, :, ::1] gates,
+                 floating[:, :, ::1] aux):
     """One classic-form GRU step (hs[1] OUT; cs unused)."""
     cdef Py_ssize_t B = xw_t.shape[0], GH = xw_t.shape[1], H = R.shape[0]
     cdef int64_t nact = B
@@ -430,6 +434,6 @@ def step_classic(const floating[:, ::1] xw_t, const floating[:, ::1] R, const fl
         return
     with nogil:
         copy_state(&hs[0, 0, 0], &h[0, 0], B * H, True)
-        _forward_chunk_classic(&xw_t[0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu,
+        _forward_chunk_classic(&xw_t[0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, True,
                                &nact, 1, B, H, 0, B, &hs[0, 0, 0], &hm[0, 0, 0],
                                &gates[0, 0, 0], &aux[0, 0, 0])

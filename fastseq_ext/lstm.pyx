@@ -24,12 +24,15 @@ from fastseq_ext.activations cimport act, act_grad, activate_inplace, sigmoid_in
 # hs: [T+1, B, H] OUT (hs[0] = h0 on entry; hs[t+1] = h after step t, untouched where inactive)
 # cs: [T+1, B, H] OUT (same for c)       hm: [T, B, H] OUT h_prev * mask (iff masked)
 # gates: [T, B, 4H] OUT post-activation i f g o     aux: [T, B, H] OUT act(c_t)
+# keep = False (inference): cs, hm, gates and aux have one time slot (cs: [1, B, H], each
+# row's latest c, updated in place); hs stays [T+1, B, H]
 cdef void _forward_chunk(const floating* xw, const floating* R, const floating* bh,
-                         const floating* mask, bint masked, bint relu, const int64_t* nact,
+                         const floating* mask, bint masked, bint relu, bint keep,
+                         const int64_t* nact,
                          Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo,
                          Py_ssize_t hi, floating* hs, floating* cs, floating* hm,
                          floating* gates, floating* aux) noexcept nogil:
-    cdef Py_ssize_t G = 4 * H, t, n, b, j, row
+    cdef Py_ssize_t G = 4 * H, t, n, b, j, row, s, srow
     cdef floating* a
     cdef const floating* x
     cdef const floating* h_in
@@ -42,31 +45,34 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
         n = min(hi, nact[t])
         if n <= lo:
             break
+        s = t if keep else 0        # slot of the saved buffers (one slot without keep)
         for b in range(lo, n):                   # preactivation <- xw + b_hh
-            row = t * B + b
-            a = gates + row * G
-            x = xw + row * G
+            a = gates + (s * B + b) * G
+            x = xw + (t * B + b) * G
             for j in range(G):
                 a[j] = x[j] + bh[j]
         h_in = hs + (t * B + lo) * H
         if masked:
             for b in range(lo, n):
                 row = t * B + b
+                srow = s * B + b
                 for j in range(H):
-                    hm[row * H + j] = hs[row * H + j] * mask[b * H + j]
-            h_in = hm + (t * B + lo) * H
+                    hm[srow * H + j] = hs[row * H + j] * mask[b * H + j]
+            h_in = hm + (s * B + lo) * H
         # preactivation += h_masked @ R
         gemm_rm(False, False, <int>(n - lo), <int>G, <int>H, 1, h_in, <int>H, R, <int>G,
-                1, gates + (t * B + lo) * G, <int>G)
+                1, gates + (s * B + lo) * G, <int>G)
         for b in range(lo, n):
             row = t * B + b
-            a = gates + row * G
+            srow = s * B + b
+            a = gates + srow * G
             sigmoid_inplace(a, 2 * H)                # i, f
             activate_inplace(a + 2 * H, H, relu)     # g
             sigmoid_inplace(a + 3 * H, H)            # o
-            c_prev = cs + row * H
-            c_new = cs + (row + B) * H
-            c_act = aux + row * H
+            # without keep, c lives in cs[0] and is updated in place, element by element
+            c_prev = cs + (row if keep else b) * H
+            c_new = cs + (row + B if keep else b) * H
+            c_act = aux + srow * H
             h_new = hs + (row + B) * H
             for j in range(H):
                 c = a[H + j] * c_prev[j] + a[j] * a[2 * H + j]
@@ -150,8 +156,9 @@ cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked,
 
 
 def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floating[::1] bh,
-            const floating[:, ::1] mask, bint masked, bint relu, const int64_t[::1] nact,
-            const int64_t[::1] bounds, floating[:, :, ::1] hs, floating[:, :, ::1] cs,
+            const floating[:, ::1] mask, bint masked, bint relu, bint keep,
+            const int64_t[::1] nact, const int64_t[::1] bounds, floating[:, :, ::1] hs,
+            floating[:, :, ::1] cs,
             floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux,
             int n_threads):
     """Run every chunk ``[bounds[k], bounds[k+1])`` of the sorted batch; buffers as above."""
@@ -162,13 +169,13 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
         return
     with nogil:
         if n_chunks == 1:
-            _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu,
+            _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, keep,
                            &nact[0], T, B, H, bounds[0], bounds[1], &hs[0, 0, 0],
                            &cs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0])
         else:
             dynamic = omp_set_dynamic_get_old(0)     # exactly num_threads (see _omp.pxd)
             for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
-                _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu,
+                _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, keep,
                                &nact[0], T, B, H, bounds[k], bounds[k + 1], &hs[0, 0, 0],
                                &cs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0])
             omp_set_dynamic_get_old(dynamic)
@@ -222,6 +229,6 @@ def step(const floating[:, ::1] xw_t, const floating[:, ::1] R, const floating[:
     with nogil:
         copy_state(&hs[0, 0, 0], &h[0, 0], B * H, True)
         copy_state(&cs[0, 0, 0], &c[0, 0], B * H, has_c)
-        _forward_chunk(&xw_t[0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, &nact, 1,
+        _forward_chunk(&xw_t[0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, True, &nact, 1,
                        B, H, 0, B, &hs[0, 0, 0], &cs[0, 0, 0], &hm[0, 0, 0],
                        &gates[0, 0, 0], &aux[0, 0, 0])

@@ -16,12 +16,13 @@ from fastseq_ext.activations cimport act_grad, activate_inplace
 
 # xw: [T, B, H]  R: [H, H]  bh: [H]  mask: [B, H] (read iff masked)  nact: [T]
 # hs: [T+1, B, H] OUT states (hs[0] = h0 on entry; rows untouched where inactive)
-# hm: [T, B, H] OUT h_prev * mask (iff masked)
+# hm: [T, B, H] OUT h_prev * mask (iff masked; one time slot without keep)
 cdef void _forward_chunk(const floating* xw, const floating* R, const floating* bh,
-                         const floating* mask, bint masked, bint relu, const int64_t* nact,
+                         const floating* mask, bint masked, bint relu, bint keep,
+                         const int64_t* nact,
                          Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo,
                          Py_ssize_t hi, floating* hs, floating* hm) noexcept nogil:
-    cdef Py_ssize_t t, n, b, j, row
+    cdef Py_ssize_t t, n, b, j, row, s
     cdef floating* h_new
     cdef const floating* x
     cdef const floating* h_in
@@ -37,11 +38,12 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
                 h_new[j] = x[j] + bh[j]
         h_in = hs + (t * B + lo) * H
         if masked:
+            s = t if keep else 0    # slot of hm (one slot without keep)
             for b in range(lo, n):
                 row = t * B + b
                 for j in range(H):
-                    hm[row * H + j] = hs[row * H + j] * mask[b * H + j]
-            h_in = hm + (t * B + lo) * H
+                    hm[(s * B + b) * H + j] = hs[row * H + j] * mask[b * H + j]
+            h_in = hm + (s * B + lo) * H
         gemm_rm(False, False, <int>(n - lo), <int>H, <int>H, 1, h_in, <int>H, R, <int>H,
                 1, hs + ((t + 1) * B + lo) * H, <int>H)
         for b in range(lo, n):
@@ -85,8 +87,9 @@ cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked,
 
 
 def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floating[::1] bh,
-            const floating[:, ::1] mask, bint masked, bint relu, const int64_t[::1] nact,
-            const int64_t[::1] bounds, floating[:, :, ::1] hs, floating[:, :, ::1] cs,
+            const floating[:, ::1] mask, bint masked, bint relu, bint keep,
+            const int64_t[::1] nact, const int64_t[::1] bounds, floating[:, :, ::1] hs,
+            floating[:, :, ::1] cs,
             floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux,
             int n_threads):
     """Run every chunk ``[bounds[k], bounds[k+1])`` of the sorted batch (cs, gates and
@@ -98,13 +101,13 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
         return
     with nogil:
         if n_chunks == 1:
-            _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu,
+            _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, keep,
                            &nact[0], T, B, H, bounds[0], bounds[1], &hs[0, 0, 0],
                            &hm[0, 0, 0])
         else:
             dynamic = omp_set_dynamic_get_old(0)     # exactly num_threads (see _omp.pxd)
             for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
-                _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu,
+                _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, keep,
                                &nact[0], T, B, H, bounds[k], bounds[k + 1], &hs[0, 0, 0],
                                &hm[0, 0, 0])
             omp_set_dynamic_get_old(dynamic)
@@ -149,5 +152,5 @@ def step(const floating[:, ::1] xw_t, const floating[:, ::1] R, const floating[:
         return
     with nogil:
         copy_state(&hs[0, 0, 0], &h[0, 0], B * H, True)
-        _forward_chunk(&xw_t[0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, &nact, 1,
+        _forward_chunk(&xw_t[0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, True, &nact, 1,
                        B, H, 0, B, &hs[0, 0, 0], &hm[0, 0, 0])

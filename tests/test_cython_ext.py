@@ -213,6 +213,35 @@ def test_openmp_and_python_threads_give_the_same_bits(rng, cell_name, monkeypatc
                                           err_msg=f"{name} threads={n_threads}")
 
 
+@pytest.mark.parametrize("cell_name", ["lstm", "gru", "gru_classic", "rnn_relu"])
+def test_forward_without_grad_gives_the_same_bits(rng, cell_name, monkeypatch):
+    """need_grad=False keeps one time slot of the buffers only BPTT reads (the LSTM's c
+    updated in place): the same outputs and final states, bit for bit, on several chunks
+    and both thread dispatches; the cache is refused by backward."""
+    cell = make_cell(cell_name)
+    T, B, H = 9, 37, 6
+    lengths = rng.integers(0, 10, B)
+    c = _case(rng, cell, T, B, H, lengths, True)
+    k = {name: _cast(c[name], np.float32) for name in ("xw", "R", "bh", "h0", "c0", "rmask")}
+    for dispatch in ("openmp", "python"):
+        monkeypatch.setattr(cython_cpu, "DISPATCH", dispatch)
+        for n_threads in (1, 2):
+            outs = [cython_cpu.forward(cell, k["xw"], k["R"], k["bh"], k["h0"], k["c0"],
+                                       lengths, rmask=k["rmask"], n_threads=n_threads,
+                                       need_grad=need)
+                    for need in (True, False)]
+            (H_full, (h_full, c_full), _), (H_lean, (h_lean, c_lean), lean) = outs
+            np.testing.assert_array_equal(H_lean, H_full)
+            np.testing.assert_array_equal(h_lean, h_full)
+            if cell.has_cell_state:
+                np.testing.assert_array_equal(c_lean, c_full)
+                assert lean["cs"].shape[0] == 1
+            if cell.kind != "rnn":
+                assert lean["gates"].shape[0] == 1
+            with pytest.raises(ValueError, match="need_grad"):
+                cython_cpu.backward(cell, lean, None, None, None)
+
+
 @pytest.mark.parametrize("cell_name", ["lstm", "gru", "gru_classic", "rnn"])
 def test_results_do_not_depend_on_batch_companions(rng, cell_name):
     """A sequence's outputs are the same alone and inside a ragged batch (sklearn's

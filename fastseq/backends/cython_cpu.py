@@ -64,6 +64,9 @@ name = "cython"
 # directions of a bidirectional layer) concurrently on threads
 releases_gil = True
 
+# forward(..., need_grad=False) keeps one time slot of the buffers only BPTT reads
+supports_need_grad = True
+
 # fewest rows a thread's chunk gets; below 2x this the batch runs as one chunk
 MIN_CHUNK_ROWS = 4
 
@@ -201,9 +204,13 @@ def _weight_grads(specs, nact, B, H, GH, D, dR, db, k):
 
 
 def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=True,
-            n_threads=None):
+            n_threads=None, need_grad=True):
     """Run the cell over ``T`` steps. Shapes as in :mod:`fastseq.backends.reference`;
-    float32 input stays float32, anything else runs in float64."""
+    float32 input stays float32, anything else runs in float64.
+
+    ``need_grad=False`` (inference) keeps one time slot of the gate, cell-state and mask
+    buffers instead of ``T``: less memory and memory traffic, and the cache cannot be
+    passed to :func:`backward`."""
     key = _check_cell(cell)
     inp = prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask)
     dtype, T, B, H, GH = inp.dtype, inp.T, inp.B, inp.H, inp.GH
@@ -212,26 +219,28 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     n = resolve_threads(n_threads)
 
     # saved for BPTT, pooled: they live as long as the cache (see _cpu_common.Lease)
+    keep = bool(need_grad)
+    slots = T if keep else min(T, 1)      # time slots of the buffers only BPTT reads
     hs = POOL.take((T + 1, B, H), dtype)
     hs[0] = inp.h0
     if cell.has_cell_state:
-        cs = POOL.take((T + 1, B, H), dtype)
+        cs = POOL.take((T + 1 if keep else 1, B, H), dtype)
         cs[0] = inp.c0
     else:
         cs = _dummy(dtype)
-    hm = POOL.take((T, B, H), dtype) if masked else _dummy(dtype)
-    gates = POOL.take((T, B, GH), dtype) if cell.kind != "rnn" else _dummy(dtype)
-    aux = POOL.take((T, B, H), dtype) if cell.kind != "rnn" else _dummy(dtype)
+    hm = POOL.take((slots, B, H), dtype) if masked else _dummy(dtype)
+    gates = POOL.take((slots, B, GH), dtype) if cell.kind != "rnn" else _dummy(dtype)
+    aux = POOL.take((slots, B, H), dtype) if cell.kind != "rnn" else _dummy(dtype)
     lease = Lease([hs, cs, hm, gates, aux], POOL)
     relu = cell.activation == "relu"
     bounds = _chunk_bounds(lengths, n)
     if B and T:
         kernel = _FORWARD[key]
-        _run(lambda bounds, k: kernel(xw_s, R, bh, mask, masked, relu, nact, bounds, hs, cs,
-                                      hm, gates, aux, k), bounds)
+        _run(lambda bounds, k: kernel(xw_s, R, bh, mask, masked, relu, keep, nact, bounds, hs,
+                                      cs, hm, gates, aux, k), bounds)
         if nact[T - 1] < B:
             _zero_padding(hs, lengths)
-    return finish_forward(cell, inp, hs, cs, hm, gates, aux, lease=lease)
+    return finish_forward(cell, inp, hs, cs, hm, gates, aux, lease=lease, saved=keep)
 
 
 def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):

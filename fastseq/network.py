@@ -401,7 +401,8 @@ class Network:
         the config has dropout). ``h0``, ``c0`` ``[L*D, B, H]``: initial states (None: zeros;
         truncated BPTT passes the previous chunk's final state, and no gradient flows into
         it). Returns ``(outputs, cache)``; ``cache["h_n"]``, ``cache["c_n"]`` are the final
-        states.
+        states. A cache serves one :meth:`backward` (the engine's copy of ``weight_hh.T`` goes
+        back to a pool there and may be reused by the next pass; see :meth:`_engine_params`).
         """
         x, lengths = self._check_input(x, lengths)
         T, B = x.shape[:2]

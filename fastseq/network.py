@@ -394,7 +394,7 @@ class Network:
 
     # ------------------------------------------------------------ forward / backward
     def forward_train(self, x, lengths=None, masks=None, rng=None, training=True, h0=None,
-                      c0=None):
+                      c0=None, need_grad=True):
         """Forward pass keeping what :meth:`backward` needs.
 
         ``masks`` from :meth:`draw_masks` (or drawn here from ``rng`` when ``training`` and
@@ -403,6 +403,8 @@ class Network:
         it). Returns ``(outputs, cache)``; ``cache["h_n"]``, ``cache["c_n"]`` are the final
         states. A cache serves one :meth:`backward` (the engine's copy of ``weight_hh.T`` goes
         back to a pool there and may be reused by the next pass; see :meth:`_engine_params`).
+        ``need_grad=False`` (inference): the engine keeps nothing per step for BPTT (less
+        memory traffic) and :meth:`backward` refuses the cache.
         """
         x, lengths = self._check_input(x, lengths)
         T, B = x.shape[:2]
@@ -416,7 +418,10 @@ class Network:
         out, h_n, c_n, rnn_cache = stack_forward(
             self.backend, self.cell, params, x, lengths, h0=h0, c0=c0,
             dropout_masks=masks["layers"], rmasks=masks["recurrent"], training=training,
-            n_threads=self.n_threads)
+            n_threads=self.n_threads, need_grad=need_grad)
+        if not need_grad:                      # nothing reads the copies any more
+            self._release(lease)
+            lease = None
         many_to_one = self.config["output"] == "many-to-one"
         if many_to_one:
             top = h_n[-self.D:]                              # [D, B, H]
@@ -497,10 +502,8 @@ class Network:
 
     def forward(self, x, lengths=None, training=False, masks=None, rng=None):
         """Outputs only (``[B, n_outputs]`` or ``[T, B, n_outputs]``)."""
-        outputs, cache = self.forward_train(x, lengths, masks=masks, rng=rng,
-                                            training=training)
-        self._release(cache["lease"])
-        return outputs
+        return self.forward_train(x, lengths, masks=masks, rng=rng, training=training,
+                                  need_grad=False)[0]
 
     def features(self, x, lengths=None):
         """What the head reads: ``[B, D*H]`` final states (many-to-one) or the last layer's
@@ -510,7 +513,8 @@ class Network:
             x, _ = self._embed(x, lengths)
         params, lease = self._engine_params()
         out, h_n, _, _ = stack_forward(self.backend, self.cell, params, x, lengths,
-                                       training=False, n_threads=self.n_threads)
+                                       training=False, n_threads=self.n_threads,
+                                       need_grad=False)
         self._release(lease)
         if self.config["output"] == "many-to-many":
             return out
@@ -525,6 +529,7 @@ class Network:
             x, _ = self._embed(x, lengths)
         params, lease = self._engine_params()
         _, h_n, c_n, _ = stack_forward(self.backend, self.cell, params, x, lengths,
-                                       h0=h0, c0=c0, training=False, n_threads=self.n_threads)
+                                       h0=h0, c0=c0, training=False, n_threads=self.n_threads,
+                                       need_grad=False)
         self._release(lease)
         return h_n, c_n

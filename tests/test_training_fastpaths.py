@@ -99,3 +99,19 @@ def test_step_backup_is_checked():
     with pytest.raises(ValueError, match="backup"):
         opt.step(np.zeros(10, np.float32), np.zeros(10, np.float32),
                  backup=np.zeros(9, np.float32))
+
+
+@pytest.mark.parametrize("backend", ["numba", "cython"])
+def test_inference_without_saved_steps_matches_the_training_forward(rng, backend):
+    if backend == "cython":
+        pytest.importorskip("fastseq_ext")
+    cfg = make_config(n_features=3, cell="lstm", units=6, num_layers=2, head=[4], n_outputs=2)
+    net = Network(cfg, backend=backend).init_weights(1)
+    x = rng.standard_normal((7, 5, 3)).astype(np.float32)
+    lengths = np.array([7, 3, 0, 5, 1])
+    full, _ = net.forward_train(x, lengths, training=False)          # keeps the BPTT cache
+    np.testing.assert_array_equal(net.forward(x, lengths), full)
+    out, cache = net.forward_train(x, lengths, training=False, need_grad=False)
+    np.testing.assert_array_equal(out, full)
+    with pytest.raises(ValueError, match="need_grad"):
+        net.backward(cache, np.ones_like(out))

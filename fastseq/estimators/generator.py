@@ -59,10 +59,11 @@ class _CarryingNetwork(Network):
     carry = (None, None)
 
     def forward_train(self, x, lengths=None, masks=None, rng=None, training=True, h0=None,
-                      c0=None):
+                      c0=None, need_grad=True):
         if not training or not self.n_chunks:
             return super().forward_train(x, lengths, masks=masks, rng=rng,
-                                         training=training, h0=h0, c0=c0)
+                                         training=training, h0=h0, c0=c0,
+                                         need_grad=need_grad)
         if self.batch_index % self.n_chunks == 0:
             self.carry = (None, None)
         out, cache = super().forward_train(x, lengths, masks=masks, rng=rng, training=True,
@@ -307,7 +308,7 @@ class TextGenerator(BaseSequenceEstimator):
             lb = lengths[sl]
             Tb = max(int(lb.max()), 1)
             out, cache = net.forward_train(x[:Tb, sl], lb, training=False, h0=state[0],
-                                           c0=state[1])
+                                           c0=state[1], need_grad=False)
             state = (cache["h_n"], cache["c_n"])
             valid = np.arange(Tb)[:, None] < lb[None, :]
             hits += int(np.sum((np.argmax(out, axis=2) == targets[:Tb, sl])[valid]))
@@ -413,7 +414,7 @@ class TextGenerator(BaseSequenceEstimator):
                 lb = np.clip(lengths - a, 0, PREDICT_CHUNK)
                 Tb = max(int(lb.max()), 1)
                 out, cache = net.forward_train(x[a:a + Tb], lb, training=False,
-                                               h0=state[0], c0=state[1])
+                                               h0=state[0], c0=state[1], need_grad=False)
                 state = (cache["h_n"], cache["c_n"])
                 valid = np.arange(Tb)[:, None] < lb[None, :]
                 yield out[valid], tgt[a:a + Tb][valid]

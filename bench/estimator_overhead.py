@@ -2,7 +2,10 @@
 
 Seed architecture (2 x LSTM(128), 28 x 28 random rows, 10 classes). For training, batch 32:
 
-* raw      ``layers.stack_forward`` + ``stack_backward`` (the engine and its GEMMs only)
+* raw      ``layers.stack_forward`` + ``stack_backward`` (the engine and its GEMMs only),
+           given the parameter views: the layers copy each ``weight_hh.T`` with NumPy
+* raw_pool the same, given ``Network._engine_params()`` (``weight_hh.T`` already contiguous,
+           as the network hands it over): the floor the network and fit are judged by
 * network  ``Network.forward_train`` + loss + ``backward`` + one Adam step on the flat buffer
 * fit      ``SequenceClassifier.fit`` for one epoch (shuffling, batching, bookkeeping)
 
@@ -63,6 +66,17 @@ def main(argv=None):
             dh[-1] = 1.0
             stack_backward(net.rnn_params, cache, dh_n=dh, n_threads=net.n_threads)
 
+    def raw_train_pool():
+        for k in range(n_batches):
+            xb = xt[:, k * B:(k + 1) * B]
+            params, lease = net._engine_params()
+            out, h_n, c_n, cache = stack_forward(backend, net.cell, params, xb,
+                                                 lengths, n_threads=net.n_threads)
+            dh = np.zeros_like(h_n)
+            dh[-1] = 1.0
+            stack_backward(params, cache, dh_n=dh, n_threads=net.n_threads)
+            net._release(lease)
+
     def network_train():
         for k in range(n_batches):
             xb = xt[:, k * B:(k + 1) * B]
@@ -84,7 +98,8 @@ def main(argv=None):
     def est_predict():
         est.predict_proba(Xp)
 
-    variants = dict(raw_train=raw_train, network_train=network_train, fit=fit_epoch,
+    variants = dict(raw_train=raw_train, raw_pool=raw_train_pool,
+                    network_train=network_train, fit=fit_epoch,
                     raw_predict=raw_predict, predict_proba=est_predict)
     best = {k: np.inf for k in variants}
     for _ in range(args.repeats):
@@ -94,9 +109,10 @@ def main(argv=None):
             best[name] = min(best[name], time.perf_counter() - t0)
     n_tr, n_pr = n_batches * B, args.n_predict
     print(f"backend {backend}, n_jobs {args.n_jobs}, best of {args.repeats}")
-    for name in ("raw_train", "network_train", "fit"):
+    for name in ("raw_train", "raw_pool", "network_train", "fit"):
         print(f"  {name:14s} {n_tr / best[name]:8.0f} samples/s   "
-              f"{100 * (best[name] / best['raw_train'] - 1):+6.1f} % vs raw")
+              f"{100 * (best[name] / best['raw_train'] - 1):+6.1f} % vs raw   "
+              f"{100 * (best[name] / best['raw_pool'] - 1):+6.1f} % vs raw_pool")
     for name in ("raw_predict", "predict_proba"):
         print(f"  {name:14s} {n_pr / best[name]:8.0f} samples/s   "
               f"{100 * (best[name] / best['raw_predict'] - 1):+6.1f} % vs raw")

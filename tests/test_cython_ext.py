@@ -185,6 +185,36 @@ def test_pooled_buffers_holding_garbage_do_not_leak(rng, cell_name):
         assert not np.any(got["H_all"][pad]) and not np.any(got["dxw"][pad])
 
 
+class _NanEmpty:
+    """numpy, except that ``empty`` returns NaN-filled arrays (memory never written)."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def empty(shape, dtype=float):
+        return np.full(shape, np.nan, dtype)
+
+
+@pytest.mark.parametrize("cell_name", CELLS)
+def test_every_buffer_left_unfilled_is_written(rng, cell_name, monkeypatch):
+    """Buffers allocated without a zero fill (dxw of a batch without padding, pooled
+    buffers, step outputs) are fully written by the kernels: NaN-filled instead, results
+    still match the reference."""
+    monkeypatch.setattr(cython_cpu, "np", _NanEmpty())
+    cython_cpu.POOL.clear()
+    cell = make_cell(cell_name)
+    for lengths, masked in ((None, False), (None, True), ([4, 4, 2, 0, 3, 1, 4, 4, 2], True)):
+        c = _case(rng, cell, 4, 9, 6, lengths, masked)
+        expected = _run_backend(reference, cell, c, np.float64, None)
+        for n_threads in (1, 2):
+            got = _run_backend(cython_cpu, cell, c, np.float64, n_threads)
+            for name, value in got.items():
+                assert_close(value, expected[name], RTOL[np.float64],
+                             f"{cell_name} {lengths} {name}")
+    cython_cpu.POOL.clear()
+
+
 @pytest.mark.parametrize("cell_name", ["lstm", "gru", "gru_classic", "rnn_relu"])
 def test_bitwise_deterministic_for_a_thread_count(rng, cell_name):
     cell = make_cell(cell_name)

@@ -255,7 +255,10 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     relu = cache["relu"]
     n = resolve_threads(n_threads)
 
-    dxw = np.zeros((T, B, GH), dtype)
+    # padded rows of dxw must read as zero (the layers' GEMMs run over all rows); the
+    # kernels write every active row, so a batch without padding needs no zero fill
+    full = T == 0 or B == 0 or nact[T - 1] == B
+    dxw = np.empty((T, B, GH), dtype) if full else np.zeros((T, B, GH), dtype)
     gru_after = key == ("gru", True)
     dhw = POOL.take((T, B, GH), dtype) if gru_after else dxw
     bounds = _chunk_bounds(cache["lengths"], n)

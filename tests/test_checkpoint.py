@@ -101,6 +101,19 @@ def test_resume_other_solvers(tmp_path, rng, backend, solver):
     _assert_same_fit(resumed, full, X)
 
 
+@pytest.mark.parametrize("backend", CPU_ENGINES)
+def test_resume_with_two_threads(tmp_path, rng, backend):
+    # same engine, same thread count: the reductions have a fixed order, so bits match too
+    X = rng.standard_normal((64, 7, 3)).astype(np.float32)
+    y = X[:, :, 0].sum(axis=1)
+    kw = dict(units=16, batch_size=32, n_jobs=2)
+    full = _make("regressor", backend, max_iter=4, **kw).fit(X, y)
+    path = tmp_path / "t2.ckpt"
+    _make("regressor", backend, max_iter=2, checkpoint_path=path, **kw).fit(X, y)
+    resumed = _make("regressor", backend, max_iter=4, **kw).fit(X, y, resume_from=path)
+    _assert_same_fit(resumed, full, X)
+
+
 @pytest.mark.parametrize("window", [3, None])
 def test_resume_text_generator(tmp_path, window):
     params = dict(level="word", window=window, bptt=3, embedding_dim=4, units=6,

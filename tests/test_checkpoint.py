@@ -323,3 +323,37 @@ def test_checkpoint_survives_a_crash_during_the_write(written, monkeypatch, rng)
     assert path.read_bytes() == before
     assert sorted(os.listdir(path.parent)) == [path.name]
     assert ckpt_mod.read(path, _make("regressor", "numba")).model.n_iter_ == 2
+
+
+def test_fuzzed_checkpoints_are_refused_cleanly(written, tmp_path):
+    """Random byte flips, truncations and appended bytes: resuming raises ModelFileError
+    (or, for a flip the file's checks cannot see, trains normally), never anything else."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    path, X, y = written
+    raw = path.read_bytes()
+    outcomes = {}
+
+    @settings(max_examples=int(os.environ.get("FASTSEQ_HYPOTHESIS_EXAMPLES", "50")),
+              deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(pos=st.integers(0, len(raw) - 1), mask=st.integers(1, 255),
+           mode=st.sampled_from(["flip", "truncate", "append"]))
+    def check(pos, mask, mode):
+        data = bytearray(raw)
+        if mode == "flip":
+            data[pos] ^= mask
+        elif mode == "truncate":
+            data = data[:pos]
+        else:
+            data += bytes([mask]) * (pos % 64 + 1)
+        bad = tmp_path / "fuzz.ckpt"
+        bad.write_bytes(bytes(data))
+        try:
+            _make("regressor", "numba", max_iter=3).fit(X, y, resume_from=bad)
+            outcomes["ok"] = outcomes.get("ok", 0) + 1
+        except ModelFileError:
+            outcomes["ModelFileError"] = outcomes.get("ModelFileError", 0) + 1
+
+    check()
+    assert outcomes.get("ModelFileError", 0) > 0

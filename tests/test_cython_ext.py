@@ -272,6 +272,23 @@ def test_forward_without_grad_gives_the_same_bits(rng, cell_name, monkeypatch):
                 cython_cpu.backward(cell, lean, None, None, None)
 
 
+def test_concurrent_calls_with_different_thread_counts(rng, monkeypatch):
+    """Callers on several Python threads, each asking for a different thread count (the
+    chunk pool grows while others submit to it), get their sequential results."""
+    from concurrent.futures import ThreadPoolExecutor
+    monkeypatch.setattr(cython_cpu, "DISPATCH", "python")
+    cell = make_cell("lstm")
+    c = _case(rng, cell, 6, 24, 8, rng.integers(0, 7, 24), True)
+    counts = [2, 3, 4, 5, 6] * 4
+    expected = {n: _run_backend(cython_cpu, cell, c, np.float32, n) for n in set(counts)}
+    with ThreadPoolExecutor(max_workers=5) as callers:
+        results = list(callers.map(
+            lambda n: (n, _run_backend(cython_cpu, cell, c, np.float32, n)), counts))
+    for n, got in results:
+        for name in got:
+            np.testing.assert_array_equal(got[name], expected[n][name], err_msg=name)
+
+
 @pytest.mark.parametrize("cell_name", ["lstm", "gru", "gru_classic", "rnn"])
 def test_results_do_not_depend_on_batch_companions(rng, cell_name):
     """A sequence's outputs are the same alone and inside a ragged batch (sklearn's

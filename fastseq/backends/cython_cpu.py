@@ -142,20 +142,21 @@ _pool_lock = threading.Lock()
 
 
 def _thread_pool(n_workers):
+    """A pool of at least ``n_workers`` threads. A smaller one is replaced, not shut down:
+    a concurrent caller may still be submitting to it (its idle threads exit once it is
+    garbage)."""
     global _pool
     with _pool_lock:
         if _pool is None or _pool._max_workers < n_workers:
-            old = _pool
             _pool = ThreadPoolExecutor(max_workers=n_workers,
                                        thread_name_prefix="fastseq-cython")
-            if old is not None:
-                old.shutdown(wait=False)
         return _pool
 
 
 def _each(fn, items):
     """``fn(item)`` for every item: the first on this thread, the others on the pool."""
-    futures = [_thread_pool(len(items) - 1).submit(fn, item) for item in items[1:]]
+    pool = _thread_pool(len(items) - 1)
+    futures = [pool.submit(fn, item) for item in items[1:]]
     try:
         fn(items[0])
     finally:

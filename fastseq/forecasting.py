@@ -23,8 +23,9 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from ._config import resolve_threads
-from .backends import get_backend
 from ._threads import blas_threads
+from ._transpose import transposed
+from .backends import get_backend
 from .network import _activate
 
 PROJ_TABLE_BYTES = 64 * 2**20     # largest first-layer projection table kept per stepper
@@ -55,7 +56,7 @@ class NetworkStepper:
         p = net.params
         # per layer: W_ih [G*H, I], b_ih, R = W_hh.T [H, G*H] (contiguous once), b_hh
         self.layers = [(p[f"rnn.weight_ih_l{k}"], p[f"rnn.bias_ih_l{k}"],
-                        np.ascontiguousarray(p[f"rnn.weight_hh_l{k}"].T), p[f"rnn.bias_hh_l{k}"])
+                        transposed(p[f"rnn.weight_hh_l{k}"]), p[f"rnn.bias_hh_l{k}"])
                        for k in range(self.L)]
         self.head_params = [(p[f"fc.{j}.weight"].astype(np.float64),
                              p[f"fc.{j}.bias"].astype(np.float64)) for j in range(net.n_fc)]

@@ -71,14 +71,10 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from numba import njit
 
-from ._config import NUMBA_FLAGS
+from ._transpose import transpose_into
 from .cells import make_cell
 from .layers import param_shapes, stack_backward, stack_forward
-
-_FLAGS = dict(NUMBA_FLAGS)
-_FLAGS["fastmath"] = set(NUMBA_FLAGS["fastmath"])
 
 _HH_POOL_LOCK = threading.Lock()      # guards every Network's _hh_pool (tiny sections)
 
@@ -131,32 +127,10 @@ def make_config(*, n_features=None, vocab_size=None, embedding_dim=None, cell="l
 
 # ---------------------------------------------------------------- transposed copies
 # dest: [M, N] C-contiguous OUT;  src_t: [N, M] C-contiguous, dest = src_t.T.
-# NumPy copies a transposed view element by element with a large stride (3.7 ms for a
-# [2048, 512] float32 weight here); fixed 8 x 8 blocks let LLVM transpose them in registers
-# (0.4 ms). Used for the weight_hh gradients (they arrive as dR.T) and for the engine's
-# copy of weight_hh.T (Network._engine_params).
-@njit(**_FLAGS)
-def _transpose_into(dest, src_t):
-    M, N = dest.shape
-    Mb = M - M % 8
-    Nb = N - N % 8
-    for i0 in range(0, Mb, 8):
-        for j0 in range(0, Nb, 8):
-            for i in range(8):
-                for j in range(8):
-                    dest[i0 + i, j0 + j] = src_t[j0 + j, i0 + i]
-        for i in range(i0, i0 + 8):
-            for j in range(Nb, N):
-                dest[i, j] = src_t[j, i]
-    for i in range(Mb, M):
-        for j in range(N):
-            dest[i, j] = src_t[j, i]
-
-
 def _copy_into(dest, src):
     if src.ndim == 2 and src.flags.f_contiguous and not src.flags.c_contiguous \
             and src.dtype == dest.dtype:
-        _transpose_into(dest, src.T)
+        transpose_into(dest, src.T)
     else:
         dest[...] = src
 
@@ -312,7 +286,7 @@ class Network:
         ``weight_hh [G*H, H]`` replaced by the transposed view of a C-contiguous ``[H, G*H]``
         copy. :func:`fastseq.layers.stack_forward` hands the engine ``weight_hh.T``
         contiguous; given this view that is free, where NumPy's own copy of a transposed
-        ``[2048, 512]`` weight costs 3.7 ms per layer and batch (``_transpose_into``: 0.4 ms).
+        ``[2048, 512]`` weight costs 3.7 ms per layer and batch (``transpose_into``: 0.4 ms).
 
         The copies come from a per-network pool; ``lease`` goes back with :meth:`_release`
         once nothing reads them any more: after :meth:`backward` (the engine's cache reads
@@ -328,7 +302,7 @@ class Network:
             lease = [np.empty(self.rnn_params[name].shape[::-1], dtype=self.dtype)
                      for name in self._hh_names]
         for name, buf in zip(self._hh_names, lease):
-            _transpose_into(buf, self.rnn_params[name])
+            transpose_into(buf, self.rnn_params[name])
             params[name] = buf.T
         return params, lease
 

@@ -1,6 +1,6 @@
 """The training loop's fast paths against the plain ones they replace.
 
-* ``network._transpose_into`` (8 x 8 register blocks) against NumPy's ``.T`` copy;
+* ``fastseq._transpose.transpose_into`` (8 x 8 register blocks) against NumPy's ``.T`` copy;
 * ``Network._engine_params`` (the engine gets ``weight_hh`` as the transposed view of a
   contiguous copy from a pool) against handing it the parameter views themselves: the
   outputs and gradients must be bitwise equal, also when the pooled copies are reused;
@@ -11,7 +11,8 @@
 import numpy as np
 import pytest
 
-from fastseq.network import Network, _transpose_into, make_config
+from fastseq._transpose import transpose_into
+from fastseq.network import Network, make_config
 from fastseq.optim import SGD, Adam, RMSProp
 
 
@@ -20,7 +21,7 @@ from fastseq.optim import SGD, Adam, RMSProp
 def test_transpose_into_matches_numpy(rng, shape, dtype):
     src = rng.standard_normal(shape).astype(dtype)
     dest = np.full(shape[::-1], np.nan, dtype=dtype)
-    _transpose_into(dest, src)
+    transpose_into(dest, src)
     np.testing.assert_array_equal(dest, src.T)
 
 

@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 
+from ..._transpose import transpose_into
 from ...cells import CellSpec
 from . import gru, lstm, rnn
 from .._cpu_common import (as_array, dtype_of, finish_forward, prepare_backward,
@@ -125,7 +126,8 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     chunks = make_chunks(cache["lengths"], n, H * GH)
     iw, fw = _scratch(len(chunks), dtype)
 
-    RT = np.ascontiguousarray(R.T)          # [G*H, H]: dh = dgates @ RT is a plain GEMM
+    RT = POOL.take((GH, H), dtype)           # [G*H, H]: dh = dgates @ RT is a plain GEMM
+    transpose_into(RT, R)
 
     def run(lo, hi, slot):
         bwd_kernel(RT, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, dH, has_dH,
@@ -148,8 +150,7 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
             specs = [(h_src, H, d_hw, 0, GH, dR)]
         _reduce_columns(specs, d_hw, db64, nact, B, GH, n, dtype)
     dbh = db64.astype(dtype)
-    if gru_after:
-        POOL.give([dhw])
+    POOL.give([dhw, RT] if gru_after else [RT])
 
     inverse = cache["inverse"]
     if not identity:

@@ -66,6 +66,9 @@ def main(argv=None):
                                silence_logs=logging.ERROR, env=fdask.worker_env(1))
         client = Client(cluster, timeout=60, set_as_default=False)
     try:
+        # glibc malloc thresholds in every worker: dask's nanny setting makes each training
+        # batch page-fault its large arrays (1.5-1.8x the CPU; see docs/dask.md)
+        fdask.configure_workers(client)
         est = SequenceClassifier(units=16, max_iter=10 if args.quick else 20, batch_size=32,
                                  random_state=0)
         grid = {"cell": ["lstm", "gru"], "units": [16] if args.quick else [8, 16],

@@ -1,15 +1,19 @@
 """Measure fastseq on a local Dask cluster: grid-search speed-up and first-task cost.
 
-    python tools/dask_bench.py search [--repeats 3] [--json out.json]
-        GridSearchCV over SequenceClassifier, timed sequentially in this process (1 and 2
-        threads per fit, no dask) and under joblib's dask backend on a LocalCluster of 2
-        workers x 1 thread. (A 1 x 1 cluster is the first row: with one worker thread in
-        total joblib runs the search in the calling process.) The cluster starts and is
-        warmed up (kernels loaded) first; then
+    python tools/dask_bench.py search [--n 12000] [--repeats 3] [--two-threads] [--json out.json]
+        GridSearchCV over SequenceClassifier, timed sequentially in this process (1 thread
+        per fit, no dask; --two-threads adds 2 threads per fit) and under joblib's dask
+        backend on two LocalClusters of 2 workers x 1 thread: one as dask starts it (the
+        nanny gives workers MALLOC_TRIM_THRESHOLD_=65536), one after
+        fastseq.dask.configure_workers (WorkerSettings' malloc thresholds); both stay up
+        for the whole run, the idle one costs ~0.03 CPU s/s per worker. (A 1 x 1 cluster is the first
+        row: with one worker thread in total joblib runs the search in the calling
+        process.) The cluster starts and is warmed up (kernels loaded) first; then
         --repeats rounds run the configurations in turn, so load changes on a shared
-        machine hit them alike. CPU s = CPU seconds of the process(es)
-        doing the fits (workers, or this process), busiest = the busiest one's;
-        CPU s / wall = cores actually obtained (low on a loaded machine).
+        machine hit them alike. CPU s = CPU seconds of the process(es) doing the fits
+        (workers, or this process), busiest = the busiest one's; CPU s / wall = cores
+        actually obtained (low on a loaded machine); faults = minor page faults of those
+        processes; load = 1-minute load average before the round.
 
     python tools/dask_bench.py coldstart [--backend numba|cython] [--cold-cache]
         Per worker: wall time (seen by the client) and in-task time of the first and later
@@ -59,17 +63,20 @@ def _search(n_jobs=None):
 
 
 def _process_cpu():
-    times = os.times()
-    return times.user + times.system
+    """(CPU seconds, minor page faults) of this process so far."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime, usage.ru_minflt
 
 
 def _cpu_seconds(client):
-    """{worker: CPU seconds used so far} for the worker processes of ``client``."""
+    """{worker: (CPU seconds, minor page faults) so far} for the workers of ``client``."""
     return client.run(_process_cpu)
 
 
 def _one_search(X, y, client=None, est_jobs=None):
-    """(wall s, best_params_, CPU s of the fitting processes, CPU s of the busiest one)."""
+    """(wall s, best_params_, CPU s of the fitting processes, CPU s of the busiest one,
+    their minor page faults)."""
     import warnings
 
     import joblib
@@ -83,7 +90,9 @@ def _one_search(X, y, client=None, est_jobs=None):
             start = time.perf_counter()
             search.set_params(n_jobs=1).fit(X, y)
             wall = time.perf_counter() - start
-            busy = busiest = _process_cpu() - before
+            after = _process_cpu()
+            busy = busiest = after[0] - before[0]
+            faults = after[1] - before[1]
         else:
             before = _cpu_seconds(client)
             start = time.perf_counter()
@@ -91,9 +100,10 @@ def _one_search(X, y, client=None, est_jobs=None):
                 search.fit(X, y)
             wall = time.perf_counter() - start
             after = _cpu_seconds(client)
-            per_worker = [after[w] - before[w] for w in after]
+            per_worker = [after[w][0] - before[w][0] for w in after]
             busy, busiest = sum(per_worker), max(per_worker)
-    return wall, search.best_params_, busy, busiest
+            faults = sum(after[w][1] - before[w][1] for w in after)
+    return wall, search.best_params_, busy, busiest, faults
 
 
 def cmd_search(args):
@@ -105,54 +115,67 @@ def cmd_search(args):
     # A cluster with one worker thread in total is not measured: joblib then runs the
     # whole search sequentially in the calling process (effective n_jobs == 1), which is
     # exactly the local sequential row.
-    configs = [("dask 2 workers x 1 thread", 2, None)]
+    nanny = "dask 2 workers x 1, dask's malloc"
+    tuned = "dask 2 workers x 1, configure_workers"
+    base_label = "local sequential, 1 thread per fit"
+    results = {base_label: dict(jobs=1), nanny: {}, tuned: {}}
+    if args.two_threads:
+        results["local sequential, 2 threads per fit"] = dict(jobs=2)
+    for r in results.values():
+        r.update(times=[], busy=[], busiest=[], faults=[], load=[])
     clusters = {}
-    results = {"local sequential, 1 thread per fit": dict(times=[], busy=[], busiest=[], jobs=1),
-               "local sequential, 2 threads per fit": dict(times=[], busy=[], busiest=[],
-                                                          jobs=2)}
+    logging.getLogger("distributed").setLevel(logging.ERROR)   # quiet second cluster
     try:
-        for label, n_workers, env in configs:
-            cluster, client = _cluster(n_workers, 1, env)
+        for label in (nanny, tuned):
+            cluster, client = _cluster(2, 1)
             clusters[label] = (cluster, client)
+            if label == tuned:
+                fdask.configure_workers(client)
             warm = [fdask.warm_up(client, _search().estimator.set_params(cell=cell), *sample)
                     for cell in ("lstm", "gru")]
-            threads = [r["default_threads"] for r in client.run(fdask.thread_report).values()]
-            results[label] = dict(times=[], busy=[], busiest=[], warm_up_s=warm,
-                                  threads=threads)
+            reports = client.run(fdask.thread_report)
+            results[label].update(warm_up_s=warm,
+                                  threads=[r["default_threads"] for r in reports.values()],
+                                  malloc=[r["malloc"] for r in reports.values()])
         _one_search(X, y, None, est_jobs=1)                    # local warm-up (JIT load)
         for _ in range(args.repeats):
             for label, r in results.items():
                 client = clusters[label][1] if label in clusters else None
-                wall, best, busy, busiest = _one_search(X, y, client, r.get("jobs"))
+                r["load"].append(os.getloadavg()[0])
+                wall, best, busy, busiest, faults = _one_search(X, y, client, r.get("jobs"))
                 r["times"].append(wall)
                 r["busy"].append(busy)
                 r["busiest"].append(busiest)
+                r["faults"].append(faults)
                 r["best"] = best
     finally:
         for cluster, client in clusters.values():
             client.close(timeout=60)
             cluster.close(timeout=60)
-    base_label = "local sequential, 1 thread per fit"
     base = statistics.median(results[base_label]["times"])
     base_min = min(results[base_label]["times"])
     base_cpu = statistics.median(results[base_label]["busy"])
-    print(f"{'configuration':36s} {'median s':>9s} {'min s':>7s} {'speed-up':>9s} "
-          f"{'(min)':>6s} {'CPU s':>6s} {'busiest':>8s} {'CPU s/wall':>11s}")
+    print(f"{'configuration':38s} {'median s':>9s} {'min s':>7s} {'speed-up':>9s} "
+          f"{'(min)':>6s} {'CPU s':>6s} {'busiest':>8s} {'CPU s/wall':>11s} {'faults':>8s}")
     for label, r in results.items():
         med = statistics.median(r["times"])
         r["median_s"], r["min_s"] = med, min(r["times"])
         r["cpu_s"] = statistics.median(r["busy"])
         r["busiest_cpu_s"] = statistics.median(r["busiest"])
+        r["median_faults"] = statistics.median(r["faults"])
         conc = statistics.median(b / t for b, t in zip(r["busy"], r["times"]))
-        print(f"{label:36s} {med:9.2f} {min(r['times']):7.2f} {base / med:8.2f}x "
+        print(f"{label:38s} {med:9.2f} {min(r['times']):7.2f} {base / med:8.2f}x "
               f"{base_min / min(r['times']):5.2f}x {r['cpu_s']:6.2f} "
-              f"{r['busiest_cpu_s']:8.2f} {conc:11.2f}")
-        print(f"{'':36s} runs {', '.join(f'{t:.2f}' for t in r['times'])}")
+              f"{r['busiest_cpu_s']:8.2f} {conc:11.2f} {r['median_faults']:8.0f}")
+        print(f"{'':38s} runs {', '.join(f'{t:.2f}' for t in r['times'])} s; "
+              f"CPU {', '.join(f'{b:.2f}' for b in r['busy'])}; "
+              f"load {', '.join(f'{v:.1f}' for v in r['load'])}")
     same = len({json.dumps(r["best"], sort_keys=True) for r in results.values()}) == 1
     print(f"same best_params_ everywhere: {same}")
-    two = results["dask 2 workers x 1 thread"]
-    print(f"CPU-bound estimate for idle cores: sequential CPU s / busiest worker's CPU s = "
-          f"{base_cpu / two['busiest_cpu_s']:.2f}x (an estimate, not a timing)")
+    for label in (nanny, tuned):
+        print(f"CPU-bound estimate for 2 idle cores, {label}: sequential CPU s / busiest "
+              f"worker's CPU s = {base_cpu / results[label]['busiest_cpu_s']:.2f}x "
+              "(an estimate, not a timing)")
     print(f"load average at the end: {os.getloadavg()}")
     return results
 
@@ -203,8 +226,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("search")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--n", type=int, default=240, help="training sequences")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--n", type=int, default=12000, help="training sequences")
+    p.add_argument("--two-threads", action="store_true",
+                   help="also time the local search with 2 threads per fit")
     p.add_argument("--json")
     p = sub.add_parser("coldstart")
     p.add_argument("--backend", default="numba")

@@ -25,11 +25,14 @@ _ENGINES = {
 }
 BACKENDS = tuple(_ENGINES)
 
-# The rule for "auto": the first engine here that imports. The order comes from the
-# measurements in bench/ (`python -m fastseq bench --report`): the Cython engine is as fast
-# as the Numba engine at 1 thread (within noise) and faster at 2 in most cases, and it
-# compiles nothing at run time (first call ~0.04 s against 0.4-13 s for Numba). Numba is
-# the fallback where the extension was not built.
+# The rule for "auto": the first engine here that imports. Cython comes first: it compiles
+# nothing at run time (first call ~0.04 s against 0.4-13 s of JIT for Numba) and neither
+# engine wins clearly anywhere. Measured 2026-11-23 through the bench runners, both engines
+# interleaved in one process, on a shared 2-core machine (load 2-5): at 1 thread
+# (per-thread CPU time) Cython/Numba = 0.96-1.01 on every train/fwd size of the engine
+# table and 0.8 on the B1 H64 streaming step (~5 us against ~7-10 us); at 2 threads
+# 0.93-1.01 (both engines then run the same chunking on Python threads, see
+# cython_cpu.DISPATCH). Numba is the fallback where the extension was not built.
 AUTO_ORDER = ("cython", "numba", "reference")
 
 _loaded = {}

@@ -84,7 +84,7 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     hm = POOL.take((slots, B, H), dtype) if masked else _dummy(dtype)
     gates = POOL.take((slots, B, GH), dtype) if cell.kind != "rnn" else _dummy(dtype)
     aux = POOL.take((slots, B, H), dtype) if cell.kind != "rnn" else _dummy(dtype)
-    lease = Lease([hs, cs, hm, gates, aux])
+    lease = Lease([hs, cs, hm, gates, aux], POOL)
     pre = np.empty((B, GH), dtype)
     relu = cell.activation == "relu"
     chunks = make_chunks(lengths, n, H * GH)

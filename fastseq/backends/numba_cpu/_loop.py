@@ -17,7 +17,6 @@ rows only.
 from __future__ import annotations
 
 import threading
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -25,6 +24,7 @@ from numba import njit
 
 from ..._config import resolve_threads
 from ..._threads import blas_threads
+from .._cpu_common import BufferPool, Lease  # noqa: F401  (Lease: used by _engine and tests)
 from .._cpu_common import active_counts  # noqa: F401  (used by the kernels' tests)
 from ._jit import FLAGS
 from .blas import gemm
@@ -149,60 +149,8 @@ def accumulate_rows(nact, D, c0, c1, db):
 
 
 # ------------------------------------------------------------- reusable workspaces
-class BufferPool:
-    """Free arrays keyed by (shape, dtype), reused across calls.
-
-    The kernels write every buffer once per call; on fresh memory each first touch of a
-    page faults, and at these sizes that costs about as much as the arithmetic (measured
-    here: ~15 ms to first-touch 26 MB). Internal buffers (the forward pass's saved
-    states and gates, backward's scratch) are therefore taken from this pool and given
-    back when their owner dies (see :class:`Lease`). Arrays that are returned to the
-    caller are never pooled.
-    """
-
-    def __init__(self, max_bytes=512 * 2**20, max_per_key=4):
-        self.max_bytes = max_bytes
-        self.max_per_key = max_per_key
-        self._free = {}
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def take(self, shape, dtype):
-        key = (tuple(shape), np.dtype(dtype).char)
-        with self._lock:
-            free = self._free.get(key)
-            if free:
-                arr = free.pop()
-                self._bytes -= arr.nbytes
-                return arr
-        return np.empty(shape, dtype)
-
-    def give(self, arrays):
-        with self._lock:
-            for arr in arrays:
-                key = (arr.shape, arr.dtype.char)
-                free = self._free.setdefault(key, [])
-                if (len(free) < self.max_per_key
-                        and self._bytes + arr.nbytes <= self.max_bytes):
-                    free.append(arr)
-                    self._bytes += arr.nbytes
-
-    def clear(self):
-        with self._lock:
-            self._free.clear()
-            self._bytes = 0
-
-
+# internal buffers come from one pool per engine (see _cpu_common.BufferPool)
 POOL = BufferPool()
-
-
-class Lease:
-    """Holds pooled arrays for the lifetime of an owner (a forward cache): when the owner
-    drops its last reference to the lease, the arrays go back to the pool."""
-
-    def __init__(self, arrays, pool=POOL):
-        self.arrays = [a for a in arrays if a.size > 1]
-        weakref.finalize(self, pool.give, self.arrays)
 
 
 # hs: [T+1, B, H] OUT rows b >= nact[t] of hs[t+1] set to 0 (padding of the output)

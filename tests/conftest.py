@@ -26,15 +26,3 @@ def rng(request):
     seed = (abs(hash(request.node.nodeid)) + salt) % 2**32
     request.node.user_properties.append(("seed", seed))
     return np.random.default_rng(seed)
-
-
-@pytest.fixture(autouse=True)
-def _split_small_batches(monkeypatch):
-    """The engines keep a small batch on one thread when the per-step GEMMs are too small to
-    gain from splitting (``MIN_CHUNK_MACS``); the tests' shapes are all that small, so the
-    threshold is lifted here and every multi-thread test really runs several chunks."""
-    try:
-        from fastseq.backends.numba_cpu import _loop
-    except ImportError:        # pragma: no cover - numba missing
-        return
-    monkeypatch.setattr(_loop, "MIN_CHUNK_MACS", 0)

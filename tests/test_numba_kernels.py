@@ -126,16 +126,6 @@ def test_chunks_cover_batch_and_balance_work():
     assert _loop.make_chunks(np.array([5, 3]), 2) == [(0, 2)]      # too small to split
 
 
-def test_chunks_need_enough_work_per_step(monkeypatch):
-    monkeypatch.setattr(_loop, "MIN_CHUNK_MACS", 1 << 16)
-    lengths = np.full(16, 200)
-    # B16 H32 LSTM: 16 * 32 * 128 multiply-adds per step: one chunk
-    assert _loop.make_chunks(lengths, 2, 32 * 128) == [(0, 16)]
-    # B16 H64 LSTM: 4x the work: two chunks
-    assert len(_loop.make_chunks(lengths, 2, 64 * 256)) == 2
-    assert len(_loop.make_chunks(lengths, 2)) == 2           # no work given: rows decide
-
-
 # ------------------------------------------------------------------ threads, NaN, errors
 def _blas_threads():
     return sorted((i["filepath"], i["num_threads"]) for i in threadpool_info()

@@ -29,12 +29,8 @@ from .._cpu_common import active_counts  # noqa: F401  (used by the kernels' tes
 from ._jit import FLAGS
 from .blas import gemm
 
-# fewest rows a thread's chunk gets; below this one chunk on one thread
+# fewest rows a thread's chunk gets; below this one chunk and BLAS threads instead
 MIN_CHUNK_ROWS = 4
-# fewest multiply-adds of a chunk's per-step GEMM (rows * H * G*H): below this a chunk's
-# step is mostly the BLAS call's fixed cost, which splitting does not shrink, so the
-# thread hand-offs make two chunks slower than one (B16 H32 LSTM: 2.9 ms vs 2.2 ms)
-MIN_CHUNK_MACS = 1 << 16
 
 _pool = None
 _pool_lock = threading.Lock()
@@ -57,15 +53,10 @@ def threads(n_threads):
     return resolve_threads(n_threads)
 
 
-def make_chunks(lengths_sorted, n_threads, step_macs_per_row=None):
-    """Contiguous row ranges ``[(lo, hi), ...]``, one per thread, balanced by work.
-
-    ``step_macs_per_row`` (``H * G*H``) limits the count so that every chunk's per-step
-    GEMM has at least :data:`MIN_CHUNK_MACS` multiply-adds."""
+def make_chunks(lengths_sorted, n_threads):
+    """Contiguous row ranges ``[(lo, hi), ...]``, one per thread, balanced by work."""
     B = len(lengths_sorted)
     k = min(n_threads, B // MIN_CHUNK_ROWS)
-    if step_macs_per_row and MIN_CHUNK_MACS > 0:
-        k = min(k, (B * int(step_macs_per_row)) // MIN_CHUNK_MACS)
     if k <= 1:
         return [(0, B)]
     work = np.cumsum(lengths_sorted, dtype=np.float64)

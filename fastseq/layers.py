@@ -136,16 +136,20 @@ def _valid_rows(lengths, T):
 
 
 def _project(seq, W, b_ih, rows, n_threads):
-    """xw = seq @ W.T + b_ih over every row, or only over ``rows`` (others zero)."""
+    """xw = seq @ W.T (+ b_ih unless None) over every row, or only over ``rows`` (others
+    zero)."""
     T, B, _ = seq.shape
     G_H = W.shape[0]
     flat = seq.reshape(T * B, seq.shape[2])          # explicit sizes: T or B may be 0
     if rows is None:
         xw = _matmul(flat, W.T, n_threads)
-        xw += b_ih
+        if b_ih is not None:
+            xw += b_ih
         return xw.reshape(T, B, G_H)
     xw = np.zeros((T * B, W.shape[0]), dtype=np.result_type(seq.dtype, W.dtype))
-    xw[rows] = _matmul(flat[rows], W.T, n_threads) + b_ih
+    xw[rows] = _matmul(flat[rows], W.T, n_threads)
+    if b_ih is not None:
+        xw[rows] += b_ih
     return xw.reshape(T, B, G_H)
 
 
@@ -255,7 +259,13 @@ def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
         W, R = params["weight_ih" + s], params["weight_hh" + s]
         b_ih, b_hh = params["bias_ih" + s], params["bias_hh" + s]
         seq = layer_input if direction == 0 else reverse_padded(layer_input, lengths)
-        xw = _project(seq, W, b_ih, rows, dir_threads)
+        if cell.kind == "gru" and cell.reset_after:
+            xw = _project(seq, W, b_ih, rows, dir_threads)
+        else:
+            # b_ih and b_hh meet in the same pre-activation: the engine adds their sum,
+            # which saves a pass over xw [T, B, G*H]
+            xw = _project(seq, W, None, rows, dir_threads)
+            b_hh = b_ih + b_hh
         rmask = None if rmasks is None else rmasks[k]
         H_all, (h_T, c_T), bcache = backend.forward(
             cell, xw, np.ascontiguousarray(R.T), b_hh, h0[k],

@@ -242,3 +242,26 @@ class Lease:
     def __init__(self, arrays, pool):
         self.arrays = [a for a in arrays if a.size > 1]
         weakref.finalize(self, pool.give, self.arrays)
+
+
+class StepWorkspaces:
+    """Per-thread scratch for an engine's ``step()``, reused across calls of the same shape
+    (so streaming inference allocates only its outputs, and stays thread-safe).
+    ``make(B, H, GH, dtype)`` builds one workspace."""
+
+    def __init__(self, make, max_entries=16):
+        self._make = make
+        self._max = max_entries
+        self._local = threading.local()
+
+    def get(self, B, H, GH, dtype):
+        cache = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = {}
+        key = (B, H, GH, dtype)
+        ws = cache.get(key)
+        if ws is None:
+            if len(cache) > self._max:
+                cache.clear()
+            ws = cache[key] = self._make(B, H, GH, dtype)
+        return ws

@@ -42,8 +42,8 @@ import numpy as np
 from ..cells import CellSpec
 from .._config import resolve_threads
 from .._threads import blas_threads
-from ._cpu_common import (BufferPool, Lease, as_array, dtype_of, finish_forward,
-                          prepare_backward, prepare_forward)
+from ._cpu_common import (BufferPool, Lease, StepWorkspaces, as_array, dtype_of,
+                          finish_forward, prepare_backward, prepare_forward)
 from ._cpu_common import dummy as _dummy
 
 try:
@@ -314,24 +314,13 @@ _STEP = {
 _STEP_SPEC = {key: {np.dtype(np.float32): fn["float"], np.dtype(np.float64): fn["double"]}
               for key, fn in _STEP.items()}
 
-_step_local = threading.local()
+def _make_step_workspace(B, H, GH, dtype):
+    # hm, gates, aux, mask placeholder, dummy
+    return (np.empty((1, B, H), dtype), np.empty((1, B, GH), dtype),
+            np.empty((1, B, H), dtype), np.ones((1, 1), dtype), _dummy(dtype))
 
 
-def _step_workspace(B, H, GH, dtype):
-    """Per-thread scratch for :func:`step`, reused across calls of the same shape (so
-    streaming inference allocates only its outputs, and stays thread-safe)."""
-    cache = getattr(_step_local, "cache", None)
-    if cache is None:
-        cache = _step_local.cache = {}
-    key = (B, H, GH, dtype)
-    ws = cache.get(key)
-    if ws is None:
-        if len(cache) > 16:
-            cache.clear()
-        ws = cache[key] = (np.empty((1, B, H), dtype), np.empty((1, B, GH), dtype),
-                           np.empty((1, B, H), dtype), np.ones((1, 1), dtype),
-                           _dummy(dtype))     # hm, gates, aux, mask placeholder, dummy
-    return ws
+_STEP_WORKSPACES = StepWorkspaces(_make_step_workspace)
 
 
 def _step_call(cell, key, dtype, xw_t, R, bh, h, c, rmask):
@@ -339,7 +328,7 @@ def _step_call(cell, key, dtype, xw_t, R, bh, h, c, rmask):
     layout or shape they do not accept."""
     B, GH = xw_t.shape
     H = GH // cell.n_gates
-    hm, gates, aux, ones, dummy = _step_workspace(B, H, GH, dtype)
+    hm, gates, aux, ones, dummy = _STEP_WORKSPACES.get(B, H, GH, dtype)
     hs = np.empty((2, B, H), dtype)
     cs = np.empty((2, B, H), dtype) if cell.has_cell_state else dummy
     masked = rmask is not None

@@ -4,15 +4,13 @@ the weight-gradient reductions. Interface and shapes: :mod:`fastseq.backends.ref
 """
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from ..._transpose import transpose_into
 from ...cells import CellSpec
 from . import gru, lstm, rnn
-from .._cpu_common import (as_array, dtype_of, finish_forward, prepare_backward,
-                           prepare_forward)
+from .._cpu_common import (StepWorkspaces, as_array, dtype_of, finish_forward,
+                           prepare_backward, prepare_forward)
 from .._cpu_common import dummy as _dummy
 from ._loop import (POOL, Lease, accumulate_outer, accumulate_rows, make_chunks, run_chunks,
                     threads, zero_padding)
@@ -161,26 +159,15 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     return dxw, dR, dbh, dh, (dc if cell.has_cell_state else None)
 
 
-_step_local = threading.local()
+def _make_step_workspace(B, H, GH, dtype):
+    return dict(
+        hm=np.empty((1, B, H), dtype), gates=np.empty((1, B, GH), dtype),
+        aux=np.empty((1, B, H), dtype), pre=np.empty((B, GH), dtype),
+        nact=np.array([B], np.int64), iw=np.zeros(16, np.int32),
+        fw=np.zeros(2, dtype), ones=np.ones((1, 1), dtype), dummy=_dummy(dtype))
 
 
-def _step_workspace(B, H, GH, dtype):
-    """Per-thread scratch for :func:`step`, reused across calls of the same shape (so
-    streaming inference allocates only its outputs, and stays thread-safe)."""
-    cache = getattr(_step_local, "cache", None)
-    if cache is None:
-        cache = _step_local.cache = {}
-    key = (B, H, GH, np.dtype(dtype).char)
-    ws = cache.get(key)
-    if ws is None:
-        if len(cache) > 16:
-            cache.clear()
-        ws = cache[key] = dict(
-            hm=np.empty((1, B, H), dtype), gates=np.empty((1, B, GH), dtype),
-            aux=np.empty((1, B, H), dtype), pre=np.empty((B, GH), dtype),
-            nact=np.array([B], np.int64), iw=np.zeros(16, np.int32),
-            fw=np.zeros(2, dtype), ones=np.ones((1, 1), dtype), dummy=_dummy(dtype))
-    return ws
+_STEP_WORKSPACES = StepWorkspaces(_make_step_workspace)
 
 
 def _ready(a, shape, dtype):
@@ -210,7 +197,7 @@ def step(cell, xw_t, R, bh, h, c=None, rmask=None):
         R_ = np.ascontiguousarray(R, dtype=dtype)
     bh_ = _ready(bh, (GH,), dtype)
     bh_ = as_array(bh, "bh", (GH,), dtype) if bh_ is None else bh_
-    ws = _step_workspace(B, H, GH, dtype)
+    ws = _STEP_WORKSPACES.get(B, H, GH, np.dtype(dtype).char)
     hs = np.empty((2, B, H), dtype)
     hs[0] = as_array(h, "h", (B, H), dtype) if _ready(h, (B, H), dtype) is None else h
     if cell.has_cell_state:

@@ -463,8 +463,10 @@ class Network:
         else:
             dh_n = None
             d_rnn_out = d_feats.reshape(T, B, -1)
+        # dense input features need no gradient: skip the first layer's dx GEMM
         dx, rnn_grads, _, _ = stack_backward(self.rnn_params, cache["rnn"], d_out=d_rnn_out,
-                                             dh_n=dh_n, n_threads=self.n_threads)
+                                             dh_n=dh_n, n_threads=self.n_threads,
+                                             input_grad=self.tokens)
         self._release(cache.pop("lease", None))
         for name, grad in rnn_grads.items():
             _copy_into(g[RNN_PREFIX + name], grad)

@@ -83,3 +83,28 @@ def accumulate_bias(const int64_t[::1] nact, const floating[:, :, ::1] D, double
                 row = &D[t, b, 0]
                 for j in range(c0, c1):
                     db[j] += row[j]
+
+
+# dest: [M, N] OUT = src.T     src: [N, M], both C-contiguous
+def transpose_into(floating[:, ::1] dest, const floating[:, ::1] src):
+    """``dest[...] = src.T`` in 8 x 8 blocks (NumPy copies a transposed view element by
+    element with a large stride: 3.7 ms for a [2048, 512] float32 weight, against about
+    0.4 ms blocked). Used for the backward pass's ``R^T``."""
+    cdef Py_ssize_t M = dest.shape[0], N = dest.shape[1], i0, j0, i, j, Mb, Nb
+    if src.shape[0] != N or src.shape[1] != M:
+        raise ValueError(f"src has shape ({src.shape[0]}, {src.shape[1]}); expected "
+                         f"({N}, {M})")
+    Mb = M - M % 8
+    Nb = N - N % 8
+    with nogil:
+        for i0 in range(0, Mb, 8):
+            for j0 in range(0, Nb, 8):
+                for i in range(i0, i0 + 8):
+                    for j in range(j0, j0 + 8):
+                        dest[i, j] = src[j, i]
+            for i in range(i0, i0 + 8):
+                for j in range(Nb, N):
+                    dest[i, j] = src[j, i]
+        for i in range(Mb, M):
+            for j in range(N):
+                dest[i, j] = src[j, i]

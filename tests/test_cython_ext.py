@@ -463,3 +463,15 @@ def test_import_leaves_the_openmp_wait_policy_alone():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "GOMP_SPINCOUNT = '300000'" in done.stderr, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (8, 16), (9, 8), (64, 256)])
+def test_blocked_transpose_matches_numpy(rng, dtype, shape):
+    from fastseq_ext import reduce as _reduce
+    src = rng.standard_normal(shape).astype(dtype)
+    dest = np.full(shape[::-1], np.nan, dtype)
+    _reduce.transpose_into(dest, src)
+    assert np.array_equal(dest, src.T)
+    with pytest.raises(ValueError, match="src has shape"):
+        _reduce.transpose_into(np.empty((2, 3), dtype), np.empty((2, 3), dtype))

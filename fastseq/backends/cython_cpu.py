@@ -264,7 +264,8 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     dhw = POOL.take((T, B, GH), dtype) if gru_after else dxw
     bounds = _chunk_bounds(cache["lengths"], n)
     if B and T:
-        RT = np.ascontiguousarray(R.T)       # the dh GEMMs read R^T row-major (NN GEMM)
+        RT = POOL.take((GH, H), dtype)        # the dh GEMMs read R^T row-major (NN GEMM)
+        _reduce.transpose_into(RT, R)
         kernel = _BACKWARD[key]
         if cell.kind == "rnn":
             _run(lambda bounds, k: kernel(RT, mask, masked, relu, nact, bounds, hs, dH, has_dH,
@@ -291,8 +292,8 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
             specs = [(h_src, 0, GH)]
         _weight_grads(specs, nact, B, H, GH, dhw, dR.reshape(-1), db64, len(bounds) - 1)
     dbh = db64.astype(dtype)
-    if gru_after:
-        POOL.give([dhw])
+    if B and T:
+        POOL.give([dhw, RT] if gru_after else [RT])
 
     inverse = cache["inverse"]
     if not identity:

@@ -10,6 +10,7 @@ leave a changed setting behind.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 _lock = threading.Lock()
 _state = {"depth": 0, "saved": [], "current": None}
@@ -55,3 +56,36 @@ class blas_threads:
                 _state["saved"] = []
                 _state["current"] = None
         return False
+
+
+class WorkerPool:
+    """A named pool of worker threads, created on first use and grown on demand, for the
+    one level of parallelism: :meth:`each` runs the first item on the calling thread and
+    the others on the pool. A pool too small for a call is replaced, never shut down: a
+    concurrent caller may still be submitting to it (its idle threads exit once it is
+    garbage). Callers that nest (a direction's thread running engine chunks) use
+    different pools, so a worker never waits on work queued behind itself."""
+
+    def __init__(self, name):
+        self.name = name
+        self._pool = None
+        self._lock = threading.Lock()
+
+    def _get(self, n_workers):
+        with self._lock:
+            if self._pool is None or self._pool._max_workers < n_workers:
+                self._pool = ThreadPoolExecutor(max_workers=n_workers,
+                                                thread_name_prefix=self.name)
+            return self._pool
+
+    def each(self, fn, items):
+        """``[fn(item) for item in items]``, the items after the first on the pool."""
+        items = list(items)
+        if len(items) <= 1:
+            return [fn(item) for item in items]
+        futures = [self._get(len(items) - 1).submit(fn, item) for item in items[1:]]
+        try:
+            first = fn(items[0])
+        finally:
+            rest = [future.result() for future in futures]
+        return [first] + rest

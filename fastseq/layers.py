@@ -27,13 +27,10 @@ Shapes (time-major)::
 """
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from ._config import resolve_threads
-from ._threads import blas_threads
+from ._threads import WorkerPool, blas_threads
 from .backends import get_backend
 from .cells import make_cell
 from .data import reverse_padded
@@ -42,16 +39,8 @@ from .data import reverse_padded
 # skip the padded rows in the input GEMMs when at least this fraction of [T, B] is padding
 PADDING_SKIP_FRACTION = 0.2
 
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _direction_pool():
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastseq-direction")
-        return _pool
+_DIRECTIONS = WorkerPool("fastseq-direction")    # the second direction of a layer
+_GEMM_BLOCKS = WorkerPool("fastseq-gemm")        # row blocks of _matmul
 
 
 def _plan_threads(backend, D, n_threads):
@@ -70,20 +59,6 @@ def _plan_threads(backend, D, n_threads):
 
 # GEMMs with fewer multiply-adds than this run on the calling thread alone
 PARALLEL_GEMM_MIN = 1 << 18
-_gemm_pool = None
-
-
-def _get_gemm_pool(n_workers):
-    global _gemm_pool
-    with _pool_lock:
-        if _gemm_pool is None or _gemm_pool._max_workers < n_workers:
-            old = _gemm_pool
-            _gemm_pool = ThreadPoolExecutor(max_workers=n_workers,
-                                            thread_name_prefix="fastseq-gemm")
-            if old is not None:
-                old.shutdown(wait=False)
-        return _gemm_pool
-
 
 # a: [M, K], b: [K, N] -> OUT [M, N]
 def _matmul(a, b, n_threads):
@@ -102,12 +77,7 @@ def _matmul(a, b, n_threads):
         lo, hi = bounds[j], bounds[j + 1]
         np.matmul(a[lo:hi], b, out=out[lo:hi])
 
-    futures = [_get_gemm_pool(n - 1).submit(block, j) for j in range(1, n)]
-    try:
-        block(0)
-    finally:
-        for future in futures:
-            future.result()
+    _GEMM_BLOCKS.each(block, range(n))
     return out
 
 
@@ -115,12 +85,7 @@ def _run_directions(fn, D, concurrent):
     """[fn(0), fn(1)]: the second direction on a worker thread when ``concurrent``."""
     if D == 1 or not concurrent:
         return [fn(d) for d in range(D)]
-    future = _direction_pool().submit(fn, 1)
-    try:
-        first = fn(0)
-    finally:
-        second = future.result()
-    return [first, second]
+    return _DIRECTIONS.each(fn, range(D))
 
 
 def _valid_rows(lengths, T):

@@ -122,3 +122,33 @@ def test_shared_stream_concurrent(rng):
 
     for got, want in zip(_run_concurrently(work), serial):
         np.testing.assert_array_equal(got, want)
+
+
+def test_worker_pool_runs_every_item_in_order_and_grows_under_concurrent_callers():
+    """fastseq._threads.WorkerPool (the engines' chunks, the layers' directions and GEMM
+    blocks): results come back in item order, the first item runs on the calling thread,
+    errors propagate, and callers asking for more workers while others submit all finish
+    (a too small pool is replaced, never shut down under them)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastseq._threads import WorkerPool
+    pool = WorkerPool("fastseq-test")
+    caller = threading.get_ident()
+    seen = {}
+    assert pool.each(lambda i: (seen.__setitem__(i, threading.get_ident()), i * i)[1],
+                     range(4)) == [0, 1, 4, 9]
+    assert seen[0] == caller and sorted(seen) == [0, 1, 2, 3]
+    assert pool.each(lambda i: i, []) == [] and pool.each(lambda i: i + 1, [5]) == [6]
+
+    def boom(i):
+        if i == 2:
+            raise ValueError("item 2")
+        return i
+    with pytest.raises(ValueError, match="item 2"):
+        pool.each(boom, range(3))
+
+    def call(n):
+        return pool.each(lambda i: i * n, range(n))
+    with ThreadPoolExecutor(max_workers=6) as callers:
+        results = list(callers.map(call, [2, 3, 4, 5, 6, 7] * 5))
+    assert results == [[i * n for i in range(n)] for n in [2, 3, 4, 5, 6, 7] * 5]

@@ -34,14 +34,12 @@ measured to slow the next call's threads 10-100x on 2 cores.
 from __future__ import annotations
 
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..cells import CellSpec
 from .._config import resolve_threads
-from .._threads import blas_threads
+from .._threads import WorkerPool, blas_threads
 from ._cpu_common import (BufferPool, Lease, StepWorkspaces, as_array, dtype_of,
                           finish_forward, prepare_backward, prepare_forward)
 from ._cpu_common import dummy as _dummy
@@ -137,31 +135,8 @@ def _default_dispatch():
 # pool of Python threads, one nogil kernel call per chunk); see the module docstring
 DISPATCH = _default_dispatch()
 
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _thread_pool(n_workers):
-    """A pool of at least ``n_workers`` threads. A smaller one is replaced, not shut down:
-    a concurrent caller may still be submitting to it (its idle threads exit once it is
-    garbage)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool._max_workers < n_workers:
-            _pool = ThreadPoolExecutor(max_workers=n_workers,
-                                       thread_name_prefix="fastseq-cython")
-        return _pool
-
-
-def _each(fn, items):
-    """``fn(item)`` for every item: the first on this thread, the others on the pool."""
-    pool = _thread_pool(len(items) - 1)
-    futures = [pool.submit(fn, item) for item in items[1:]]
-    try:
-        fn(items[0])
-    finally:
-        for future in futures:
-            future.result()
+# chunks and dR column blocks on Python threads (DISPATCH == "python")
+_WORKERS = WorkerPool("fastseq-cython")
 
 
 def _run(call, bounds):
@@ -169,7 +144,7 @@ def _run(call, bounds):
     n_chunks = len(bounds) - 1
     with blas_threads(1):
         if n_chunks > 1 and DISPATCH == "python":
-            _each(lambda k: call(bounds[k:k + 2], 1), list(range(n_chunks)))
+            _WORKERS.each(lambda k: call(bounds[k:k + 2], 1), range(n_chunks))
         else:
             call(bounds, n_chunks)
 
@@ -196,7 +171,7 @@ def _weight_grads(specs, nact, B, H, GH, D, dR, db, k):
                                                  dR, GH, a, 1)
                 _reduce.accumulate_bias(nact, D, db, lo, hi)
 
-            _each(block, blocks)
+            _WORKERS.each(block, blocks)
         else:
             for A, col, N in specs:
                 _reduce.accumulate_outer(nact, B, A, H, 0, H, d_flat, GH, col, N, dR, GH,

@@ -16,14 +16,11 @@ rows only.
 """
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 from numba import njit
 
 from ..._config import resolve_threads
-from ..._threads import blas_threads
+from ..._threads import WorkerPool, blas_threads
 from .._cpu_common import BufferPool, Lease  # noqa: F401  (Lease: used by _engine and tests)
 from .._cpu_common import active_counts  # noqa: F401  (used by the kernels' tests)
 from ._jit import FLAGS
@@ -32,20 +29,7 @@ from .blas import gemm
 # fewest rows a thread's chunk gets; below this one chunk and BLAS threads instead
 MIN_CHUNK_ROWS = 4
 
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _get_pool(n_workers):
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool._max_workers < n_workers:
-            old = _pool
-            _pool = ThreadPoolExecutor(max_workers=n_workers,
-                                       thread_name_prefix="fastseq-numba")
-            if old is not None:
-                old.shutdown(wait=False)
-        return _pool
+_POOL_THREADS = WorkerPool("fastseq-numba")
 
 
 def threads(n_threads):
@@ -87,15 +71,9 @@ def run_chunks(fn, chunks, n_threads):
         with blas_threads(1):
             fn(chunks[0][0], chunks[0][1], 0)
         return
-    pool = _get_pool(len(chunks) - 1)
     with blas_threads(1):
-        futures = [pool.submit(fn, lo, hi, slot)
-                   for slot, (lo, hi) in enumerate(chunks) if slot > 0]
-        try:
-            fn(chunks[0][0], chunks[0][1], 0)
-        finally:
-            for f in futures:
-                f.result()
+        _POOL_THREADS.each(lambda slot: fn(chunks[slot][0], chunks[slot][1], slot),
+                           range(len(chunks)))
 
 
 # ------------------------------------------------------------- weight-gradient reductions

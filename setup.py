@@ -109,7 +109,7 @@ extensions = [
     Extension(
         "fastseq_ext." + os.path.splitext(os.path.basename(path))[0],
         [path],
-        include_dirs=[np.get_include()],
+        include_dirs=[np.get_include(), "fastseq_ext"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for path in sorted(glob(os.path.join("fastseq_ext", "*.pyx")))

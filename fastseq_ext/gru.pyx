@@ -16,7 +16,7 @@ from libc.string cimport memcpy
 
 import numpy as np
 
-from fastseq_ext._blas cimport gemm_rm
+from fastseq_ext._smallgemm cimport step_gemm
 from fastseq_ext._omp cimport omp_set_dynamic_get_old
 from fastseq_ext._step cimport check_buf, check_step, copy_state
 from fastseq_ext.activations cimport act_grad, activate_inplace, sigmoid_inplace
@@ -76,7 +76,7 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
         if masked:
             _mask_rows(hs, mask, hm, t, s, B, H, lo, n)
             h_in = hm + (s * B + lo) * H
-        gemm_rm(False, False, <int>(n - lo), <int>G, <int>H, 1, h_in, <int>H, R, <int>G,
+        step_gemm(<int>(n - lo), <int>G, <int>H, h_in, <int>H, R, <int>G,
                 1, gates + (s * B + lo) * G, <int>G)
         for b in range(lo, n):
             row = t * B + b
@@ -147,13 +147,13 @@ cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked,
                 dh_b[j] = dh_b[j] * z[j]
         # dh_prev = dh * z + (dhw @ R^T) * mask
         if masked:
-            gemm_rm(False, False, <int>(n - lo), <int>H, <int>G, 1, dhw + (t * B + lo) * G,
+            step_gemm(<int>(n - lo), <int>H, <int>G, dhw + (t * B + lo) * G,
                     <int>G, RT, <int>H, 0, dtmp + lo * H, <int>H)
             for b in range(lo, n):
                 for j in range(H):
                     dh[b * H + j] += dtmp[b * H + j] * mask[b * H + j]
         else:
-            gemm_rm(False, False, <int>(n - lo), <int>H, <int>G, 1, dhw + (t * B + lo) * G,
+            step_gemm(<int>(n - lo), <int>H, <int>G, dhw + (t * B + lo) * G,
                     <int>G, RT, <int>H, 1, dh + lo * H, <int>H)
 
 
@@ -185,7 +185,7 @@ cdef void _forward_chunk_classic(const floating* xw, const floating* R, const fl
             _mask_rows(hs, mask, hm, t, s, B, H, lo, n)
             h_in = hm + (s * B + lo) * H
         # [r, z] preactivation += h_masked @ R[:, :2H]
-        gemm_rm(False, False, <int>(n - lo), <int>(2 * H), <int>H, 1, h_in, <int>H, R,
+        step_gemm(<int>(n - lo), <int>(2 * H), <int>H, h_in, <int>H, R,
                 <int>G, 1, gates + (s * B + lo) * G, <int>G)
         for b in range(lo, n):
             a = gates + (s * B + b) * G
@@ -195,7 +195,7 @@ cdef void _forward_chunk_classic(const floating* xw, const floating* R, const fl
             for j in range(H):
                 rh[j] = a[j] * h_m[j]
         # n preactivation += (r * h_masked) @ R[:, 2H:]
-        gemm_rm(False, False, <int>(n - lo), <int>H, <int>H, 1, aux + (s * B + lo) * H,
+        step_gemm(<int>(n - lo), <int>H, <int>H, aux + (s * B + lo) * H,
                 <int>H, R + 2 * H, <int>G, 1, gates + (s * B + lo) * G + 2 * H, <int>G)
         for b in range(lo, n):
             row = t * B + b
@@ -250,7 +250,7 @@ cdef void _backward_chunk_classic(const floating* RT, const floating* mask, bint
             for j in range(H):
                 dh_b[j] = dh_b[j] * z[j]
         # d(r * h_masked) = da_n @ R_n^T
-        gemm_rm(False, False, <int>(n - lo), <int>H, <int>H, 1,
+        step_gemm(<int>(n - lo), <int>H, <int>H,
                 dxw + (t * B + lo) * G + 2 * H, <int>G, RT + 2 * H * H, <int>H, 0,
                 dtmp2 + lo * H, <int>H)
         for b in range(lo, n):
@@ -262,7 +262,7 @@ cdef void _backward_chunk_classic(const floating* RT, const floating* mask, bint
             for j in range(H):
                 d_r[j] = d_rh[j] * h_m[j] * r[j] * (one - r[j])
         # dh_masked = [da_r, da_z] @ R_rz^T + d(r h_masked) * r
-        gemm_rm(False, False, <int>(n - lo), <int>H, <int>(2 * H), 1,
+        step_gemm(<int>(n - lo), <int>H, <int>(2 * H),
                 dxw + (t * B + lo) * G, <int>G, RT, <int>H, 0, dtmp + lo * H, <int>H)
         for b in range(lo, n):
             r = gates + (t * B + b) * G

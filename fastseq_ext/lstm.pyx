@@ -14,7 +14,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
-from fastseq_ext._blas cimport gemm_rm
+from fastseq_ext._smallgemm cimport step_gemm
 from fastseq_ext._omp cimport omp_set_dynamic_get_old
 from fastseq_ext._step cimport check_buf, check_step, copy_state
 from fastseq_ext.activations cimport act, act_grad, activate_inplace, sigmoid_inplace
@@ -60,7 +60,7 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
                     hm[srow * H + j] = hs[row * H + j] * mask[b * H + j]
             h_in = hm + (s * B + lo) * H
         # preactivation += h_masked @ R
-        gemm_rm(False, False, <int>(n - lo), <int>G, <int>H, 1, h_in, <int>H, R, <int>G,
+        step_gemm(<int>(n - lo), <int>G, <int>H, h_in, <int>H, R, <int>G,
                 1, gates + (s * B + lo) * G, <int>G)
         for b in range(lo, n):
             row = t * B + b
@@ -147,7 +147,7 @@ cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked,
             for j in range(H):
                 dc_b[j] = dc_b[j] * g_f[j]      # dc_prev
         # dh_prev = (dgates @ R^T) * mask
-        gemm_rm(False, False, <int>(n - lo), <int>H, <int>G, 1, dxw + (t * B + lo) * G,
+        step_gemm(<int>(n - lo), <int>H, <int>G, dxw + (t * B + lo) * G,
                 <int>G, RT, <int>H, 0, dh + lo * H, <int>H)
         if masked:
             for b in range(lo, n):

@@ -8,7 +8,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
-from fastseq_ext._blas cimport gemm_rm
+from fastseq_ext._smallgemm cimport step_gemm
 from fastseq_ext._omp cimport omp_set_dynamic_get_old
 from fastseq_ext._step cimport check_buf, check_step, copy_state
 from fastseq_ext.activations cimport act_grad, activate_inplace
@@ -44,7 +44,7 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
                 for j in range(H):
                     hm[(s * B + b) * H + j] = hs[row * H + j] * mask[b * H + j]
             h_in = hm + (s * B + lo) * H
-        gemm_rm(False, False, <int>(n - lo), <int>H, <int>H, 1, h_in, <int>H, R, <int>H,
+        step_gemm(<int>(n - lo), <int>H, <int>H, h_in, <int>H, R, <int>H,
                 1, hs + ((t + 1) * B + lo) * H, <int>H)
         for b in range(lo, n):
             activate_inplace(hs + ((t + 1) * B + b) * H, H, relu)
@@ -78,7 +78,7 @@ cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked,
             for j in range(H):
                 d[j] = dh_b[j] * act_grad(y[j], relu)
         # dh_prev = (dgates @ R^T) * mask
-        gemm_rm(False, False, <int>(n - lo), <int>H, <int>H, 1, dxw + (t * B + lo) * H,
+        step_gemm(<int>(n - lo), <int>H, <int>H, dxw + (t * B + lo) * H,
                 <int>H, RT, <int>H, 0, dh + lo * H, <int>H)
         if masked:
             for b in range(lo, n):

@@ -1,0 +1,171 @@
+/* Small-M GEMM for the recurrent step: C[M, N] = A[M, K] @ B[K, N] (+ C when beta).
+ *
+ * Every matrix is row-major with its own leading dimension. M is small (the rows of one
+ * thread's chunk that are active at this step); K and N are the weight's sizes. A BLAS
+ * call at these sizes pays for its entry, its threading checks and for packing B again
+ * at every step; this loop packs nothing and calls nothing.
+ *
+ * Register blocking: MR rows x NV vectors of accumulators (6 x 4 zmm with AVX-512, 6 x 2
+ * ymm with AVX, 6 x 2 xmm otherwise), the k loop innermost, each B vector loaded once
+ * per k and reused by every row of the block. Columns that do not fill a vector use a
+ * zero-padded copy of B's last columns (one vector wide) and a scratch block of C, so
+ * every column runs the same vector code. Passes of FS_KC rows of B keep the panel in L2.
+ * ``ta`` reads A stored transposed ([K, M]): the weight gradients ``h^T @ dgates``.
+ *
+ * Batch invariance: element C[r, c] is always ``acc = C[r, c] (or 0); for k in 0..K-1:
+ * acc += A[r, k] * B[k, c]`` in that order (lanes are independent; a pass over k stores
+ * the accumulator to C and reloads it exactly); so a row's result does not depend on M,
+ * on the other rows or on how the rows are split into blocks. (``-ffp-contract=fast``
+ * makes each ``acc += a * b`` one fused multiply-add where the target has FMA.)
+ */
+#ifndef FASTSEQ_SMALLGEMM_H
+#define FASTSEQ_SMALLGEMM_H
+
+#if defined(__AVX512F__)
+#define FS_VBYTES 64
+#define FS_NV 4
+#define FS_MR 6
+#elif defined(__AVX__)
+#define FS_VBYTES 32
+#define FS_NV 2
+#define FS_MR 6
+#else
+#define FS_VBYTES 16
+#define FS_NV 2
+#define FS_MR 6
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+
+#include <string.h>
+
+#define FS_INLINE static inline __attribute__((always_inline))
+/* rows of B (the k range) per pass: a B panel [FS_KC, NV vectors] and the A rows of a
+   pass stay in L2 while every row block / panel reuses them; splitting k changes no
+   result (the accumulator goes through C in memory unchanged between passes) */
+#define FS_KC 256
+
+/* T: element type, SUF: name suffix, VL: lanes per vector */
+#define FS_DEFINE_GEMM(T, SUF, VL)                                                          \
+typedef T fs_vec_##SUF __attribute__((vector_size(FS_VBYTES), aligned(sizeof(T)),           \
+                                      may_alias));                                          \
+                                                                                            \
+/* one block: mr rows x nv vectors (compile-time constants after inlining); row r of A is  \
+   A[r * lda + k], or A[k * lda + r] when ta (A stored transposed) */                       \
+FS_INLINE void fs_block_##SUF(const int mr, const int nv, const int ta, int K, const T* A, \
+                              int lda, const T* B, int ldb, int beta, T* C, int ldc) {     \
+    fs_vec_##SUF acc[6][4];                   /* mr <= 6, nv <= 4 */                        \
+    _Pragma("GCC unroll 8") for (int r = 0; r < mr; r++)                                    \
+        _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++)                                \
+            acc[r][v] = beta ? *(const fs_vec_##SUF*)(C + r * ldc + v * VL)                 \
+                             : (fs_vec_##SUF){0};                                           \
+    for (int k = 0; k < K; k++) {                                                           \
+        const T* b = B + (long)k * ldb;                                                     \
+        fs_vec_##SUF bv[4];                                                                 \
+        _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++)                                \
+            bv[v] = *(const fs_vec_##SUF*)(b + v * VL);                                     \
+        _Pragma("GCC unroll 8") for (int r = 0; r < mr; r++) {                              \
+            const T a = ta ? A[(long)k * lda + r] : A[(long)r * lda + k];                   \
+            _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++)                            \
+                acc[r][v] += a * bv[v];                                                     \
+        }                                                                                   \
+    }                                                                                       \
+    _Pragma("GCC unroll 8") for (int r = 0; r < mr; r++)                                    \
+        _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++)                                \
+            *(fs_vec_##SUF*)(C + r * ldc + v * VL) = acc[r][v];                             \
+}                                                                                           \
+                                                                                            \
+/* all M rows over nv vectors of columns: blocks of at most FS_MR rows, sizes balanced.    \
+   width < nv * VL (the last columns): B is a zero-padded copy and C goes through a        \
+   scratch block, so every column takes the vector path */                                  \
+static void fs_rows_##SUF(int ta, int M, int nv, int width, int K, const T* A, int lda,    \
+                          const T* B, int ldb, int beta, T* C, int ldc) {                   \
+    int blocks = (M + FS_MR - 1) / FS_MR, m0 = 0;                                           \
+    T tmp[FS_MR * 4 * VL];                                                                  \
+    for (int i = 0; i < blocks; i++) {                                                      \
+        int mr = (M - m0) / (blocks - i);      /* balanced: 8 rows -> 4 + 4, not 6 + 2 */   \
+        const T* a = A + (ta ? (long)m0 : (long)m0 * lda);                                  \
+        T* c = C + (long)m0 * ldc;                                                          \
+        int cld = ldc;                                                                      \
+        if (width < nv * VL) {                                                              \
+            for (int r = 0; r < mr; r++)                                                    \
+                for (int j = 0; j < nv * VL; j++)                                           \
+                    tmp[r * nv * VL + j] = (beta && j < width) ? c[(long)r * ldc + j] : 0;  \
+            c = tmp;                                                                        \
+            cld = nv * VL;                                                                  \
+        }                                                                                   \
+        switch ((mr * 8 + nv) * 2 + (ta != 0)) {                                            \
+        FS_CASES(SUF)                                                                       \
+        }                                                                                   \
+        if (width < nv * VL)                                                                \
+            for (int r = 0; r < mr; r++)                                                    \
+                memcpy(C + (long)(m0 + r) * ldc, tmp + r * nv * VL, width * sizeof(T));     \
+        m0 += mr;                                                                           \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
+/* C[M, N] = op(A) @ B + (beta ? C : 0), beta 0 or 1; op(A) = A [M, K], or A^T when ta    \
+   (A stored [K, M]) */                                                                     \
+static void fs_gemm_##SUF(int ta, int M, int N, int K, const T* A, int lda, const T* B,    \
+                          int ldb, int beta, T* C, int ldc) {                               \
+    if (M <= 0 || N <= 0) return;                                                           \
+    int full = N / VL * VL;                    /* columns in whole vectors */               \
+    int tail = N - full;                                                                    \
+    T Bt[FS_KC * VL];                          /* the tail columns of a pass, zero-padded */\
+    for (int k0 = 0; k0 < K || k0 == 0; k0 += FS_KC) {                                      \
+        int kc = K - k0 < FS_KC ? K - k0 : FS_KC;                                           \
+        int b0 = beta || k0 > 0;                                                            \
+        const T* a = A + (ta ? (long)k0 * lda : (long)k0);                                  \
+        const T* b = B + (long)k0 * ldb;                                                    \
+        int n0 = 0;                                                                         \
+        for (; n0 + FS_NV * VL <= full; n0 += FS_NV * VL)                                   \
+            fs_rows_##SUF(ta, M, FS_NV, FS_NV * VL, kc, a, lda, b + n0, ldb, b0, C + n0,    \
+                          ldc);                                                             \
+        if (n0 < full)                                                                      \
+            fs_rows_##SUF(ta, M, (full - n0) / VL, full - n0, kc, a, lda, b + n0, ldb, b0,  \
+                          C + n0, ldc);                                                     \
+        if (tail) {                                                                         \
+            for (int k = 0; k < kc; k++)                                                    \
+                for (int j = 0; j < VL; j++)                                                \
+                    Bt[k * VL + j] = j < tail ? b[(long)k * ldb + full + j] : 0;            \
+            fs_rows_##SUF(ta, M, 1, tail, kc, a, lda, Bt, VL, b0, C + full, ldc);           \
+        }                                                                                   \
+        if (K <= 0) break;                                                                  \
+    }                                                                                       \
+}
+
+/* the switch of fs_rows: every (mr, nv, ta) with 1 <= mr <= 6, 1 <= nv <= 4 */
+#define FS_CASE2(SUF, MR_, NV_)                                                             \
+    case (MR_ * 8 + NV_) * 2:                                                               \
+        fs_block_##SUF(MR_, NV_, 0, K, a, lda, B, ldb, beta, c, cld); break;                \
+    case (MR_ * 8 + NV_) * 2 + 1:                                                           \
+        fs_block_##SUF(MR_, NV_, 1, K, a, lda, B, ldb, beta, c, cld); break;
+#define FS_CASES_NV(SUF, MR_)                                                               \
+    FS_CASE2(SUF, MR_, 1) FS_CASE2(SUF, MR_, 2) FS_CASE2(SUF, MR_, 3) FS_CASE2(SUF, MR_, 4)
+#define FS_CASES(SUF)                                                                       \
+    FS_CASES_NV(SUF, 1) FS_CASES_NV(SUF, 2) FS_CASES_NV(SUF, 3)                             \
+    FS_CASES_NV(SUF, 4) FS_CASES_NV(SUF, 5) FS_CASES_NV(SUF, 6)
+
+FS_DEFINE_GEMM(float, f32, (FS_VBYTES / 4))
+FS_DEFINE_GEMM(double, f64, (FS_VBYTES / 8))
+
+#else  /* no GCC vector extensions (e.g. MSVC): the plain loop, same order per element */
+
+#define FS_DEFINE_PLAIN(T, SUF)                                                             \
+static void fs_gemm_##SUF(int ta, int M, int N, int K, const T* A, int lda, const T* B,    \
+                          int ldb, int beta, T* C, int ldc) {                               \
+    for (int r = 0; r < M; r++)                                                             \
+        for (int j = 0; j < N; j++) {                                                       \
+            T acc = beta ? C[(long)r * ldc + j] : (T)0;                                     \
+            for (int k = 0; k < K; k++)                                                     \
+                acc += (ta ? A[(long)k * lda + r] : A[(long)r * lda + k])                   \
+                       * B[(long)k * ldb + j];                                              \
+            C[(long)r * ldc + j] = acc;                                                     \
+        }                                                                                   \
+}
+FS_DEFINE_PLAIN(float, f32)
+FS_DEFINE_PLAIN(double, f64)
+
+#endif
+
+#endif  /* FASTSEQ_SMALLGEMM_H */

@@ -1,0 +1,30 @@
+"""The small-M GEMM of the recurrent step and of the weight gradients (``_smallgemm.h``),
+for both float types."""
+from cython cimport floating
+
+
+cdef extern from "_smallgemm.h" nogil:
+    void fs_gemm_f32(int ta, int M, int N, int K, const float* A, int lda, const float* B,
+                     int ldb, int beta, float* C, int ldc)
+    void fs_gemm_f64(int ta, int M, int N, int K, const double* A, int lda,
+                     const double* B, int ldb, int beta, double* C, int ldc)
+
+
+# C [m, n] = A [m, k] @ B [k, n] + (C if beta else 0), row-major with leading dimensions
+# lda / ldb / ldc; beta is 0 or 1. Each row of C is computed the same way whatever m is.
+cdef inline void step_gemm(int m, int n, int k, const floating* A, int lda,
+                           const floating* B, int ldb, bint beta, floating* C,
+                           int ldc) noexcept nogil:
+    if floating is float:
+        fs_gemm_f32(0, m, n, k, A, lda, B, ldb, beta, C, ldc)
+    else:
+        fs_gemm_f64(0, m, n, k, A, lda, B, ldb, beta, C, ldc)
+
+
+# C [m, n] = A^T @ B + (C if beta else 0) with A stored [k, m] (leading dimension lda)
+cdef inline void gemm_tn(int m, int n, int k, const floating* A, int lda, const floating* B,
+                         int ldb, bint beta, floating* C, int ldc) noexcept nogil:
+    if floating is float:
+        fs_gemm_f32(1, m, n, k, A, lda, B, ldb, beta, C, ldc)
+    else:
+        fs_gemm_f64(1, m, n, k, A, lda, B, ldb, beta, C, ldc)

@@ -475,3 +475,61 @@ def test_blocked_transpose_matches_numpy(rng, dtype, shape):
     assert np.array_equal(dest, src.T)
     with pytest.raises(ValueError, match="src has shape"):
         _reduce.transpose_into(np.empty((2, 3), dtype), np.empty((2, 3), dtype))
+
+
+# ------------------------------------------------------------------ the step GEMM
+from fastseq_ext import reduce as _reduce  # noqa: E402
+
+_GEMM_SHAPES = [(1, 1, 1), (3, 5, 7), (8, 32, 128), (7, 64, 256), (13, 100, 400),
+                (5, 0, 9), (1, 17, 33), (30, 600, 28), (9, 300, 70), (64, 513, 100)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("M,K,N", _GEMM_SHAPES)
+def test_step_matmul_matches_float64_matmul(rng, dtype, trans_a, M, K, N):
+    A = rng.standard_normal((K, M) if trans_a else (M, K)).astype(dtype)
+    B = rng.standard_normal((K, N)).astype(dtype)
+    C0 = rng.standard_normal((M, N)).astype(dtype)
+    op_a = (A.T if trans_a else A).astype(np.float64)
+    want = op_a @ B.astype(np.float64)
+    C = C0.copy()
+    _reduce.step_matmul(A, B, C, True, trans_a)
+    D = np.full((M, N), np.nan, dtype)              # beta = 0 must not read C
+    _reduce.step_matmul(A, B, D, False, trans_a)
+    # error bound of a K-term dot product, scaled by the magnitudes involved
+    scale = (np.abs(op_a) @ np.abs(B.astype(np.float64))) + np.abs(C0) + 1e-30
+    eps = np.finfo(dtype).eps
+    assert np.all(np.abs(D - want) <= 2 * (K + 1) * eps * scale)
+    assert np.all(np.abs(C - (want + C0)) <= 2 * (K + 2) * eps * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N", [1, 15, 16, 64, 100, 257])
+def test_step_matmul_rows_do_not_depend_on_the_other_rows(rng, dtype, N):
+    """Batch invariance at its source: a row's result is the same bits alone or among
+    any number of other rows (the block split changes with M)."""
+    K = 70
+    A = rng.standard_normal((13, K)).astype(dtype)
+    B = rng.standard_normal((K, N)).astype(dtype)
+    C0 = rng.standard_normal((13, N)).astype(dtype)
+    full = C0.copy()
+    _reduce.step_matmul(A, B, full, True)
+    for m in (1, 2, 5, 7, 12):
+        part = C0[:m].copy()
+        _reduce.step_matmul(A[:m], B, part, True)
+        np.testing.assert_array_equal(part, full[:m])
+        one = C0[m:m + 1].copy()
+        _reduce.step_matmul(A[m:m + 1], B, one, True)
+        np.testing.assert_array_equal(one, full[m:m + 1])
+
+
+def test_step_matmul_propagates_nan_and_checks_shapes(rng):
+    A = rng.standard_normal((4, 8)).astype(np.float32)
+    B = rng.standard_normal((8, 20)).astype(np.float32)
+    A[1, 3] = np.nan
+    C = np.zeros((4, 20), np.float32)
+    _reduce.step_matmul(A, B, C)
+    assert np.isnan(C[1]).all() and np.isfinite(C[[0, 2, 3]]).all()
+    with pytest.raises(ValueError, match="op\\(A\\)"):
+        _reduce.step_matmul(A, B[:7], C)

@@ -389,6 +389,9 @@ def _read_archive(path):
             raise ModelFileError(f"{path}: no {HEADER} metadata; not a fastseq model file")
         info = {i.filename: i for i in infos}
         for i in infos:
+            if i.flag_bits & 0x1:                 # zipfile would raise RuntimeError
+                raise ModelFileError(f"{path}: member {i.filename} is marked encrypted; "
+                                     f"fastseq model files never are")
             if i.file_size > _MAX_MEMBER_BYTES:
                 raise ModelFileError(f"{path}: member {i.filename} declares "
                                      f"{i.file_size} bytes; refusing")

@@ -57,8 +57,9 @@ def _plan_threads(backend, D, n_threads):
     return False, n, 1
 
 
-# GEMMs with fewer multiply-adds than this run on the calling thread alone
-PARALLEL_GEMM_MIN = 1 << 18
+# GEMMs with fewer multiply-adds than this run on the calling thread alone: waking a
+# pool thread costs about 0.1-0.2 ms here, the time of ~8M multiply-adds on one core
+PARALLEL_GEMM_MIN = 1 << 23
 
 # a: [M, K], b: [K, N] -> OUT [M, N]
 def _matmul(a, b, n_threads):

@@ -17,7 +17,8 @@ from libc.stdint cimport int64_t
 from fastseq_ext._smallgemm cimport step_gemm
 from fastseq_ext._omp cimport omp_set_dynamic_get_old
 from fastseq_ext._step cimport check_buf, check_step, copy_state
-from fastseq_ext.activations cimport act, act_grad, activate_inplace, sigmoid_inplace
+from fastseq_ext.activations cimport (act, act_grad, activate_inplace, lstm_gates_inplace,
+                                      sigmoid_inplace)
 
 
 # xw: [T, B, 4H]  R: [H, 4H]  bh: [4H]  mask: [B, H] (read iff masked)  nact: [T]
@@ -66,19 +67,26 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
             row = t * B + b
             srow = s * B + b
             a = gates + srow * G
-            sigmoid_inplace(a, 2 * H)                # i, f
-            activate_inplace(a + 2 * H, H, relu)     # g
-            sigmoid_inplace(a + 3 * H, H)            # o
+            if relu:
+                sigmoid_inplace(a, 2 * H)            # i, f
+                activate_inplace(a + 2 * H, H, relu) # g
+                sigmoid_inplace(a + 3 * H, H)        # o
+            else:
+                lstm_gates_inplace(a, H)
             # without keep, c lives in cs[0] and is updated in place, element by element
             c_prev = cs + (row if keep else b) * H
             c_new = cs + (row + B if keep else b) * H
             c_act = aux + srow * H
-            h_new = hs + (row + B) * H
             for j in range(H):
                 c = a[H + j] * c_prev[j] + a[j] * a[2 * H + j]
                 c_new[j] = c
                 c_act[j] = c
-            activate_inplace(c_act, H, relu)
+        # act(c) of every active row in one loop (the rows are contiguous in aux)
+        activate_inplace(aux + (s * B + lo) * H, (n - lo) * H, relu)
+        for b in range(lo, n):
+            a = gates + (s * B + b) * G
+            c_act = aux + (s * B + b) * H
+            h_new = hs + ((t + 1) * B + b) * H
             for j in range(H):
                 h_new[j] = a[3 * H + j] * c_act[j]
 

@@ -26,3 +26,14 @@ def rng(request):
     seed = (abs(hash(request.node.nodeid)) + salt) % 2**32
     request.node.user_properties.append(("seed", seed))
     return np.random.default_rng(seed)
+
+
+@pytest.fixture(autouse=True)
+def _split_small_work(monkeypatch):
+    """Production code runs small recurrences and GEMMs on one thread (a pool thread's
+    wake-up costs more than it saves); the tests' small shapes must still exercise the
+    multi-chunk and row-block paths, so the thresholds go down to the test sizes."""
+    from fastseq import layers
+    from fastseq.backends import cython_cpu
+    monkeypatch.setattr(cython_cpu, "MIN_PARALLEL_MACS", 0)
+    monkeypatch.setattr(layers, "PARALLEL_GEMM_MIN", 1 << 18)

@@ -388,3 +388,27 @@ def test_text_generator_round_trip_keeps_vocabulary(tmp_path):
                       "tokenizer_", {"__object__": ["Popen", {"__dict__": {}}]}))
     with pytest.raises(ModelFileError, match="not a storable fastseq object"):
         load(out)
+
+
+def test_member_flagged_encrypted_is_refused(tmp_path):
+    """A flipped bit can mark a member encrypted: zipfile then raises RuntimeError, which
+    must reach the user as ModelFileError like any other corruption."""
+    import zipfile
+
+    from fastseq.io import ModelFileError
+
+    params = F.init_params("gru", 3, 4, random_state=0)
+    path = tmp_path / "m.npz"
+    save(("gru", params), path)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+    for info in infos:               # local header flag bits, and the central directory's
+        data[info.header_offset + 6] |= 0x1
+    cd = data.find(b"PK\x01\x02")
+    while cd != -1:
+        data[cd + 8] |= 0x1
+        cd = data.find(b"PK\x01\x02", cd + 4)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="encrypted"):
+        load(path)

@@ -27,8 +27,10 @@ cannot set it. ``FASTSEQ_CYTHON_THREADS=openmp`` / ``python`` overrides the choi
 Thread rule (one level of parallelism): BLAS is pinned to one thread (threadpoolctl,
 restored on exit) whenever a kernel runs, also for the weight-gradient GEMMs after the
 loop, whose dR columns are split among the threads. A batch too small to split (fewer
-than ``2 * MIN_CHUNK_ROWS`` rows, or ``n_threads=1``) runs as one chunk on the calling
-thread: OpenBLAS's workers spin for about 0.1 s after a multi-threaded call and were
+than ``2 * MIN_CHUNK_ROWS`` rows, fewer than ``MIN_PARALLEL_MACS`` recurrent multiply-adds
+in the call, or ``n_threads=1``) runs as one chunk on the calling thread: waking a pool
+thread costs about 0.1-0.2 ms on this 2-core VM, more than half of a small recurrence
+(GRU B16 T200 H32 training: 1.6 ms on one chunk, 2.1 ms on two). Also: OpenBLAS's workers spin for about 0.1 s after a multi-threaded call and were
 measured to slow the next call's threads 10-100x on 2 cores.
 """
 from __future__ import annotations
@@ -67,6 +69,9 @@ supports_need_grad = True
 
 # fewest rows a thread's chunk gets; below 2x this the batch runs as one chunk
 MIN_CHUNK_ROWS = 4
+# fewest recurrent multiply-adds (T * B * H * G*H) worth splitting among threads: below
+# it the wake-up of a pool thread (0.1-0.2 ms measured) costs more than half the work saves
+MIN_PARALLEL_MACS = 1 << 24
 
 _FORWARD = {
     ("rnn", True): _rnn.forward,
@@ -103,11 +108,13 @@ def _check_cell(cell):
     return cell.kind, cell.reset_after
 
 
-def _chunk_bounds(lengths_sorted, n_threads):
+def _chunk_bounds(lengths_sorted, n_threads, macs_per_row_step):
     """Row boundaries ``[0, ..., B]`` of contiguous chunks, one per thread, balanced by
     the number of active row-steps (so long and short sequences share the work)."""
     B = len(lengths_sorted)
     k = min(n_threads, B // MIN_CHUNK_ROWS)
+    if float(np.sum(lengths_sorted)) * macs_per_row_step < MIN_PARALLEL_MACS:
+        k = 1
     total = float(np.sum(lengths_sorted))
     if k <= 1 or total <= 0:
         return np.array([0, B], dtype=np.int64)
@@ -209,7 +216,7 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     aux = POOL.take((slots, B, H), dtype) if cell.kind != "rnn" else _dummy(dtype)
     lease = Lease([hs, cs, hm, gates, aux], POOL)
     relu = cell.activation == "relu"
-    bounds = _chunk_bounds(lengths, n)
+    bounds = _chunk_bounds(lengths, n, H * GH)
     if B and T:
         kernel = _FORWARD[key]
         _run(lambda bounds, k: kernel(xw_s, R, bh, mask, masked, relu, keep, nact, bounds, hs,
@@ -237,7 +244,7 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     dxw = np.empty((T, B, GH), dtype) if full else np.zeros((T, B, GH), dtype)
     gru_after = key == ("gru", True)
     dhw = POOL.take((T, B, GH), dtype) if gru_after else dxw
-    bounds = _chunk_bounds(cache["lengths"], n)
+    bounds = _chunk_bounds(cache["lengths"], n, H * GH)
     if B and T:
         RT = POOL.take((GH, H), dtype)        # the dh GEMMs read R^T row-major (NN GEMM)
         _reduce.transpose_into(RT, R)

@@ -1,4 +1,4 @@
-/* Small-M GEMM for the recurrent step: C[M, N] = A[M, K] @ B[K, N] (+ C when beta).
+/* Small-M GEMM for the recurrent step: C[M, N] = A[M, K] @ B[K, N] (+ C, or + X + bias).
  *
  * Every matrix is row-major with its own leading dimension. M is small (the rows of one
  * thread's chunk that are active at this step); K and N are the weight's sizes. A BLAS
@@ -20,6 +20,8 @@
  */
 #ifndef FASTSEQ_SMALLGEMM_H
 #define FASTSEQ_SMALLGEMM_H
+
+#include <stddef.h>
 
 #if defined(__AVX512F__)
 #define FS_VBYTES 64
@@ -53,12 +55,19 @@ typedef T fs_vec_##SUF __attribute__((vector_size(FS_VBYTES), aligned(sizeof(T))
 /* one block: mr rows x nv vectors (compile-time constants after inlining); row r of A is  \
    A[r * lda + k], or A[k * lda + r] when ta (A stored transposed) */                       \
 FS_INLINE void fs_block_##SUF(const int mr, const int nv, const int ta, int K, const T* A, \
-                              int lda, const T* B, int ldb, int beta, T* C, int ldc) {     \
+                              int lda, const T* B, int ldb, int beta, const T* X, int ldx, \
+                              const T* bias, T* C, int ldc) {                              \
     fs_vec_##SUF acc[6][4];                   /* mr <= 6, nv <= 4 */                        \
     _Pragma("GCC unroll 8") for (int r = 0; r < mr; r++)                                    \
-        _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++)                                \
-            acc[r][v] = beta ? *(const fs_vec_##SUF*)(C + r * ldc + v * VL)                 \
-                             : (fs_vec_##SUF){0};                                           \
+        _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++) {                              \
+            if (beta == 2)                                                                  \
+                acc[r][v] = *(const fs_vec_##SUF*)(X + r * ldx + v * VL)                    \
+                            + *(const fs_vec_##SUF*)(bias + v * VL);                        \
+            else if (beta)                                                                  \
+                acc[r][v] = *(const fs_vec_##SUF*)(C + r * ldc + v * VL);                   \
+            else                                                                            \
+                acc[r][v] = (fs_vec_##SUF){0};                                              \
+        }                                                                                   \
     for (int k = 0; k < K; k++) {                                                           \
         const T* b = B + (long)k * ldb;                                                     \
         fs_vec_##SUF bv[4];                                                                 \
@@ -79,20 +88,25 @@ FS_INLINE void fs_block_##SUF(const int mr, const int nv, const int ta, int K, c
    width < nv * VL (the last columns): B is a zero-padded copy and C goes through a        \
    scratch block, so every column takes the vector path */                                  \
 static void fs_rows_##SUF(int ta, int M, int nv, int width, int K, const T* A, int lda,    \
-                          const T* B, int ldb, int beta, T* C, int ldc) {                   \
+                          const T* B, int ldb, int beta, const T* X, int ldx,               \
+                          const T* bias, T* C, int ldc) {                                   \
     int blocks = (M + FS_MR - 1) / FS_MR, m0 = 0;                                           \
     T tmp[FS_MR * 4 * VL];                                                                  \
     for (int i = 0; i < blocks; i++) {                                                      \
         int mr = (M - m0) / (blocks - i);      /* balanced: 8 rows -> 4 + 4, not 6 + 2 */   \
         const T* a = A + (ta ? (long)m0 : (long)m0 * lda);                                  \
         T* c = C + (long)m0 * ldc;                                                          \
-        int cld = ldc;                                                                      \
-        if (width < nv * VL) {                                                              \
+        const T* x = X ? X + (long)m0 * ldx : X;                                            \
+        int cld = ldc, bmode = beta;                                                        \
+        if (width < nv * VL) {                 /* tail: the initial C in tmp, padded */     \
             for (int r = 0; r < mr; r++)                                                    \
                 for (int j = 0; j < nv * VL; j++)                                           \
-                    tmp[r * nv * VL + j] = (beta && j < width) ? c[(long)r * ldc + j] : 0;  \
+                    tmp[r * nv * VL + j] = j >= width ? 0                                   \
+                        : beta == 2 ? x[(long)r * ldx + j] + bias[j]                        \
+                        : beta ? c[(long)r * ldc + j] : 0;                                  \
             c = tmp;                                                                        \
             cld = nv * VL;                                                                  \
+            bmode = beta != 0;                                                              \
         }                                                                                   \
         switch ((mr * 8 + nv) * 2 + (ta != 0)) {                                            \
         FS_CASES(SUF)                                                                       \
@@ -104,42 +118,51 @@ static void fs_rows_##SUF(int ta, int M, int nv, int width, int K, const T* A, i
     }                                                                                       \
 }                                                                                           \
                                                                                             \
-/* C[M, N] = op(A) @ B + (beta ? C : 0), beta 0 or 1; op(A) = A [M, K], or A^T when ta    \
-   (A stored [K, M]) */                                                                     \
-static void fs_gemm_##SUF(int ta, int M, int N, int K, const T* A, int lda, const T* B,    \
-                          int ldb, int beta, T* C, int ldc) {                               \
+/* C[M, N] = op(A) @ B + init, op(A) = A [M, K], or A^T when ta (A stored [K, M]);        \
+   init: beta 0: zero; 1: C itself; 2: X [M, N] (leading dimension ldx) + bias [N], read    \
+   in the same pass (the recurrent step's xw + b: no separate pass writing C first) */      \
+static void fs_gemm_x_##SUF(int ta, int M, int N, int K, const T* A, int lda, const T* B,  \
+                            int ldb, int beta, const T* X, int ldx, const T* bias, T* C,   \
+                            int ldc) {                                                      \
     if (M <= 0 || N <= 0) return;                                                           \
     int full = N / VL * VL;                    /* columns in whole vectors */               \
     int tail = N - full;                                                                    \
     T Bt[FS_KC * VL];                          /* the tail columns of a pass, zero-padded */\
     for (int k0 = 0; k0 < K || k0 == 0; k0 += FS_KC) {                                      \
         int kc = K - k0 < FS_KC ? K - k0 : FS_KC;                                           \
-        int b0 = beta || k0 > 0;                                                            \
+        int b0 = k0 > 0 ? 1 : beta;                                                         \
         const T* a = A + (ta ? (long)k0 * lda : (long)k0);                                  \
         const T* b = B + (long)k0 * ldb;                                                    \
         int n0 = 0;                                                                         \
         for (; n0 + FS_NV * VL <= full; n0 += FS_NV * VL)                                   \
-            fs_rows_##SUF(ta, M, FS_NV, FS_NV * VL, kc, a, lda, b + n0, ldb, b0, C + n0,    \
-                          ldc);                                                             \
+            fs_rows_##SUF(ta, M, FS_NV, FS_NV * VL, kc, a, lda, b + n0, ldb, b0,            \
+                          X ? X + n0 : X, ldx, bias ? bias + n0 : bias, C + n0, ldc);       \
         if (n0 < full)                                                                      \
             fs_rows_##SUF(ta, M, (full - n0) / VL, full - n0, kc, a, lda, b + n0, ldb, b0,  \
-                          C + n0, ldc);                                                     \
+                          X ? X + n0 : X, ldx, bias ? bias + n0 : bias, C + n0, ldc);       \
         if (tail) {                                                                         \
             for (int k = 0; k < kc; k++)                                                    \
                 for (int j = 0; j < VL; j++)                                                \
                     Bt[k * VL + j] = j < tail ? b[(long)k * ldb + full + j] : 0;            \
-            fs_rows_##SUF(ta, M, 1, tail, kc, a, lda, Bt, VL, b0, C + full, ldc);           \
+            fs_rows_##SUF(ta, M, 1, tail, kc, a, lda, Bt, VL, b0, X ? X + full : X, ldx,    \
+                          bias ? bias + full : bias, C + full, ldc);                        \
         }                                                                                   \
         if (K <= 0) break;                                                                  \
     }                                                                                       \
+}                                                                                           \
+                                                                                            \
+/* C[M, N] = op(A) @ B + (beta ? C : 0), beta 0 or 1 */                                     \
+static void fs_gemm_##SUF(int ta, int M, int N, int K, const T* A, int lda, const T* B,    \
+                          int ldb, int beta, T* C, int ldc) {                               \
+    fs_gemm_x_##SUF(ta, M, N, K, A, lda, B, ldb, beta != 0, NULL, 0, NULL, C, ldc);         \
 }
 
 /* the switch of fs_rows: every (mr, nv, ta) with 1 <= mr <= 6, 1 <= nv <= 4 */
 #define FS_CASE2(SUF, MR_, NV_)                                                             \
     case (MR_ * 8 + NV_) * 2:                                                               \
-        fs_block_##SUF(MR_, NV_, 0, K, a, lda, B, ldb, beta, c, cld); break;                \
+        fs_block_##SUF(MR_, NV_, 0, K, a, lda, B, ldb, bmode, x, ldx, bias, c, cld); break;  \
     case (MR_ * 8 + NV_) * 2 + 1:                                                           \
-        fs_block_##SUF(MR_, NV_, 1, K, a, lda, B, ldb, beta, c, cld); break;
+        fs_block_##SUF(MR_, NV_, 1, K, a, lda, B, ldb, bmode, x, ldx, bias, c, cld); break;
 #define FS_CASES_NV(SUF, MR_)                                                               \
     FS_CASE2(SUF, MR_, 1) FS_CASE2(SUF, MR_, 2) FS_CASE2(SUF, MR_, 3) FS_CASE2(SUF, MR_, 4)
 #define FS_CASES(SUF)                                                                       \
@@ -152,16 +175,22 @@ FS_DEFINE_GEMM(double, f64, (FS_VBYTES / 8))
 #else  /* no GCC vector extensions (e.g. MSVC): the plain loop, same order per element */
 
 #define FS_DEFINE_PLAIN(T, SUF)                                                             \
-static void fs_gemm_##SUF(int ta, int M, int N, int K, const T* A, int lda, const T* B,    \
-                          int ldb, int beta, T* C, int ldc) {                               \
+static void fs_gemm_x_##SUF(int ta, int M, int N, int K, const T* A, int lda, const T* B,  \
+                            int ldb, int beta, const T* X, int ldx, const T* bias, T* C,   \
+                            int ldc) {                                                      \
     for (int r = 0; r < M; r++)                                                             \
         for (int j = 0; j < N; j++) {                                                       \
-            T acc = beta ? C[(long)r * ldc + j] : (T)0;                                     \
+            T acc = beta == 2 ? X[(long)r * ldx + j] + bias[j]                              \
+                  : beta ? C[(long)r * ldc + j] : (T)0;                                     \
             for (int k = 0; k < K; k++)                                                     \
                 acc += (ta ? A[(long)k * lda + r] : A[(long)r * lda + k])                   \
                        * B[(long)k * ldb + j];                                              \
             C[(long)r * ldc + j] = acc;                                                     \
         }                                                                                   \
+}                                                                                           \
+static void fs_gemm_##SUF(int ta, int M, int N, int K, const T* A, int lda, const T* B,    \
+                          int ldb, int beta, T* C, int ldc) {                               \
+    fs_gemm_x_##SUF(ta, M, N, K, A, lda, B, ldb, beta != 0, NULL, 0, NULL, C, ldc);         \
 }
 FS_DEFINE_PLAIN(float, f32)
 FS_DEFINE_PLAIN(double, f64)

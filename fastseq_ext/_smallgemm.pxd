@@ -8,6 +8,12 @@ cdef extern from "_smallgemm.h" nogil:
                      int ldb, int beta, float* C, int ldc)
     void fs_gemm_f64(int ta, int M, int N, int K, const double* A, int lda,
                      const double* B, int ldb, int beta, double* C, int ldc)
+    void fs_gemm_x_f32(int ta, int M, int N, int K, const float* A, int lda, const float* B,
+                       int ldb, int beta, const float* X, int ldx, const float* bias,
+                       float* C, int ldc)
+    void fs_gemm_x_f64(int ta, int M, int N, int K, const double* A, int lda,
+                       const double* B, int ldb, int beta, const double* X, int ldx,
+                       const double* bias, double* C, int ldc)
 
 
 # C [m, n] = A [m, k] @ B [k, n] + (C if beta else 0), row-major with leading dimensions
@@ -28,3 +34,15 @@ cdef inline void gemm_tn(int m, int n, int k, const floating* A, int lda, const 
         fs_gemm_f32(1, m, n, k, A, lda, B, ldb, beta, C, ldc)
     else:
         fs_gemm_f64(1, m, n, k, A, lda, B, ldb, beta, C, ldc)
+
+
+# C [m, n] = X [m, n] + bias [n] + A [m, k] @ B [k, n] (X: leading dimension ldx), with
+# X + bias read as the accumulators' start: the step's preactivation xw + b + h @ R in one
+# pass over C. The same value, bit for bit, as C = X + bias followed by step_gemm(beta=1).
+cdef inline void step_gemm_xb(int m, int n, int k, const floating* A, int lda,
+                              const floating* B, int ldb, const floating* X, int ldx,
+                              const floating* bias, floating* C, int ldc) noexcept nogil:
+    if floating is float:
+        fs_gemm_x_f32(0, m, n, k, A, lda, B, ldb, 2, X, ldx, bias, C, ldc)
+    else:
+        fs_gemm_x_f64(0, m, n, k, A, lda, B, ldb, 2, X, ldx, bias, C, ldc)

@@ -19,26 +19,12 @@ cdef enum:
     ACT_RELU = 1
 
 
+cdef extern from "_act.h" nogil:
+    float fs_tanh_f32(float x)      # the rational minimax tanh (one definition, in C)
+
+
 cdef inline float tanh_f32(float x) noexcept nogil:
-    cdef float a, x2, p, q, r
-    # clamp with selects (no branches, so loops calling this vectorize); a comparison with
-    # NaN is false, so NaN stays NaN
-    a = <float>7.90531110763549805 if x > <float>7.90531110763549805 else x
-    a = <float>-7.90531110763549805 if a < <float>-7.90531110763549805 else a
-    x2 = a * a
-    p = x2 * <float>-2.76076847742355e-16 + <float>2.00018790482477e-13
-    p = x2 * p + <float>-8.60467152213735e-11
-    p = x2 * p + <float>5.12229709037114e-08
-    p = x2 * p + <float>1.48572235717979e-05
-    p = x2 * p + <float>6.37261928875436e-04
-    p = x2 * p + <float>4.89352455891786e-03
-    p = a * p
-    q = x2 * <float>1.19825839466702e-06 + <float>1.18534705686654e-04
-    q = x2 * q + <float>2.26843463243900e-03
-    q = x2 * q + <float>4.89352518554385e-03
-    # tiny |x|: tanh(x) = x to float32 precision (keeps the relative error small near 0)
-    r = p / q     # computed unconditionally: a division inside a branch blocks if-conversion
-    return a if x2 < <float>1.6e-7 else r
+    return fs_tanh_f32(x)
 
 
 cdef inline floating tanh_fast(floating x) noexcept nogil:

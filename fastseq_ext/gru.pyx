@@ -19,6 +19,7 @@ import numpy as np
 from fastseq_ext._smallgemm cimport step_gemm
 from fastseq_ext._omp cimport omp_set_dynamic_get_old
 from fastseq_ext._step cimport check_buf, check_step, copy_state
+from fastseq_ext._cells cimport gru_bwd_row, gru_fwd_row
 from fastseq_ext.activations cimport act_grad, activate_inplace, sigmoid_inplace
 
 
@@ -78,18 +79,10 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
             h_in = hm + (s * B + lo) * H
         step_gemm(<int>(n - lo), <int>G, <int>H, h_in, <int>H, R, <int>G,
                 1, gates + (s * B + lo) * G, <int>G)
-        for b in range(lo, n):
+        for b in range(lo, n):                   # hw_n = h_masked @ R_n + b_hn is saved
             row = t * B + b
-            a = gates + (s * B + b) * G
-            a_n = a + 2 * H
-            hw_n = aux + (s * B + b) * H
-            x = xw + row * G + 2 * H
-            sigmoid_inplace(a, 2 * H)                # r, z
-            memcpy(hw_n, a_n, H * sizeof(floating))  # hw_n = h_masked @ R_n + b_hn
-            for j in range(H):
-                a_n[j] = x[j] + a[j] * hw_n[j]
-            activate_inplace(a_n, H, relu)           # n
-            _blend(hs + (row + B) * H, a + H, a_n, hs + row * H, H)
+            gru_fwd_row(gates + (s * B + b) * G, xw + row * G + 2 * H, aux + (s * B + b) * H,
+                        hs + row * H, hs + (row + B) * H, relu, H)
 
 
 # RT: [3H, H] R^T contiguous (plain NN GEMMs; row blocks of RT are column blocks of R)
@@ -120,31 +113,9 @@ cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked,
             continue
         for b in range(lo, n):
             row = t * B + b
-            r = gates + row * G
-            z = r + H
-            nn = r + 2 * H
-            hw_n = aux + row * H
-            h_prev = hs + row * H
-            d_r = dxw + row * G
-            d_z = d_r + H
-            d_n = d_r + 2 * H
-            e_n = dhw + row * G + 2 * H
-            dh_b = dh + b * H
-            if has_dH:
-                dH_row = dH + row * H
-                for j in range(H):
-                    dh_b[j] += dH_row[j]
-            for j in range(H):
-                d_n[j] = dh_b[j] * (one - z[j]) * act_grad(nn[j], relu)
-            for j in range(H):
-                d_z[j] = dh_b[j] * (h_prev[j] - nn[j]) * z[j] * (one - z[j])
-            for j in range(H):
-                d_r[j] = d_n[j] * hw_n[j] * r[j] * (one - r[j])
-            memcpy(dhw + row * G, d_r, 2 * H * sizeof(floating))
-            for j in range(H):
-                e_n[j] = d_n[j] * r[j]
-            for j in range(H):
-                dh_b[j] = dh_b[j] * z[j]
+            gru_bwd_row(gates + row * G, aux + row * H, hs + row * H,
+                        (dH + row * H) if has_dH else NULL, dh + b * H, dxw + row * G,
+                        dhw + row * G, relu, H)
         # dh_prev = dh * z + (dhw @ R^T) * mask
         if masked:
             step_gemm(<int>(n - lo), <int>H, <int>G, dhw + (t * B + lo) * G,

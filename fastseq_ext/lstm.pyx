@@ -2,10 +2,11 @@
 
 Rows are sorted by length (descending), so the active rows of step ``t`` are
 ``[lo, min(hi, nact[t]))`` of the chunk ``[lo, hi)`` a thread owns; each chunk runs its
-own time loop (``prange`` over chunks, one level of parallelism). Per step: the gate rows
-are preloaded with ``xw + b_hh``, one GEMM adds ``h_masked @ R`` (beta = 1), then a
-pointwise pass activates the gates in place and updates ``c`` and ``h``. Backward mirrors
-it: a fused pointwise loop producing ``dgates`` (= dxw), then one GEMM ``dh = dgates @ R^T`` (with ``R^T`` stored contiguous).
+own time loop (``prange`` over chunks, one level of parallelism). Per step: one GEMM (the
+step GEMM of ``_smallgemm.h``) writes ``xw + b_hh + h_masked @ R`` into the gate rows,
+then one fused loop per row (``_cells.h``) activates the gates in place and updates ``c``
+and ``h``. Backward mirrors it: a fused loop per row producing
+``dgates`` (= dxw), then one GEMM ``dh = dgates @ R^T`` (with ``R^T`` stored contiguous).
 
 Buffers and their meaning are those of the Numba engine (``fastseq.backends.numba_cpu``),
 so the two engines' caches are interchangeable. Called by ``fastseq.backends.cython_cpu``.
@@ -14,11 +15,10 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
-from fastseq_ext._smallgemm cimport step_gemm
+from fastseq_ext._smallgemm cimport step_gemm, step_gemm_xb
 from fastseq_ext._omp cimport omp_set_dynamic_get_old
 from fastseq_ext._step cimport check_buf, check_step, copy_state
-from fastseq_ext.activations cimport (act, act_grad, activate_inplace, lstm_gates_inplace,
-                                      sigmoid_inplace)
+from fastseq_ext._cells cimport lstm_bwd_row, lstm_fwd_row
 
 
 # xw: [T, B, 4H]  R: [H, 4H]  bh: [4H]  mask: [B, H] (read iff masked)  nact: [T]
@@ -34,24 +34,12 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
                          Py_ssize_t hi, floating* hs, floating* cs, floating* hm,
                          floating* gates, floating* aux) noexcept nogil:
     cdef Py_ssize_t G = 4 * H, t, n, b, j, row, s, srow
-    cdef floating* a
-    cdef const floating* x
     cdef const floating* h_in
-    cdef const floating* c_prev
-    cdef floating* c_new
-    cdef floating* c_act
-    cdef floating* h_new
-    cdef floating c
     for t in range(T):
         n = min(hi, nact[t])
         if n <= lo:
             break
         s = t if keep else 0        # slot of the saved buffers (one slot without keep)
-        for b in range(lo, n):                   # preactivation <- xw + b_hh
-            a = gates + (s * B + b) * G
-            x = xw + (t * B + b) * G
-            for j in range(G):
-                a[j] = x[j] + bh[j]
         h_in = hs + (t * B + lo) * H
         if masked:
             for b in range(lo, n):
@@ -60,35 +48,16 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
                 for j in range(H):
                     hm[srow * H + j] = hs[row * H + j] * mask[b * H + j]
             h_in = hm + (s * B + lo) * H
-        # preactivation += h_masked @ R
-        step_gemm(<int>(n - lo), <int>G, <int>H, h_in, <int>H, R, <int>G,
-                1, gates + (s * B + lo) * G, <int>G)
+        # preactivation = xw + b_hh + h_masked @ R
+        step_gemm_xb(<int>(n - lo), <int>G, <int>H, h_in, <int>H, R, <int>G,
+                     xw + (t * B + lo) * G, <int>G, bh, gates + (s * B + lo) * G, <int>G)
         for b in range(lo, n):
             row = t * B + b
             srow = s * B + b
-            a = gates + srow * G
-            if relu:
-                sigmoid_inplace(a, 2 * H)            # i, f
-                activate_inplace(a + 2 * H, H, relu) # g
-                sigmoid_inplace(a + 3 * H, H)        # o
-            else:
-                lstm_gates_inplace(a, H)
             # without keep, c lives in cs[0] and is updated in place, element by element
-            c_prev = cs + (row if keep else b) * H
-            c_new = cs + (row + B if keep else b) * H
-            c_act = aux + srow * H
-            for j in range(H):
-                c = a[H + j] * c_prev[j] + a[j] * a[2 * H + j]
-                c_new[j] = c
-                c_act[j] = c
-        # act(c) of every active row in one loop (the rows are contiguous in aux)
-        activate_inplace(aux + (s * B + lo) * H, (n - lo) * H, relu)
-        for b in range(lo, n):
-            a = gates + (s * B + b) * G
-            c_act = aux + (s * B + b) * H
-            h_new = hs + ((t + 1) * B + b) * H
-            for j in range(H):
-                h_new[j] = a[3 * H + j] * c_act[j]
+            lstm_fwd_row(gates + srow * G, cs + (row if keep else b) * H,
+                         cs + (row + B if keep else b) * H, aux + srow * H,
+                         hs + (row + B) * H, relu, H)
 
 
 # forward's buffers as inputs, plus
@@ -104,56 +73,15 @@ cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked,
                           bint has_dH, floating* dh, floating* dc,
                           floating* dxw) noexcept nogil:
     cdef Py_ssize_t G = 4 * H, t, n, b, j, row
-    cdef const floating* g_i
-    cdef const floating* g_f
-    cdef const floating* g_g
-    cdef const floating* g_o
-    cdef const floating* c_act
-    cdef const floating* c_prev
-    cdef const floating* dH_row
-    cdef floating* d_i
-    cdef floating* d_f
-    cdef floating* d_g
-    cdef floating* d_o
-    cdef floating* dh_b
-    cdef floating* dc_b
-    cdef floating one = 1
     for t in range(T - 1, -1, -1):
         n = min(hi, nact[t])
         if n <= lo:
             continue
         for b in range(lo, n):
             row = t * B + b
-            g_i = gates + row * G
-            g_f = g_i + H
-            g_g = g_i + 2 * H
-            g_o = g_i + 3 * H
-            d_i = dxw + row * G
-            d_f = d_i + H
-            d_g = d_i + 2 * H
-            d_o = d_i + 3 * H
-            c_act = aux + row * H
-            c_prev = cs + row * H
-            dh_b = dh + b * H
-            dc_b = dc + b * H
-            if has_dH:                          # dh_b <- dh_t (dh_b is rewritten below)
-                dH_row = dH + row * H
-                for j in range(H):
-                    dh_b[j] += dH_row[j]
-            # one store per loop: the four gate blocks share a base pointer at a run-time
-            # offset, which gcc cannot disambiguate within one loop (it then won't vectorize)
-            for j in range(H):                  # dc_t = dc + dh_t * o * act'(c)
-                dc_b[j] = dc_b[j] + dh_b[j] * g_o[j] * act_grad(c_act[j], relu)
-            for j in range(H):
-                d_o[j] = dh_b[j] * c_act[j] * g_o[j] * (one - g_o[j])
-            for j in range(H):
-                d_g[j] = dc_b[j] * g_i[j] * act_grad(g_g[j], relu)
-            for j in range(H):
-                d_i[j] = dc_b[j] * g_g[j] * g_i[j] * (one - g_i[j])
-            for j in range(H):
-                d_f[j] = dc_b[j] * c_prev[j] * g_f[j] * (one - g_f[j])
-            for j in range(H):
-                dc_b[j] = dc_b[j] * g_f[j]      # dc_prev
+            lstm_bwd_row(gates + row * G, aux + row * H, cs + row * H,
+                         (dH + row * H) if has_dH else NULL, dh + b * H, dc + b * H,
+                         dxw + row * G, relu, H)
         # dh_prev = (dgates @ R^T) * mask
         step_gemm(<int>(n - lo), <int>H, <int>G, dxw + (t * B + lo) * G,
                 <int>G, RT, <int>H, 0, dh + lo * H, <int>H)

@@ -63,6 +63,8 @@ FS_INLINE void fs_block_##SUF(const int mr, const int nv, const int ta, int K, c
             if (beta == 2)                                                                  \
                 acc[r][v] = *(const fs_vec_##SUF*)(X + r * ldx + v * VL)                    \
                             + *(const fs_vec_##SUF*)(bias + v * VL);                        \
+            else if (beta == 3)                                                             \
+                acc[r][v] = *(const fs_vec_##SUF*)(bias + v * VL);                          \
             else if (beta)                                                                  \
                 acc[r][v] = *(const fs_vec_##SUF*)(C + r * ldc + v * VL);                   \
             else                                                                            \
@@ -103,6 +105,7 @@ static void fs_rows_##SUF(int ta, int M, int nv, int width, int K, const T* A, i
                 for (int j = 0; j < nv * VL; j++)                                           \
                     tmp[r * nv * VL + j] = j >= width ? 0                                   \
                         : beta == 2 ? x[(long)r * ldx + j] + bias[j]                        \
+                        : beta == 3 ? bias[j]                                               \
                         : beta ? c[(long)r * ldc + j] : 0;                                  \
             c = tmp;                                                                        \
             cld = nv * VL;                                                                  \
@@ -119,8 +122,9 @@ static void fs_rows_##SUF(int ta, int M, int nv, int width, int K, const T* A, i
 }                                                                                           \
                                                                                             \
 /* C[M, N] = op(A) @ B + init, op(A) = A [M, K], or A^T when ta (A stored [K, M]);        \
-   init: beta 0: zero; 1: C itself; 2: X [M, N] (leading dimension ldx) + bias [N], read    \
-   in the same pass (the recurrent step's xw + b: no separate pass writing C first) */      \
+   init: beta 0: zero; 1: C itself; 2: X [M, N] (leading dimension ldx) + bias [N]; 3:     \
+   bias alone. Read in the same pass (the recurrent step's xw + b: no separate pass        \
+   writing C first) */                                                                      \
 static void fs_gemm_x_##SUF(int ta, int M, int N, int K, const T* A, int lda, const T* B,  \
                             int ldb, int beta, const T* X, int ldx, const T* bias, T* C,   \
                             int ldc) {                                                      \
@@ -180,7 +184,7 @@ static void fs_gemm_x_##SUF(int ta, int M, int N, int K, const T* A, int lda, co
                             int ldc) {                                                      \
     for (int r = 0; r < M; r++)                                                             \
         for (int j = 0; j < N; j++) {                                                       \
-            T acc = beta == 2 ? X[(long)r * ldx + j] + bias[j]                              \
+            T acc = beta == 2 ? X[(long)r * ldx + j] + bias[j] : beta == 3 ? bias[j]        \
                   : beta ? C[(long)r * ldc + j] : (T)0;                                     \
             for (int k = 0; k < K; k++)                                                     \
                 acc += (ta ? A[(long)k * lda + r] : A[(long)r * lda + k])                   \

@@ -36,13 +36,16 @@ cdef inline void gemm_tn(int m, int n, int k, const floating* A, int lda, const 
         fs_gemm_f64(1, m, n, k, A, lda, B, ldb, beta, C, ldc)
 
 
-# C [m, n] = X [m, n] + bias [n] + A [m, k] @ B [k, n] (X: leading dimension ldx), with
-# X + bias read as the accumulators' start: the step's preactivation xw + b + h @ R in one
-# pass over C. The same value, bit for bit, as C = X + bias followed by step_gemm(beta=1).
+# C [m, n] = X [m, n] + bias [n] + A [m, k] @ B [k, n] (X: leading dimension ldx; without
+# X, NULL, bias alone), X + bias read as the accumulators' start: the step's preactivation
+# xw + b + h @ R in one pass over C. The same value, bit for bit, as C = X + bias followed
+# by step_gemm(beta=1).
 cdef inline void step_gemm_xb(int m, int n, int k, const floating* A, int lda,
                               const floating* B, int ldb, const floating* X, int ldx,
                               const floating* bias, floating* C, int ldc) noexcept nogil:
     if floating is float:
-        fs_gemm_x_f32(0, m, n, k, A, lda, B, ldb, 2, X, ldx, bias, C, ldc)
+        fs_gemm_x_f32(0, m, n, k, A, lda, B, ldb, 2 if X != NULL else 3, X, ldx, bias, C,
+                      ldc)
     else:
-        fs_gemm_x_f64(0, m, n, k, A, lda, B, ldb, 2, X, ldx, bias, C, ldc)
+        fs_gemm_x_f64(0, m, n, k, A, lda, B, ldb, 2 if X != NULL else 3, X, ldx, bias, C,
+                      ldc)

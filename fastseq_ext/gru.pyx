@@ -1,8 +1,8 @@
 """GRU forward and BPTT kernels, gates ``[r | z | n]`` (see :mod:`fastseq.cells`).
 
-``reset_after=True`` (PyTorch / cuDNN): gate rows preloaded with ``[xw_r + b_r, xw_z + b_z,
-b_hn]``, one GEMM adds ``h_masked @ R`` (beta = 1), then a pointwise pass; ``aux`` keeps
-``hw_n = h_masked @ R_n + b_hn`` for BPTT. ``reset_after=False`` (classic / Keras): ``r, z``
+``reset_after=True`` (PyTorch / cuDNN): the step GEMM writes ``[xw_r + b_r, xw_z + b_z,
+b_hn] + h_masked @ R`` into the gate rows, then one fused loop per row (``_cells.h``);
+``aux`` keeps ``hw_n = h_masked @ R_n + b_hn`` for BPTT. ``reset_after=False`` (classic / Keras): ``r, z``
 need ``h_masked @ R[:, :2H]``, then ``n`` needs ``(r * h_masked) @ R[:, 2H:]``: two GEMMs
 per step; ``aux`` keeps ``r * h_masked``. Buffers as in :mod:`fastseq_ext.lstm`.
 
@@ -12,11 +12,10 @@ run-time offset (gcc does not vectorize those loops otherwise).
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
-from libc.string cimport memcpy
 
 import numpy as np
 
-from fastseq_ext._smallgemm cimport step_gemm
+from fastseq_ext._smallgemm cimport step_gemm, step_gemm_xb
 from fastseq_ext._omp cimport omp_set_dynamic_get_old
 from fastseq_ext._step cimport check_buf, check_step, copy_state
 from fastseq_ext._cells cimport gru_bwd_row, gru_fwd_row
@@ -54,31 +53,22 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
                          Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo,
                          Py_ssize_t hi, floating* hs, floating* hm, floating* gates,
                          floating* aux) noexcept nogil:
-    cdef Py_ssize_t G = 3 * H, t, n, b, j, row, s
-    cdef floating* a
-    cdef floating* a_n
-    cdef floating* hw_n
-    cdef const floating* x
+    cdef Py_ssize_t G = 3 * H, t, n, b, row, s
     cdef const floating* h_in
     for t in range(T):
         n = min(hi, nact[t])
         if n <= lo:
             break
         s = t if keep else 0        # slot of the saved buffers (one slot without keep)
-        for b in range(lo, n):                   # [xw_r + b_r, xw_z + b_z, b_hn]
-            a = gates + (s * B + b) * G
-            x = xw + (t * B + b) * G
-            for j in range(2 * H):
-                a[j] = x[j] + bh[j]
-            a_n = a + 2 * H
-            for j in range(H):
-                a_n[j] = bh[2 * H + j]
         h_in = hs + (t * B + lo) * H
         if masked:
             _mask_rows(hs, mask, hm, t, s, B, H, lo, n)
             h_in = hm + (s * B + lo) * H
-        step_gemm(<int>(n - lo), <int>G, <int>H, h_in, <int>H, R, <int>G,
-                1, gates + (s * B + lo) * G, <int>G)
+        # [xw_r + b_r, xw_z + b_z] + h_masked @ R[:, :2H]; b_hn + h_masked @ R[:, 2H:]
+        step_gemm_xb(<int>(n - lo), <int>(2 * H), <int>H, h_in, <int>H, R, <int>G,
+                     xw + (t * B + lo) * G, <int>G, bh, gates + (s * B + lo) * G, <int>G)
+        step_gemm_xb(<int>(n - lo), <int>H, <int>H, h_in, <int>H, R + 2 * H, <int>G,
+                     NULL, 0, bh + 2 * H, gates + (s * B + lo) * G + 2 * H, <int>G)
         for b in range(lo, n):                   # hw_n = h_masked @ R_n + b_hn is saved
             row = t * B + b
             gru_fwd_row(gates + (s * B + b) * G, xw + row * G + 2 * H, aux + (s * B + b) * H,
@@ -95,18 +85,6 @@ cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked,
                           bint has_dH, floating* dh, floating* dxw, floating* dhw,
                           floating* dtmp) noexcept nogil:
     cdef Py_ssize_t G = 3 * H, t, n, b, j, row
-    cdef const floating* r
-    cdef const floating* z
-    cdef const floating* nn
-    cdef const floating* hw_n
-    cdef const floating* h_prev
-    cdef const floating* dH_row
-    cdef floating* d_r
-    cdef floating* d_z
-    cdef floating* d_n
-    cdef floating* e_n
-    cdef floating* dh_b
-    cdef floating one = 1
     for t in range(T - 1, -1, -1):
         n = min(hi, nact[t])
         if n <= lo:
@@ -138,7 +116,6 @@ cdef void _forward_chunk_classic(const floating* xw, const floating* R, const fl
     cdef Py_ssize_t G = 3 * H, t, n, b, j, row, s
     cdef floating* a
     cdef floating* rh
-    cdef const floating* x
     cdef const floating* h_in
     cdef const floating* h_m
     for t in range(T):
@@ -146,18 +123,13 @@ cdef void _forward_chunk_classic(const floating* xw, const floating* R, const fl
         if n <= lo:
             break
         s = t if keep else 0        # slot of the saved buffers (one slot without keep)
-        for b in range(lo, n):                   # preactivation <- xw + b_hh
-            a = gates + (s * B + b) * G
-            x = xw + (t * B + b) * G
-            for j in range(G):
-                a[j] = x[j] + bh[j]
         h_in = hs + (t * B + lo) * H
         if masked:
             _mask_rows(hs, mask, hm, t, s, B, H, lo, n)
             h_in = hm + (s * B + lo) * H
-        # [r, z] preactivation += h_masked @ R[:, :2H]
-        step_gemm(<int>(n - lo), <int>(2 * H), <int>H, h_in, <int>H, R,
-                <int>G, 1, gates + (s * B + lo) * G, <int>G)
+        # [r, z] preactivation = xw + b + h_masked @ R[:, :2H]
+        step_gemm_xb(<int>(n - lo), <int>(2 * H), <int>H, h_in, <int>H, R, <int>G,
+                     xw + (t * B + lo) * G, <int>G, bh, gates + (s * B + lo) * G, <int>G)
         for b in range(lo, n):
             a = gates + (s * B + b) * G
             sigmoid_inplace(a, 2 * H)
@@ -165,9 +137,10 @@ cdef void _forward_chunk_classic(const floating* xw, const floating* R, const fl
             h_m = (hm + (s * B + b) * H) if masked else (hs + (t * B + b) * H)
             for j in range(H):
                 rh[j] = a[j] * h_m[j]
-        # n preactivation += (r * h_masked) @ R[:, 2H:]
-        step_gemm(<int>(n - lo), <int>H, <int>H, aux + (s * B + lo) * H,
-                <int>H, R + 2 * H, <int>G, 1, gates + (s * B + lo) * G + 2 * H, <int>G)
+        # n preactivation = xw_n + b_n + (r * h_masked) @ R[:, 2H:]
+        step_gemm_xb(<int>(n - lo), <int>H, <int>H, aux + (s * B + lo) * H, <int>H,
+                     R + 2 * H, <int>G, xw + (t * B + lo) * G + 2 * H, <int>G, bh + 2 * H,
+                     gates + (s * B + lo) * G + 2 * H, <int>G)
         for b in range(lo, n):
             row = t * B + b
             a = gates + (s * B + b) * G

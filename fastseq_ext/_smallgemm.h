@@ -5,9 +5,11 @@
  * call at these sizes pays for its entry, its threading checks and for packing B again
  * at every step; this loop packs nothing and calls nothing.
  *
- * Register blocking: MR rows x NV vectors of accumulators (6 x 4 zmm with AVX-512, 6 x 2
- * ymm with AVX, 6 x 2 xmm otherwise), the k loop innermost, each B vector loaded once
- * per k and reused by every row of the block. Columns that do not fill a vector use a
+ * Register blocking: MR rows x NV vectors of accumulators (6 x 4 zmm with AVX-512, or one
+ * 8 x 3 block when M is 7 or 8; 6 x 2 ymm with AVX, 6 x 2 xmm otherwise), the k loop
+ * innermost, each B vector loaded once per k and reused by every row of the block. Once B
+ * outgrows L2 (H = 256: R is 1 MB) every row block streams it from L3, so fewer, taller
+ * blocks matter: M = 8 as 4 + 4 rows ran at 46 GFLOP/s, as one 8-row block at 105. Columns that do not fill a vector use a
  * zero-padded copy of B's last columns (one vector wide) and a scratch block of C, so
  * every column runs the same vector code. Passes of FS_KC rows of B keep the panel in L2.
  * ``ta`` reads A stored transposed ([K, M]): the weight gradients ``h^T @ dgates``.
@@ -27,6 +29,9 @@
 #define FS_VBYTES 64
 #define FS_NV 4
 #define FS_MR 6
+/* 7 or 8 rows in all: one block of 8 x 3 zmm (24 accumulators), so each B panel is read
+   once per call instead of twice (4 + 4 rows); at H = 256 R is 1 MB, L2's size */
+#define FS_MR8 1
 #elif defined(__AVX__)
 #define FS_VBYTES 32
 #define FS_NV 2
@@ -42,6 +47,9 @@
 #include <string.h>
 
 #define FS_INLINE static inline __attribute__((always_inline))
+#ifndef FS_MR8
+#define FS_MR8 1
+#endif
 /* rows of B (the k range) per pass: a B panel [FS_KC, NV vectors] and the A rows of a
    pass stay in L2 while every row block / panel reuses them; splitting k changes no
    result (the accumulator goes through C in memory unchanged between passes) */
@@ -57,7 +65,7 @@ typedef T fs_vec_##SUF __attribute__((vector_size(FS_VBYTES), aligned(sizeof(T))
 FS_INLINE void fs_block_##SUF(const int mr, const int nv, const int ta, int K, const T* A, \
                               int lda, const T* B, int ldb, int beta, const T* X, int ldx, \
                               const T* bias, T* C, int ldc) {                              \
-    fs_vec_##SUF acc[6][4];                   /* mr <= 6, nv <= 4 */                        \
+    fs_vec_##SUF acc[8][4];                   /* mr <= 8, nv <= 4 (mr * nv <= 24) */       \
     _Pragma("GCC unroll 8") for (int r = 0; r < mr; r++)                                    \
         _Pragma("GCC unroll 8") for (int v = 0; v < nv; v++) {                              \
             if (beta == 2)                                                                  \
@@ -86,14 +94,14 @@ FS_INLINE void fs_block_##SUF(const int mr, const int nv, const int ta, int K, c
             *(fs_vec_##SUF*)(C + r * ldc + v * VL) = acc[r][v];                             \
 }                                                                                           \
                                                                                             \
-/* all M rows over nv vectors of columns: blocks of at most FS_MR rows, sizes balanced.    \
+/* all M rows over nv vectors of columns: blocks of at most mrmax rows, sizes balanced.    \
    width < nv * VL (the last columns): B is a zero-padded copy and C goes through a        \
    scratch block, so every column takes the vector path */                                  \
-static void fs_rows_##SUF(int ta, int M, int nv, int width, int K, const T* A, int lda,    \
-                          const T* B, int ldb, int beta, const T* X, int ldx,               \
+static void fs_rows_##SUF(int ta, int M, int mrmax, int nv, int width, int K, const T* A,  \
+                          int lda, const T* B, int ldb, int beta, const T* X, int ldx,      \
                           const T* bias, T* C, int ldc) {                                   \
-    int blocks = (M + FS_MR - 1) / FS_MR, m0 = 0;                                           \
-    T tmp[FS_MR * 4 * VL];                                                                  \
+    int blocks = (M + mrmax - 1) / mrmax, m0 = 0;                                           \
+    T tmp[24 * VL];                            /* mr * nv <= 24 */                          \
     for (int i = 0; i < blocks; i++) {                                                      \
         int mr = (M - m0) / (blocks - i);      /* balanced: 8 rows -> 4 + 4, not 6 + 2 */   \
         const T* a = A + (ta ? (long)m0 : (long)m0 * lda);                                  \
@@ -132,23 +140,27 @@ static void fs_gemm_x_##SUF(int ta, int M, int N, int K, const T* A, int lda, co
     int full = N / VL * VL;                    /* columns in whole vectors */               \
     int tail = N - full;                                                                    \
     T Bt[FS_KC * VL];                          /* the tail columns of a pass, zero-padded */\
+    int mrmax = FS_MR, nvp = FS_NV;            /* row block and panel width (vectors) */    \
+    if (FS_MR8 && (M == 7 || M == 8)) { mrmax = 8; nvp = 3; }                               \
     for (int k0 = 0; k0 < K || k0 == 0; k0 += FS_KC) {                                      \
         int kc = K - k0 < FS_KC ? K - k0 : FS_KC;                                           \
         int b0 = k0 > 0 ? 1 : beta;                                                         \
         const T* a = A + (ta ? (long)k0 * lda : (long)k0);                                  \
         const T* b = B + (long)k0 * ldb;                                                    \
         int n0 = 0;                                                                         \
-        for (; n0 + FS_NV * VL <= full; n0 += FS_NV * VL)                                   \
-            fs_rows_##SUF(ta, M, FS_NV, FS_NV * VL, kc, a, lda, b + n0, ldb, b0,            \
+        for (; n0 + nvp * VL <= full; n0 += nvp * VL)                                       \
+            fs_rows_##SUF(ta, M, mrmax, nvp, nvp * VL, kc, a, lda, b + n0, ldb, b0,         \
                           X ? X + n0 : X, ldx, bias ? bias + n0 : bias, C + n0, ldc);       \
         if (n0 < full)                                                                      \
-            fs_rows_##SUF(ta, M, (full - n0) / VL, full - n0, kc, a, lda, b + n0, ldb, b0,  \
-                          X ? X + n0 : X, ldx, bias ? bias + n0 : bias, C + n0, ldc);       \
+            fs_rows_##SUF(ta, M, mrmax, (full - n0) / VL, full - n0, kc, a, lda, b + n0,    \
+                          ldb, b0, X ? X + n0 : X, ldx, bias ? bias + n0 : bias, C + n0,    \
+                          ldc);                                                             \
         if (tail) {                                                                         \
             for (int k = 0; k < kc; k++)                                                    \
                 for (int j = 0; j < VL; j++)                                                \
                     Bt[k * VL + j] = j < tail ? b[(long)k * ldb + full + j] : 0;            \
-            fs_rows_##SUF(ta, M, 1, tail, kc, a, lda, Bt, VL, b0, X ? X + full : X, ldx,    \
+            fs_rows_##SUF(ta, M, mrmax, 1, tail, kc, a, lda, Bt, VL, b0, X ? X + full : X,  \
+                          ldx,                                                              \
                           bias ? bias + full : bias, C + full, ldc);                        \
         }                                                                                   \
         if (K <= 0) break;                                                                  \
@@ -161,7 +173,8 @@ static void fs_gemm_##SUF(int ta, int M, int N, int K, const T* A, int lda, cons
     fs_gemm_x_##SUF(ta, M, N, K, A, lda, B, ldb, beta != 0, NULL, 0, NULL, C, ldc);         \
 }
 
-/* the switch of fs_rows: every (mr, nv, ta) with 1 <= mr <= 6, 1 <= nv <= 4 */
+/* the switch of fs_rows: every (mr, nv, ta) with 1 <= mr <= 6, 1 <= nv <= 4, and the
+   8-row blocks (mr 7 or 8, nv <= 3) */
 #define FS_CASE2(SUF, MR_, NV_)                                                             \
     case (MR_ * 8 + NV_) * 2:                                                               \
         fs_block_##SUF(MR_, NV_, 0, K, a, lda, B, ldb, bmode, x, ldx, bias, c, cld); break;  \
@@ -171,7 +184,9 @@ static void fs_gemm_##SUF(int ta, int M, int N, int K, const T* A, int lda, cons
     FS_CASE2(SUF, MR_, 1) FS_CASE2(SUF, MR_, 2) FS_CASE2(SUF, MR_, 3) FS_CASE2(SUF, MR_, 4)
 #define FS_CASES(SUF)                                                                       \
     FS_CASES_NV(SUF, 1) FS_CASES_NV(SUF, 2) FS_CASES_NV(SUF, 3)                             \
-    FS_CASES_NV(SUF, 4) FS_CASES_NV(SUF, 5) FS_CASES_NV(SUF, 6)
+    FS_CASES_NV(SUF, 4) FS_CASES_NV(SUF, 5) FS_CASES_NV(SUF, 6)                             \
+    FS_CASE2(SUF, 7, 1) FS_CASE2(SUF, 7, 2) FS_CASE2(SUF, 7, 3)                             \
+    FS_CASE2(SUF, 8, 1) FS_CASE2(SUF, 8, 2) FS_CASE2(SUF, 8, 3)
 
 FS_DEFINE_GEMM(float, f32, (FS_VBYTES / 4))
 FS_DEFINE_GEMM(double, f64, (FS_VBYTES / 8))

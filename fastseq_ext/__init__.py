@@ -7,8 +7,12 @@ Modules (each built from the ``.pyx`` of the same name by ``setup.py``):
   kernels live in ``activations.pxd``.
 * :mod:`fastseq_ext.rnn`, :mod:`fastseq_ext.lstm`, :mod:`fastseq_ext.gru` -- forward, BPTT
   and one-step (``step``, shape checks in ``_step.pxd``) per cell, float32 and float64;
-  the row-major BLAS wrapper lives in ``_blas.pxd``, the OpenMP helpers in ``_omp.pxd``.
-* :mod:`fastseq_ext.reduce` -- the weight-gradient reductions after BPTT.
+  the per-step products run on the register-blocked GEMM of ``_smallgemm.h`` (no call,
+  no packing; each row computed the same way whatever the batch), the gates of a row in
+  one fused loop of ``_cells.h`` (activations in ``_act.h``); the row-major BLAS wrapper
+  lives in ``_blas.pxd``, the OpenMP helpers in ``_omp.pxd``.
+* :mod:`fastseq_ext.reduce` -- the weight-gradient reductions after BPTT (the step GEMM up
+  to H = 256, OpenBLAS above), and ``step_matmul``, the step GEMM exposed for tests.
 
 The Python-facing adapter is :mod:`fastseq.backends.cython_cpu`.
 """

@@ -18,6 +18,15 @@
 #define FS_RESTRICT
 #endif
 
+/* BODY(has_dH, relu, H, ...) run as one of four loops specialised on whether there is an
+   output gradient dH and on the activation: a load under a condition, or a select between
+   the two activations' derivatives, keeps the compiler from vectorizing the loop */
+#define FS_SPECIALISE(BODY, dH, relu, H, ...)                                               \
+    if ((dH) && (relu)) BODY(1, 1, H, __VA_ARGS__);                                         \
+    else if (dH) BODY(1, 0, H, __VA_ARGS__);                                                \
+    else if (relu) BODY(0, 1, H, __VA_ARGS__);                                              \
+    else BODY(0, 0, H, __VA_ARGS__);
+
 #define FS_DEFINE_CELLS(T, SUF)                                                             \
 /* LSTM forward, tanh cell. In: the preactivations of i f g o (xw + b + h @ R) in         \
    gi gf gg go; out: the gates after activation in place, c_new = f c_prev + i g,          \
@@ -42,10 +51,10 @@ static inline void fs_lstm_fwd_row_##SUF(T* FS_RESTRICT gi, T* FS_RESTRICT gf,  
 /* LSTM backward. dh: gradient on h_t (dH added when given); dc: in on c_t, out on        \
    c_{t-1}; d_*: OUT gradients of the preactivations. */                                    \
 static inline __attribute__((always_inline)) void fs_lstm_bwd_body_##SUF(const int has_dH, \
-        const T* FS_RESTRICT gi, const T* FS_RESTRICT gf, const T* FS_RESTRICT gg,         \
+        const int relu, long H, const T* FS_RESTRICT gi, const T* FS_RESTRICT gf, const T* FS_RESTRICT gg,         \
         const T* FS_RESTRICT go, const T* FS_RESTRICT c_act, const T* FS_RESTRICT c_prev,  \
         const T* FS_RESTRICT dH, T* FS_RESTRICT dh, T* FS_RESTRICT dc, T* FS_RESTRICT d_i, \
-        T* FS_RESTRICT d_f, T* FS_RESTRICT d_g, T* FS_RESTRICT d_o, const int relu, long H) {\
+        T* FS_RESTRICT d_f, T* FS_RESTRICT d_g, T* FS_RESTRICT d_o) {                       \
     for (long j = 0; j < H; j++) {                                                          \
         T dhj = has_dH ? dh[j] + dH[j] : dh[j];                                             \
         T o = go[j], i = gi[j], f = gf[j], g = gg[j], ca = c_act[j];                        \
@@ -60,20 +69,8 @@ static inline __attribute__((always_inline)) void fs_lstm_bwd_body_##SUF(const i
 static inline void fs_lstm_bwd_row_##SUF(const T* gi, const T* gf, const T* gg,            \
         const T* go, const T* c_act, const T* c_prev, const T* dH, T* dh, T* dc, T* d_i,   \
         T* d_f, T* d_g, T* d_o, int relu, long H) {                                         \
-    /* four specialised loops: a load under a condition, or a select between the two    \
-       activations' derivatives, keeps the compiler from vectorizing */                     \
-    if (dH && relu)                                                                         \
-        fs_lstm_bwd_body_##SUF(1, gi, gf, gg, go, c_act, c_prev, dH, dh, dc, d_i, d_f,     \
-                               d_g, d_o, 1, H);                                             \
-    else if (dH)                                                                            \
-        fs_lstm_bwd_body_##SUF(1, gi, gf, gg, go, c_act, c_prev, dH, dh, dc, d_i, d_f,     \
-                               d_g, d_o, 0, H);                                             \
-    else if (relu)                                                                          \
-        fs_lstm_bwd_body_##SUF(0, gi, gf, gg, go, c_act, c_prev, dH, dh, dc, d_i, d_f,     \
-                               d_g, d_o, 1, H);                                             \
-    else                                                                                    \
-        fs_lstm_bwd_body_##SUF(0, gi, gf, gg, go, c_act, c_prev, dH, dh, dc, d_i, d_f,     \
-                               d_g, d_o, 0, H);                                             \
+    FS_SPECIALISE(fs_lstm_bwd_body_##SUF, dH, relu, H, gi, gf, gg, go, c_act, c_prev, dH,  \
+                  dh, dc, d_i, d_f, d_g, d_o)                                               \
 }                                                                                           \
                                                                                             \
 /* GRU (reset after) forward. In: preactivations of r, z in gr, gz; gn holds              \
@@ -97,10 +94,10 @@ static inline void fs_gru_fwd_row_##SUF(T* FS_RESTRICT gr, T* FS_RESTRICT gz,   
    part of dh_{t-1} that bypasses R (dh z); d_*: OUT preactivation gradients (= dxw);      \
    e_*: OUT gradient of hw = [d_r, d_z, d_n r] (what multiplies R^T). */                    \
 static inline __attribute__((always_inline)) void fs_gru_bwd_body_##SUF(const int has_dH,  \
-        const T* FS_RESTRICT r_, const T* FS_RESTRICT z_, const T* FS_RESTRICT n_,         \
+        const int relu, long H, const T* FS_RESTRICT r_, const T* FS_RESTRICT z_, const T* FS_RESTRICT n_,         \
         const T* FS_RESTRICT hw_n, const T* FS_RESTRICT h_prev, const T* FS_RESTRICT dH,   \
         T* FS_RESTRICT dh, T* FS_RESTRICT d_r, T* FS_RESTRICT d_z, T* FS_RESTRICT d_n,     \
-        T* FS_RESTRICT e_r, T* FS_RESTRICT e_z, T* FS_RESTRICT e_n, const int relu, long H) {\
+        T* FS_RESTRICT e_r, T* FS_RESTRICT e_z, T* FS_RESTRICT e_n) {                       \
     for (long j = 0; j < H; j++) {                                                          \
         T dhj = has_dH ? dh[j] + dH[j] : dh[j];                                             \
         T r = r_[j], z = z_[j], n = n_[j];                                                  \
@@ -115,18 +112,8 @@ static inline __attribute__((always_inline)) void fs_gru_bwd_body_##SUF(const in
 static inline void fs_gru_bwd_row_##SUF(const T* r_, const T* z_, const T* n_,             \
         const T* hw_n, const T* h_prev, const T* dH, T* dh, T* d_r, T* d_z, T* d_n,        \
         T* e_r, T* e_z, T* e_n, int relu, long H) {                                         \
-    if (dH && relu)                                                                         \
-        fs_gru_bwd_body_##SUF(1, r_, z_, n_, hw_n, h_prev, dH, dh, d_r, d_z, d_n, e_r,     \
-                              e_z, e_n, 1, H);                                              \
-    else if (dH)                                                                            \
-        fs_gru_bwd_body_##SUF(1, r_, z_, n_, hw_n, h_prev, dH, dh, d_r, d_z, d_n, e_r,     \
-                              e_z, e_n, 0, H);                                              \
-    else if (relu)                                                                          \
-        fs_gru_bwd_body_##SUF(0, r_, z_, n_, hw_n, h_prev, dH, dh, d_r, d_z, d_n, e_r,     \
-                              e_z, e_n, 1, H);                                              \
-    else                                                                                    \
-        fs_gru_bwd_body_##SUF(0, r_, z_, n_, hw_n, h_prev, dH, dh, d_r, d_z, d_n, e_r,     \
-                              e_z, e_n, 0, H);                                              \
+    FS_SPECIALISE(fs_gru_bwd_body_##SUF, dH, relu, H, r_, z_, n_, hw_n, h_prev, dH, dh,    \
+                  d_r, d_z, d_n, e_r, e_z, e_n)                                             \
 }
 
 FS_DEFINE_CELLS(float, f32)

@@ -3,8 +3,8 @@
 Seed architecture (2 x LSTM(128), 28 x 28 random rows, 10 classes). For training, batch 32:
 
 * raw      ``layers.stack_forward`` + ``stack_backward`` (the engine and its GEMMs only),
-           given the parameter views: the layers copy each ``weight_hh.T`` with NumPy
-* raw_pool the same, given ``Network._engine_params()`` (``weight_hh.T`` already contiguous,
+           given the parameter views: the layers copy each ``weight_hh.T`` (blocked transpose)
+* raw_pool the same, given ``Network._engine_params()`` (pooled ``weight_hh.T`` copies,
            as the network hands it over): the floor the network and fit are judged by
 * network  ``Network.forward_train`` + loss + ``backward`` + one Adam step on the flat buffer
 * fit      ``SequenceClassifier.fit`` for one epoch (shuffling, batching, bookkeeping)
@@ -69,9 +69,10 @@ def main(argv=None):
     def raw_train_pool():
         for k in range(n_batches):
             xb = xt[:, k * B:(k + 1) * B]
-            params, lease = net._engine_params()
+            params, weight_hh_t, lease = net._engine_params()
             out, h_n, c_n, cache = stack_forward(backend, net.cell, params, xb,
-                                                 lengths, n_threads=net.n_threads)
+                                                 lengths, n_threads=net.n_threads,
+                                                 weight_hh_t=weight_hh_t)
             dh = np.zeros_like(h_n)
             dh[-1] = 1.0
             stack_backward(params, cache, dh_n=dh, n_threads=net.n_threads)

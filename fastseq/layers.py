@@ -33,6 +33,7 @@ from ._config import resolve_threads
 from ._threads import WorkerPool, blas_threads
 from .backends import get_backend
 from .cells import make_cell
+from ._transpose import transposed
 from .data import reverse_padded
 
 
@@ -172,7 +173,7 @@ def _check_state(state, name, shape, dtype):
 
 def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
                   dropout_masks=None, rmasks=None, training=True, n_threads=None,
-                  need_grad=True):
+                  need_grad=True, weight_hh_t=None):
     """Forward through the whole stack.
 
     Parameters
@@ -189,6 +190,12 @@ def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
     need_grad : False for inference: the cache cannot be passed to :func:`stack_backward`,
         and a backend with ``supports_need_grad`` saves nothing per step for it (less
         memory and memory traffic)
+    weight_hh_t : None, or a dict mapping ``weight_hh*`` names to C-contiguous ``[H, G*H]``
+        copies of their transposes, owned by the caller and left unchanged until
+        :func:`stack_backward` has run (as :class:`fastseq.network.Network` does). The
+        engine reads them as ``R``, and its backward reads the C-contiguous
+        ``params[name]`` itself as ``R^T`` instead of transposing ``R`` again. Without it,
+        each ``weight_hh`` is transposed here (a blocked copy).
 
     Returns
     -------
@@ -222,7 +229,10 @@ def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
     def run_direction(layer, direction, layer_input):
         k = layer * D + direction
         s = _suffix(layer, direction)
-        W, R = params["weight_ih" + s], params["weight_hh" + s]
+        W, W_hh = params["weight_ih" + s], params["weight_hh" + s]
+        R = None if weight_hh_t is None else weight_hh_t.get("weight_hh" + s)
+        if R is None:                               # [H, G*H], as the engine reads it
+            R = W_hh.T if W_hh.T.flags.c_contiguous else transposed(W_hh)
         b_ih, b_hh = params["bias_ih" + s], params["bias_hh" + s]
         seq = layer_input if direction == 0 else reverse_padded(layer_input, lengths)
         if cell.kind == "gru" and cell.reset_after:
@@ -234,9 +244,12 @@ def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
             b_hh = b_ih + b_hh
         rmask = None if rmasks is None else rmasks[k]
         H_all, (h_T, c_T), bcache = backend.forward(
-            cell, xw, np.ascontiguousarray(R.T), b_hh, h0[k],
+            cell, xw, R, b_hh, h0[k],
             c0[k] if cell.has_cell_state else None, lengths, rmask=rmask,
             training=training, n_threads=dir_threads, **extra)
+        if weight_hh_t is not None and need_grad and isinstance(bcache, dict) \
+                and W_hh.flags.c_contiguous:
+            bcache["RT"] = W_hh     # R^T for the backward's dh GEMMs (see weight_hh_t)
         H_all = np.asarray(H_all, dtype=dtype)
         if direction == 1:
             H_all = reverse_padded(H_all, lengths)

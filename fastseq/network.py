@@ -282,29 +282,33 @@ class Network:
 
     # ------------------------------------------------------------ engine parameters
     def _engine_params(self):
-        """``(params, lease)``: the recurrent parameters as the engine gets them, each
-        ``weight_hh [G*H, H]`` replaced by the transposed view of a C-contiguous ``[H, G*H]``
-        copy. :func:`fastseq.layers.stack_forward` hands the engine ``weight_hh.T``
-        contiguous; given this view that is free, where NumPy's own copy of a transposed
-        ``[2048, 512]`` weight costs 3.7 ms per layer and batch (``transpose_into``: 0.4 ms).
+        """``(params, weight_hh_t, lease)``: the recurrent parameters (views of the flat
+        buffer, PyTorch layout) and, for each ``weight_hh [G*H, H]``, a C-contiguous
+        ``[H, G*H]`` copy of its transpose, the layout the engine reads
+        (:func:`fastseq.layers.stack_forward`'s ``weight_hh_t``). The copy costs one blocked
+        transpose per layer and batch (0.4 ms for ``[2048, 512]``; NumPy's own transposed
+        copy: 3.7 ms), and the engine's backward then reads ``weight_hh`` itself as ``R^T``
+        instead of transposing again.
 
         The copies come from a per-network pool; ``lease`` goes back with :meth:`_release`
         once nothing reads them any more: after :meth:`backward` (the engine's cache reads
         them), at once for a pass whose cache is not returned. A cache from
-        :meth:`forward_train` is therefore good for one :meth:`backward`; one never
+        :meth:`forward_train` is therefore good for one :meth:`backward`, and the weights
+        must not change in between (the optimizer steps after it); one never
         backpropagated just drops its copies."""
         params = dict(self.rnn_params)
         if not self._hh_names:
-            return params, None
+            return params, None, None
         with _HH_POOL_LOCK:
             lease = self._hh_pool.pop() if self._hh_pool else None
         if lease is None or lease[0].dtype != self.dtype:
             lease = [np.empty(self.rnn_params[name].shape[::-1], dtype=self.dtype)
                      for name in self._hh_names]
+        weight_hh_t = {}
         for name, buf in zip(self._hh_names, lease):
             transpose_into(buf, self.rnn_params[name])
-            params[name] = buf.T
-        return params, lease
+            weight_hh_t[name] = buf
+        return params, weight_hh_t, lease
 
     def _release(self, lease):
         if lease is not None:
@@ -388,11 +392,11 @@ class Network:
         ids = None
         if self.tokens:
             x, ids = self._embed(x, lengths)
-        params, lease = self._engine_params()
+        params, weight_hh_t, lease = self._engine_params()
         out, h_n, c_n, rnn_cache = stack_forward(
             self.backend, self.cell, params, x, lengths, h0=h0, c0=c0,
             dropout_masks=masks["layers"], rmasks=masks["recurrent"], training=training,
-            n_threads=self.n_threads, need_grad=need_grad)
+            n_threads=self.n_threads, need_grad=need_grad, weight_hh_t=weight_hh_t)
         if not need_grad:                      # nothing reads the copies any more
             self._release(lease)
             lease = None
@@ -487,10 +491,10 @@ class Network:
         x, lengths = self._check_input(x, lengths)
         if self.tokens:
             x, _ = self._embed(x, lengths)
-        params, lease = self._engine_params()
+        params, weight_hh_t, lease = self._engine_params()
         out, h_n, _, _ = stack_forward(self.backend, self.cell, params, x, lengths,
                                        training=False, n_threads=self.n_threads,
-                                       need_grad=False)
+                                       need_grad=False, weight_hh_t=weight_hh_t)
         self._release(lease)
         if self.config["output"] == "many-to-many":
             return out
@@ -503,9 +507,9 @@ class Network:
         x, lengths = self._check_input(x, lengths)
         if self.tokens:
             x, _ = self._embed(x, lengths)
-        params, lease = self._engine_params()
+        params, weight_hh_t, lease = self._engine_params()
         _, h_n, c_n, _ = stack_forward(self.backend, self.cell, params, x, lengths,
                                        h0=h0, c0=c0, training=False, n_threads=self.n_threads,
-                                       need_grad=False)
+                                       need_grad=False, weight_hh_t=weight_hh_t)
         self._release(lease)
         return h_n, c_n

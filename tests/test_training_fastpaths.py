@@ -1,9 +1,10 @@
 """The training loop's fast paths against the plain ones they replace.
 
 * ``fastseq._transpose.transpose_into`` (8 x 8 register blocks) against NumPy's ``.T`` copy;
-* ``Network._engine_params`` (the engine gets ``weight_hh`` as the transposed view of a
-  contiguous copy from a pool) against handing it the parameter views themselves: the
-  outputs and gradients must be bitwise equal, also when the pooled copies are reused;
+* ``Network._engine_params`` (the engine gets a pooled contiguous copy of each
+  ``weight_hh.T``, and its backward reads ``weight_hh`` itself as ``R^T``) against handing
+  the layers the parameter views alone: the outputs and gradients must be bitwise equal,
+  also when the pooled copies are reused;
 * ``Optimizer.step(..., backup=)``: the update is bitwise the one without a backup, the backup
   holds the old parameters, and the finiteness flags match ``np.isfinite`` on the scaled
   gradient and the new parameters.
@@ -26,19 +27,22 @@ def test_transpose_into_matches_numpy(rng, shape, dtype):
 
 
 def _plain_params(net):
-    return dict(net.rnn_params), None
+    return dict(net.rnn_params), None, None
 
 
 @pytest.mark.parametrize("cell,tokens,output", [("lstm", False, "many-to-one"),
                                                 ("gru", True, "many-to-many"),
                                                 ("rnn", False, "many-to-many")])
+@pytest.mark.parametrize("backend", ["numba", "cython"])
 def test_engine_params_give_bitwise_the_same_outputs_and_gradients(rng, monkeypatch, cell,
-                                                                  tokens, output):
+                                                                  tokens, output, backend):
+    if backend == "cython":
+        pytest.importorskip("fastseq_ext")
     T, B, F = 6, 5, 3
     kw = dict(vocab_size=7, embedding_dim=4) if tokens else dict(n_features=F)
     cfg = make_config(cell=cell, units=9, num_layers=2, head=[4], n_outputs=3,
                       output=output, **kw)
-    net = Network(cfg, backend="numba").init_weights(0)
+    net = Network(cfg, backend=backend).init_weights(0)
     lengths = np.array([6, 2, 5, 0, 3])
     batches = [rng.integers(0, 7, size=(T, B)) if tokens
                else rng.standard_normal((T, B, F)).astype(np.float32) for _ in range(3)]

@@ -189,6 +189,22 @@ def prepare_backward(cell, cache, dH_all, dh_T, dc_T):
     return dh, dc, dH, has_dH
 
 
+# R: [H, G*H] the engine's weight (cache["R"]) -> (RT [G*H, H] C-contiguous, owned)
+def weight_transposed(cache, R, pool, transpose_into):
+    """``R^T`` for the backward's ``dh = dgates @ R^T`` GEMMs: the caller's copy in
+    ``cache["RT"]`` when one fits (:func:`fastseq.layers.stack_forward` puts the
+    C-contiguous ``weight_hh`` there when its caller vouches for it), else a transposed
+    copy in a buffer from ``pool``. ``owned``: that buffer must go back to ``pool``."""
+    shape = (R.shape[1], R.shape[0])
+    RT = cache.get("RT")
+    if (isinstance(RT, np.ndarray) and RT.shape == shape and RT.dtype == R.dtype
+            and RT.flags.c_contiguous):
+        return RT, False
+    RT = pool.take(shape, R.dtype)
+    transpose_into(RT, R)
+    return RT, True
+
+
 class BufferPool:
     """Free arrays keyed by (shape, dtype), reused across calls.
 

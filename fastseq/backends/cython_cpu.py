@@ -43,7 +43,8 @@ from ..cells import CellSpec
 from .._config import resolve_threads
 from .._threads import WorkerPool, blas_threads
 from ._cpu_common import (BufferPool, Lease, StepWorkspaces, as_array, dtype_of,
-                          finish_forward, prepare_backward, prepare_forward)
+                          finish_forward, prepare_backward, prepare_forward,
+                          weight_transposed)
 from ._cpu_common import dummy as _dummy
 
 try:
@@ -246,8 +247,8 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     dhw = POOL.take((T, B, GH), dtype) if gru_after else dxw
     bounds = _chunk_bounds(cache["lengths"], n, H * GH)
     if B and T:
-        RT = POOL.take((GH, H), dtype)        # the dh GEMMs read R^T row-major (NN GEMM)
-        _reduce.transpose_into(RT, R)
+        # the dh GEMMs read R^T row-major (NN GEMM)
+        RT, own_RT = weight_transposed(cache, R, POOL, _reduce.transpose_into)
         kernel = _BACKWARD[key]
         if cell.kind == "rnn":
             _run(lambda bounds, k: kernel(RT, mask, masked, relu, nact, bounds, hs, dH, has_dH,
@@ -275,7 +276,7 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
         _weight_grads(specs, nact, B, H, GH, dhw, dR.reshape(-1), db64, len(bounds) - 1)
     dbh = db64.astype(dtype)
     if B and T:
-        POOL.give([dhw, RT] if gru_after else [RT])
+        POOL.give(([dhw] if gru_after else []) + ([RT] if own_RT else []))
 
     inverse = cache["inverse"]
     if not identity:

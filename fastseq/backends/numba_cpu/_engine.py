@@ -10,7 +10,7 @@ from ..._transpose import transpose_into
 from ...cells import CellSpec
 from . import gru, lstm, rnn
 from .._cpu_common import (StepWorkspaces, as_array, dtype_of, finish_forward,
-                           prepare_backward, prepare_forward)
+                           prepare_backward, prepare_forward, weight_transposed)
 from .._cpu_common import dummy as _dummy
 from ._loop import (POOL, Lease, accumulate_outer, accumulate_rows, make_chunks, run_chunks,
                     threads, zero_padding)
@@ -124,8 +124,8 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     chunks = make_chunks(cache["lengths"], n)
     iw, fw = _scratch(len(chunks), dtype)
 
-    RT = POOL.take((GH, H), dtype)           # [G*H, H]: dh = dgates @ RT is a plain GEMM
-    transpose_into(RT, R)
+    # [G*H, H]: dh = dgates @ RT is a plain GEMM
+    RT, own_RT = weight_transposed(cache, R, POOL, transpose_into)
 
     def run(lo, hi, slot):
         bwd_kernel(RT, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, dH, has_dH,
@@ -148,7 +148,7 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
             specs = [(h_src, H, d_hw, 0, GH, dR)]
         _reduce_columns(specs, d_hw, db64, nact, B, GH, n, dtype)
     dbh = db64.astype(dtype)
-    POOL.give([dhw, RT] if gru_after else [RT])
+    POOL.give(([dhw] if gru_after else []) + ([RT] if own_RT else []))
 
     inverse = cache["inverse"]
     if not identity:

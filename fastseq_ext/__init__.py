@@ -9,10 +9,10 @@ Modules (each built from the ``.pyx`` of the same name by ``setup.py``):
   and one-step (``step``, shape checks in ``_step.pxd``) per cell, float32 and float64;
   the per-step products run on the register-blocked GEMM of ``_smallgemm.h`` (no call,
   no packing; each row computed the same way whatever the batch), the gates of a row in
-  one fused loop of ``_cells.h`` (activations in ``_act.h``); the row-major BLAS wrapper
-  lives in ``_blas.pxd``, the OpenMP helpers in ``_omp.pxd``.
-* :mod:`fastseq_ext.reduce` -- the weight-gradient reductions after BPTT (the step GEMM up
-  to H = 256, OpenBLAS above), and ``step_matmul``, the step GEMM exposed for tests.
+  one fused loop of ``_cells.h`` (activations in ``_act.h``); the OpenMP helpers are in
+  ``_omp.pxd``. No kernel calls BLAS (the layers' big input-projection GEMMs are NumPy's).
+* :mod:`fastseq_ext.reduce` -- the weight-gradient reductions after BPTT (on the same
+  GEMM, reading ``h`` transposed), and ``step_matmul``, that GEMM exposed for tests.
 
 The Python-facing adapter is :mod:`fastseq.backends.cython_cpu`.
 """

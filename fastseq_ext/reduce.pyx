@@ -10,16 +10,13 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
-from fastseq_ext._blas cimport gemm_rm
 from fastseq_ext._omp cimport omp_set_dynamic_get_old
 from fastseq_ext._smallgemm cimport gemm_tn, step_gemm
 
 
-# dR rows (the hidden size) up to which the weight gradient runs on our own GEMM (_smallgemm.h:
-# 94 vs OpenBLAS's 86 GFLOP/s for h^T @ dgates at H=128, T*B=3584, one thread); beyond it
-# OpenBLAS's cache blocking wins (102 vs 95 at H=512)
-cdef enum:
-    OWN_GEMM_MAX_K = 256
+# dR on our own GEMM (_smallgemm.h, A read transposed): one thread, h^T @ dgates, 96-109
+# GFLOP/s where OpenBLAS gave 70-98 (H = 256-1024, 48-1024 rows), and on par (100) at
+# H = 512 over 3200 rows
 
 
 cdef void _outer(const int64_t* nact, Py_ssize_t T, Py_ssize_t B, const floating* A,
@@ -39,12 +36,8 @@ cdef void _outer(const int64_t* nact, Py_ssize_t T, Py_ssize_t B, const floating
             rows = (t1 - t) * B
         else:
             rows = n
-        if K <= OWN_GEMM_MAX_K:
-            gemm_tn(<int>K, <int>N, <int>rows, A + t * B * lda, <int>lda, D + t * B * ldd,
-                    <int>ldd, 1, dR, <int>ldr)
-        else:
-            gemm_rm(True, False, <int>K, <int>N, <int>rows, 1, A + t * B * lda, <int>lda,
-                    D + t * B * ldd, <int>ldd, 1, dR, <int>ldr)
+        gemm_tn(<int>K, <int>N, <int>rows, A + t * B * lda, <int>lda, D + t * B * ldd,
+                <int>ldd, 1, dR, <int>ldr)
         t = t1
 
 

@@ -62,25 +62,75 @@ def _plan_threads(backend, D, n_threads):
 # pool thread costs about 0.1-0.2 ms here, the time of ~8M multiply-adds on one core
 PARALLEL_GEMM_MIN = 1 << 23
 
+def _own_gemm(gemm, *arrays):
+    """``gemm`` (a backend's ``matmul_into``) if it can take these arrays, else None."""
+    if gemm is None:
+        return None
+    dtype = arrays[0].dtype
+    if dtype not in (np.float32, np.float64):
+        return None
+    for x in arrays:
+        if x.dtype != dtype or x.ndim != 2 or (x.shape[1] > 1 and x.strides[1] != x.itemsize):
+            return None
+    return gemm
+
+
 # a: [M, K], b: [K, N] -> OUT [M, N]
-def _matmul(a, b, n_threads):
+def _matmul(a, b, n_threads, gemm=None):
     """``a @ b`` with the result's rows split into ``n_threads`` blocks, each a one-thread
-    BLAS call on its own thread (NumPy releases the GIL). The blocks depend only on the
-    shapes and ``n_threads``, so results are reproducible for a given thread count."""
+    GEMM on its own thread (NumPy and the backend's ``gemm`` release the GIL). The blocks
+    depend only on the shapes and ``n_threads``, so results are reproducible for a given
+    thread count. ``gemm``: the backend's own single-threaded GEMM
+    (``matmul_into(a, b, out, trans_a)``), used when the operands suit it."""
     M, K = a.shape
     N = b.shape[1]
+    gemm = _own_gemm(gemm, a, b)
     n = min(int(n_threads), M)
     if n <= 1 or M * K * N < PARALLEL_GEMM_MIN:
-        return a @ b
+        if gemm is None:
+            return a @ b
+        out = np.empty((M, N), dtype=a.dtype)
+        gemm(a, b, out, False)
+        return out
     out = np.empty((M, N), dtype=np.result_type(a.dtype, b.dtype))
     bounds = np.linspace(0, M, n + 1).astype(np.int64)
 
     def block(j):
         lo, hi = bounds[j], bounds[j + 1]
-        np.matmul(a[lo:hi], b, out=out[lo:hi])
+        if gemm is None:
+            np.matmul(a[lo:hi], b, out=out[lo:hi])
+        else:
+            gemm(a[lo:hi], b, out[lo:hi], False)
 
     _GEMM_BLOCKS.each(block, range(n))
     return out
+
+
+# a: [R, M], b: [R, N] -> OUT [N, M] = (a^T @ b)^T (a transposed view)
+def _matmul_t(a, b, n_threads, gemm=None):
+    """``b.T @ a`` (the input weights' gradient ``dxw^T @ seq``), returned as the
+    transpose of ``a^T @ b``: on the backend's GEMM that reads ``a`` transposed, with the
+    columns of ``b`` split among the threads (each column computed alone: the same bits
+    for any split); else NumPy's ``b.T @ a`` in row blocks."""
+    gemm = _own_gemm(gemm, a, b)
+    if gemm is None:
+        return _matmul(b.T, a, n_threads)
+    R, M = a.shape
+    N = b.shape[1]
+    out = np.empty((M, N), dtype=a.dtype)
+    n = min(int(n_threads), max(1, N // 16))
+    if n <= 1 or R * M * N < PARALLEL_GEMM_MIN:
+        gemm(a, b, out, True)
+        return out.T
+    width = ((N + n - 1) // n + 15) // 16 * 16
+    blocks = [(c0, min(N, c0 + width)) for c0 in range(0, N, width)]
+
+    def block(cols):
+        c0, c1 = cols
+        gemm(a, b[:, c0:c1], out[:, c0:c1], True)
+
+    _GEMM_BLOCKS.each(block, blocks)
+    return out.T
 
 
 def _run_directions(fn, D, concurrent):
@@ -322,16 +372,17 @@ def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=No
         g = {}
         want_dseq = input_grad or layer > 0
         dseq = None
+        gemm = getattr(backend, "matmul_into", None)
         if rows is None:
-            g["weight_ih" + s] = _matmul(dxw.T, seq, dir_threads)
+            g["weight_ih" + s] = _matmul_t(seq, dxw, dir_threads, gemm)
             if want_dseq:
-                dseq = _matmul(dxw, W, dir_threads).reshape(T, B, W.shape[1])
+                dseq = _matmul(dxw, W, dir_threads, gemm).reshape(T, B, W.shape[1])
         else:                       # padded rows of dxw are zero: skip them
             dxw_valid = dxw[rows]
-            g["weight_ih" + s] = _matmul(dxw_valid.T, seq[rows], dir_threads)
+            g["weight_ih" + s] = _matmul_t(seq[rows], dxw_valid, dir_threads, gemm)
             if want_dseq:
                 dseq = np.zeros((T * B, W.shape[1]), dtype=dtype)
-                dseq[rows] = _matmul(dxw_valid, W, dir_threads)
+                dseq[rows] = _matmul(dxw_valid, W, dir_threads, gemm)
                 dseq = dseq.reshape(T, B, W.shape[1])
         g["weight_hh" + s] = np.asarray(dR, dtype=dtype).T
         g["bias_hh" + s] = np.asarray(dbh, dtype=dtype)

@@ -115,24 +115,34 @@ def transpose_into(floating[:, ::1] dest, const floating[:, ::1] src):
                 dest[i, j] = src[j, i]
 
 
-# A: [M, K] ([K, M] when trans_a)  B: [K, N]  C: [M, N] OUT (in: added to when beta)
-def step_matmul(const floating[:, ::1] A, const floating[:, ::1] B, floating[:, ::1] C,
+# A: [M, K] ([K, M] when trans_a)  B: [K, N]  C: [M, N] OUT (in: added to when beta);
+# each with contiguous rows (unit stride along the last axis) and any row stride
+def step_matmul(const floating[:, :] A, const floating[:, :] B, floating[:, :] C,
                 bint beta=False, bint trans_a=False):
     """``C = op(A) @ B (+ C)`` by the GEMM the kernels call at every step and for the
-    weight gradients (``_smallgemm.h``, single-threaded); ``op(A) = A.T`` when
-    ``trans_a``. Each row of ``C`` is computed the same way whatever the number of rows."""
+    weight gradients (``_smallgemm.h``, single-threaded, releases the GIL); ``op(A) = A.T``
+    when ``trans_a``. Each row of ``C`` is computed the same way whatever the number of
+    rows, and each column whatever the other columns (so row and column blocks of one
+    product can run on separate threads and give the same bits)."""
     cdef Py_ssize_t M = A.shape[1] if trans_a else A.shape[0]
     cdef Py_ssize_t K = A.shape[0] if trans_a else A.shape[1]
     cdef Py_ssize_t N = B.shape[1]
+    cdef Py_ssize_t size = sizeof(floating)
     if B.shape[0] != K or C.shape[0] != M or C.shape[1] != N:
         raise ValueError(f"step_matmul: op(A) ({M}, {K}), B ({B.shape[0]}, {N}) and C "
                          f"({C.shape[0]}, {C.shape[1]}) do not make C = op(A) @ B")
+    if ((A.shape[1] > 1 and A.strides[1] != size) or (B.shape[1] > 1 and B.strides[1] != size)
+            or (C.shape[1] > 1 and C.strides[1] != size)):
+        raise ValueError("step_matmul: A, B and C need contiguous rows (unit stride along "
+                         "the last axis)")
     if M == 0 or N == 0:
         return
+    cdef int lda = <int>(A.strides[0] // size), ldb = <int>(B.strides[0] // size)
+    cdef int ldc = <int>(C.strides[0] // size)
     with nogil:
         if trans_a:
-            gemm_tn(<int>M, <int>N, <int>K, &A[0, 0] if K else NULL, <int>M,
-                    &B[0, 0] if K else NULL, <int>N, beta, &C[0, 0], <int>N)
+            gemm_tn(<int>M, <int>N, <int>K, &A[0, 0] if K else NULL, lda,
+                    &B[0, 0] if K else NULL, ldb, beta, &C[0, 0], ldc)
         else:
-            step_gemm(<int>M, <int>N, <int>K, &A[0, 0] if K else NULL, <int>max(K, 1),
-                      &B[0, 0] if K else NULL, <int>N, beta, &C[0, 0], <int>N)
+            step_gemm(<int>M, <int>N, <int>K, &A[0, 0] if K else NULL, max(lda, 1),
+                      &B[0, 0] if K else NULL, ldb, beta, &C[0, 0], ldc)

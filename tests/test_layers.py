@@ -247,3 +247,25 @@ def test_input_grad_false_skips_only_dx(rng, cell):
         for name in grads:
             assert np.array_equal(grads[name], grads2[name]), (engine, name)
         assert np.array_equal(dh0, dh02)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_own_gemm_paths_match_numpy_and_do_not_depend_on_threads(rng, dtype):
+    """The layers' input-weight gradient and input gradient on the Cython engine's GEMM:
+    close to NumPy's, and the same bits on 1 and 2 threads (row / column blocks)."""
+    cython_cpu = pytest.importorskip("fastseq.backends.cython_cpu")
+    from fastseq import layers
+    gemm = cython_cpu.matmul_into
+    seq = rng.standard_normal((300, 29)).astype(dtype)        # [rows, I]
+    dxw = rng.standard_normal((300, 200)).astype(dtype)       # [rows, G*H]
+    W = rng.standard_normal((200, 29)).astype(dtype)          # [G*H, I]
+    eps = np.finfo(dtype).eps
+    gw = [layers._matmul_t(seq, dxw, n, gemm) for n in (1, 2)]
+    dx = [layers._matmul(dxw, W, n, gemm) for n in (1, 2)]
+    np.testing.assert_array_equal(gw[0], gw[1])
+    np.testing.assert_array_equal(dx[0], dx[1])
+    assert gw[0].shape == (200, 29) and dx[0].shape == (300, 29)
+    np.testing.assert_allclose(gw[0], dxw.T.astype(np.float64) @ seq, rtol=0,
+                               atol=600 * eps * (np.abs(dxw).T @ np.abs(seq)).max())
+    np.testing.assert_allclose(dx[0], dxw.astype(np.float64) @ W, rtol=0,
+                               atol=400 * eps * (np.abs(dxw) @ np.abs(W)).max())

@@ -5,7 +5,8 @@ directions, the engines' batch chunks, the row blocks of the layers' GEMMs), BLA
 pinned to one thread. :class:`blas_threads` does that for every BLAS library loaded
 (NumPy's and SciPy's OpenBLAS are two) and restores the setting found on entry when the
 last of any concurrently running blocks exits, so calls from several Python threads never
-leave a changed setting behind.
+leave a changed setting behind. :class:`WorkerPool` runs the one level of parallelism;
+:func:`column_blocks` is how the column-split GEMMs share their columns among it.
 """
 from __future__ import annotations
 
@@ -56,6 +57,14 @@ class blas_threads:
                 _state["saved"] = []
                 _state["current"] = None
         return False
+
+
+def column_blocks(N, k):
+    """``k`` or fewer ``(start, stop)`` column ranges covering ``[0, N)``, each a multiple of
+    16 wide but the last (whole vectors for the GEMMs that split their columns among
+    threads); the same ranges for the same ``N`` and ``k``."""
+    width = ((N + k - 1) // k + 15) // 16 * 16
+    return [(c0, min(N, c0 + width)) for c0 in range(0, N, width)]
 
 
 class WorkerPool:

@@ -30,8 +30,9 @@ loop, whose dR columns are split among the threads. A batch too small to split (
 than ``2 * MIN_CHUNK_ROWS`` rows, fewer than ``MIN_PARALLEL_MACS`` recurrent multiply-adds
 in the call, or ``n_threads=1``) runs as one chunk on the calling thread: waking a pool
 thread costs about 0.1-0.2 ms on this 2-core VM, more than half of a small recurrence
-(GRU B16 T200 H32 training: 1.6 ms on one chunk, 2.1 ms on two). Also: OpenBLAS's workers spin for about 0.1 s after a multi-threaded call and were
-measured to slow the next call's threads 10-100x on 2 cores.
+(GRU B16 T200 H32 training: 1.6 ms on one chunk, 2.1 ms on two). Also: OpenBLAS's workers
+spin for about 0.1 s after a multi-threaded call and were measured to slow the next call's
+threads 10-100x on 2 cores.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ import numpy as np
 
 from ..cells import CellSpec
 from .._config import resolve_threads
-from .._threads import WorkerPool, blas_threads
+from .._threads import WorkerPool, blas_threads, column_blocks
 from ._cpu_common import (BufferPool, Lease, StepWorkspaces, as_array, dtype_of,
                           finish_forward, prepare_backward, prepare_forward,
                           weight_transposed)
@@ -114,9 +115,9 @@ def _chunk_bounds(lengths_sorted, n_threads, macs_per_row_step):
     the number of active row-steps (so long and short sequences share the work)."""
     B = len(lengths_sorted)
     k = min(n_threads, B // MIN_CHUNK_ROWS)
-    if float(np.sum(lengths_sorted)) * macs_per_row_step < MIN_PARALLEL_MACS:
-        k = 1
     total = float(np.sum(lengths_sorted))
+    if total * macs_per_row_step < MIN_PARALLEL_MACS:
+        k = 1
     if k <= 1 or total <= 0:
         return np.array([0, B], dtype=np.int64)
     work = np.cumsum(lengths_sorted, dtype=np.float64)
@@ -167,8 +168,7 @@ def _weight_grads(specs, nact, B, H, GH, D, dR, db, k):
     d_flat = D.reshape(-1)
     with blas_threads(1):
         if k > 1 and DISPATCH == "python":
-            width = ((GH + k - 1) // k + 15) // 16 * 16     # as accumulate_outer splits
-            blocks = [(c0, min(GH, c0 + width)) for c0 in range(0, GH, width)]
+            blocks = column_blocks(GH, k)                   # as accumulate_outer splits
 
             def block(cols):
                 lo, hi = cols

@@ -1,38 +1,38 @@
 """A fast 2-D transposed copy for the weights (``weight_hh`` <-> ``R``, ``dR`` -> grad).
 
 NumPy copies a transposed view element by element with a large stride (3.7 ms for a
-[2048, 512] float32 weight here); fixed 8 x 8 blocks let LLVM transpose them in registers
-(0.4 ms). Used by :class:`fastseq.network.Network` (the engine's copy of ``weight_hh.T``,
-the ``weight_hh`` gradients) and by the CPU engines' backward pass (``R^T``).
+[2048, 512] float32 weight here); fixed 8 x 8 blocks let the compiler transpose them in
+registers (0.4-0.6 ms). Used by :class:`fastseq.network.Network` (the engine's copy of
+``weight_hh.T``, the ``weight_hh`` gradients), :mod:`fastseq.layers` and the CPU engines'
+backward pass (``R^T``).
+
+One entry point, two compiled forms of the same loop: ``fastseq_ext.reduce.transpose_into``
+(Cython: no JIT, releases the GIL) when fastseq_ext is built and both arrays are
+C-contiguous float32/float64 of one dtype, else the Numba one in
+:mod:`fastseq._transpose_jit` (any strides; Numba is imported on first use only).
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
-from ._config import NUMBA_FLAGS
+try:
+    from fastseq_ext.reduce import transpose_into as _ext_transpose_into
+except ImportError:      # pragma: no cover - fastseq_ext not built
+    _ext_transpose_into = None
 
-_FLAGS = dict(NUMBA_FLAGS)
-_FLAGS["fastmath"] = set(NUMBA_FLAGS["fastmath"])
 
-
-# dest: [M, N] OUT = src_t.T     src_t: [N, M] (any strides)
-@njit(**_FLAGS)
+# dest: [M, N] OUT = src_t.T     src_t: [N, M]
 def transpose_into(dest, src_t):
-    M, N = dest.shape
-    Mb = M - M % 8
-    Nb = N - N % 8
-    for i0 in range(0, Mb, 8):
-        for j0 in range(0, Nb, 8):
-            for i in range(8):
-                for j in range(8):
-                    dest[i0 + i, j0 + j] = src_t[j0 + j, i0 + i]
-        for i in range(i0, i0 + 8):
-            for j in range(Nb, N):
-                dest[i, j] = src_t[j, i]
-    for i in range(Mb, M):
-        for j in range(N):
-            dest[i, j] = src_t[j, i]
+    """``dest[...] = src_t.T``."""
+    if dest.ndim != 2 or src_t.shape != dest.shape[::-1]:
+        raise ValueError(f"src_t has shape {src_t.shape}; expected {dest.shape[::-1]}")
+    if (_ext_transpose_into is not None and dest.dtype == src_t.dtype
+            and dest.dtype in (np.float32, np.float64)
+            and dest.flags.c_contiguous and src_t.flags.c_contiguous):
+        _ext_transpose_into(dest, src_t)
+        return
+    from ._transpose_jit import transpose_into_jit
+    transpose_into_jit(dest, src_t)
 
 
 def transposed(a, out=None):

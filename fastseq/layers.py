@@ -30,16 +30,11 @@ from __future__ import annotations
 import numpy as np
 
 from ._config import resolve_threads
-from ._threads import WorkerPool, blas_threads
+from ._threads import WorkerPool, blas_threads, column_blocks
+from ._transpose import transposed
 from .backends import get_backend
 from .cells import make_cell
 from .data import reverse_padded
-
-try:                     # the Cython blocked transpose: no JIT on the Cython engine's path
-    from fastseq_ext.reduce import transpose_into as _ext_transpose_into
-except ImportError:      # pragma: no cover - fastseq_ext not built
-    _ext_transpose_into = None
-
 
 # skip the padded rows in the input GEMMs when at least this fraction of [T, B] is padding
 PADDING_SKIP_FRACTION = 0.2
@@ -65,17 +60,6 @@ def _plan_threads(backend, D, n_threads):
 # GEMMs with fewer multiply-adds than this run on the calling thread alone: waking a
 # pool thread costs about 0.1-0.2 ms here, the time of ~8M multiply-adds on one core
 PARALLEL_GEMM_MIN = 1 << 23
-
-def _transposed(a):
-    """``a.T`` as a new C-contiguous array: fastseq_ext's blocked copy when it is built
-    (0.6 ms for ``[2048, 512]`` float32, NumPy's strided copy 3.7 ms), else NumPy's."""
-    if (_ext_transpose_into is not None and a.ndim == 2 and a.flags.c_contiguous
-            and a.dtype in (np.float32, np.float64)):
-        out = np.empty(a.shape[::-1], dtype=a.dtype)
-        if a.size:
-            _ext_transpose_into(out, a)
-        return out
-    return np.ascontiguousarray(a.T)
 
 
 def _own_gemm(gemm, *arrays):
@@ -138,14 +122,11 @@ def _matmul_t(a, b, n_threads, gemm=None):
     if n <= 1 or R * M * N < PARALLEL_GEMM_MIN:
         gemm(a, b, out, True)
         return out.T
-    width = ((N + n - 1) // n + 15) // 16 * 16
-    blocks = [(c0, min(N, c0 + width)) for c0 in range(0, N, width)]
-
     def block(cols):
         c0, c1 = cols
         gemm(a, b[:, c0:c1], out[:, c0:c1], True)
 
-    _GEMM_BLOCKS.each(block, blocks)
+    _GEMM_BLOCKS.each(block, column_blocks(N, n))
     return out.T
 
 
@@ -261,7 +242,7 @@ def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
         :func:`stack_backward` has run (as :class:`fastseq.network.Network` does). The
         engine reads them as ``R``, and its backward reads the C-contiguous
         ``params[name]`` itself as ``R^T`` instead of transposing ``R`` again. Without it,
-        each ``weight_hh`` is transposed here (fastseq_ext's blocked copy when built).
+        each ``weight_hh`` is transposed here (:func:`fastseq._transpose.transposed`).
 
     Returns
     -------
@@ -298,7 +279,7 @@ def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
         W, W_hh = params["weight_ih" + s], params["weight_hh" + s]
         R = None if weight_hh_t is None else weight_hh_t.get("weight_hh" + s)
         if R is None:                               # [H, G*H], as the engine reads it
-            R = W_hh.T if W_hh.T.flags.c_contiguous else _transposed(W_hh)
+            R = W_hh.T if W_hh.T.flags.c_contiguous else transposed(W_hh)
         b_ih, b_hh = params["bias_ih" + s], params["bias_hh" + s]
         seq = layer_input if direction == 0 else reverse_padded(layer_input, lengths)
         if cell.kind == "gru" and cell.reset_after:

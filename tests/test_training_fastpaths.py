@@ -1,6 +1,7 @@
 """The training loop's fast paths against the plain ones they replace.
 
-* ``fastseq._transpose.transpose_into`` (8 x 8 register blocks) against NumPy's ``.T`` copy;
+* ``fastseq._transpose.transpose_into`` and its Numba form (8 x 8 blocks) against NumPy's
+  ``.T`` copy;
 * ``Network._engine_params`` (the engine gets a pooled contiguous copy of each
   ``weight_hh.T``, and its backward reads ``weight_hh`` itself as ``R^T``) against handing
   the layers the parameter views alone: the outputs and gradients must be bitwise equal,
@@ -13,17 +14,29 @@ import numpy as np
 import pytest
 
 from fastseq._transpose import transpose_into
+from fastseq._transpose_jit import transpose_into_jit
 from fastseq.network import Network, make_config
 from fastseq.optim import SGD, Adam, RMSProp
 
 
+@pytest.mark.parametrize("impl", [transpose_into, transpose_into_jit])
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (8, 8), (9, 17), (16, 24), (64, 200)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_transpose_into_matches_numpy(rng, shape, dtype):
+def test_transpose_into_matches_numpy(rng, shape, dtype, impl):
+    """The entry point (Cython form when built) and the Numba form it falls back to."""
     src = rng.standard_normal(shape).astype(dtype)
     dest = np.full(shape[::-1], np.nan, dtype=dtype)
+    impl(dest, src)
+    np.testing.assert_array_equal(dest, src.T)
+
+
+def test_transpose_into_strided_input_and_bad_shape(rng):
+    src = rng.standard_normal((10, 12)).astype(np.float32)[::2, 1:]   # not contiguous
+    dest = np.empty((11, 5), np.float32)
     transpose_into(dest, src)
     np.testing.assert_array_equal(dest, src.T)
+    with pytest.raises(ValueError, match="expected"):
+        transpose_into(np.empty((3, 4), np.float32), np.empty((3, 4), np.float32))
 
 
 def _plain_params(net):

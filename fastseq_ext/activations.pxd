@@ -76,19 +76,6 @@ cdef inline void activate_inplace(floating* x, Py_ssize_t n, int act) noexcept n
         tanh_inplace(x, n)
 
 
-cdef inline void lstm_gates_inplace(floating* a, Py_ssize_t H) noexcept nogil:
-    """The four LSTM gates of one row ``[i | f | g | o]`` (4H values) in one loop:
-    ``tanh(s x) * s + (1 - s)`` with ``s = 1`` on ``g`` (tanh) and ``s = 1/2`` elsewhere
-    (``sigmoid(x) = tanh(x/2)/2 + 1/2``, the same operations as :func:`sigmoid_fast`, so
-    the same bits). One loop of 4H instead of three of H or 2H: at small H the loop
-    overheads cost as much as the arithmetic."""
-    cdef Py_ssize_t j
-    cdef floating s
-    for j in range(4 * H):
-        s = <floating>1 if (j >= 2 * H and j < 3 * H) else <floating>0.5
-        a[j] = tanh_fast(s * a[j]) * s + (<floating>1 - s)
-
-
 cdef inline void mul_act_grad(floating* d, const floating* y, Py_ssize_t n,
                               int act) noexcept nogil:
     """d <- d * act'(a), with the derivative written in terms of the output y = act(a)."""

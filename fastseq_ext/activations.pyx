@@ -1,16 +1,16 @@
 """Python access to the compiled pointwise functions (for tests and for embedders).
 
-The kernels themselves use the inline versions from ``activations.pxd``; the functions
-here run exactly that code over NumPy arrays, so tests can check it against float64
-NumPy. Inputs must be float32 or float64; the result has the input's dtype.
+The kernels themselves use the inline versions from ``activations.pxd`` and the fused
+row loops of ``_cells.h``; the functions here run exactly that code over NumPy arrays, so
+tests can check it against float64 NumPy. Inputs must be float32 or float64; the result has the input's dtype.
 """
 import numpy as np
 
 from cython cimport floating
 from cython.parallel cimport prange
 
-from fastseq_ext.activations cimport (ACT_RELU, ACT_TANH, activate_inplace,
-                                      sigmoid_inplace, tanh_inplace)
+from fastseq_ext._cells cimport lstm_fwd_row
+from fastseq_ext.activations cimport ACT_RELU, ACT_TANH, sigmoid_inplace, tanh_inplace
 
 
 def _as_float_array(x, name):
@@ -84,27 +84,19 @@ def sigmoid(x):
 # a_pre: [B, 4H] preactivation, gates [i | f | g | o]
 # c_prev: [B, H]
 # gates: [B, 4H]  # OUT post-activation gates
-# c_new, h_new: [B, H]  # OUT
+# c_new, h_new, c_act: [B, H]  # OUT (c_act = act(c_new))
 cdef void _lstm_cell(const floating[:, ::1] a_pre, const floating[:, ::1] c_prev,
                      floating[:, ::1] gates, floating[:, ::1] c_new, floating[:, ::1] h_new,
-                     int act, int n_threads) noexcept nogil:
+                     floating[:, ::1] c_act, int act, int n_threads) noexcept nogil:
+    """The LSTM kernels' own per-row loop (``_cells.h``) over every row."""
     cdef Py_ssize_t B = c_prev.shape[0], H = c_prev.shape[1], b, j
-    cdef floating* a
     if H == 0:
         return
     for b in prange(B, num_threads=n_threads, schedule="static"):
-        a = &gates[b, 0]
         for j in range(4 * H):
-            a[j] = a_pre[b, j]
-        sigmoid_inplace(a, 2 * H)                 # i, f
-        activate_inplace(a + 2 * H, H, act)       # g
-        sigmoid_inplace(a + 3 * H, H)             # o
-        for j in range(H):
-            c_new[b, j] = a[H + j] * c_prev[b, j] + a[j] * a[2 * H + j]
-            h_new[b, j] = c_new[b, j]
-        activate_inplace(&h_new[b, 0], H, act)    # act(c_new)
-        for j in range(H):
-            h_new[b, j] = a[3 * H + j] * h_new[b, j]
+            gates[b, j] = a_pre[b, j]
+        lstm_fwd_row(&gates[b, 0], &c_prev[b, 0], &c_new[b, 0], &c_act[b, 0], &h_new[b, 0],
+                     act == ACT_RELU, H)
 
 
 def lstm_cell(a_pre, c_prev, activation="tanh", n_threads=1):
@@ -126,23 +118,25 @@ def lstm_cell(a_pre, c_prev, activation="tanh", n_threads=1):
     gates = np.empty((B, 4 * H), dtype=dtype)
     c_new = np.empty((B, H), dtype=dtype)
     h_new = np.empty((B, H), dtype=dtype)
+    c_act = np.empty((B, H), dtype=dtype)
     cdef int act = _act_code(activation)
     cdef int nt = max(1, int(n_threads))
     if dtype == np.float32:
-        _lstm_cell_f32(a_pre, c_prev, gates, c_new, h_new, act, nt)
+        _lstm_cell_f32(a_pre, c_prev, gates, c_new, h_new, c_act, act, nt)
     else:
-        _lstm_cell_f64(a_pre, c_prev, gates, c_new, h_new, act, nt)
+        _lstm_cell_f64(a_pre, c_prev, gates, c_new, h_new, c_act, act, nt)
     return h_new, c_new, gates
 
 
 def _lstm_cell_f32(const float[:, ::1] a_pre, const float[:, ::1] c_prev, float[:, ::1] gates,
-                   float[:, ::1] c_new, float[:, ::1] h_new, int act, int nt):
+                   float[:, ::1] c_new, float[:, ::1] h_new, float[:, ::1] c_act, int act,
+                   int nt):
     with nogil:
-        _lstm_cell(a_pre, c_prev, gates, c_new, h_new, act, nt)
+        _lstm_cell(a_pre, c_prev, gates, c_new, h_new, c_act, act, nt)
 
 
 def _lstm_cell_f64(const double[:, ::1] a_pre, const double[:, ::1] c_prev,
-                   double[:, ::1] gates, double[:, ::1] c_new, double[:, ::1] h_new, int act,
-                   int nt):
+                   double[:, ::1] gates, double[:, ::1] c_new, double[:, ::1] h_new,
+                   double[:, ::1] c_act, int act, int nt):
     with nogil:
-        _lstm_cell(a_pre, c_prev, gates, c_new, h_new, act, nt)
+        _lstm_cell(a_pre, c_prev, gates, c_new, h_new, c_act, act, nt)

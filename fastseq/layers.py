@@ -106,28 +106,43 @@ def _matmul(a, b, n_threads, gemm=None):
     return out
 
 
-# a: [R, M], b: [R, N] -> OUT [N, M] = (a^T @ b)^T (a transposed view)
+# over fewer rows than this _matmul_t computes b^T @ a itself (see there)
+OUT_T_MAX_ROWS = 512
+
+
+# a: [R, M], b: [R, N] -> OUT [N, M] = b^T @ a
 def _matmul_t(a, b, n_threads, gemm=None):
-    """``b.T @ a`` (the input weights' gradient ``dxw^T @ seq``), returned as the
-    transpose of ``a^T @ b``: on the backend's GEMM that reads ``a`` transposed, with the
-    columns of ``b`` split among the threads (each column computed alone: the same bits
-    for any split); else NumPy's ``b.T @ a`` in row blocks."""
+    """``b.T @ a`` (the input weights' gradient ``dxw^T @ seq``). On the backend's GEMM
+    (which reads its first operand transposed): over fewer than :data:`OUT_T_MAX_ROWS`
+    rows as ``b^T @ a`` with the result's rows split among the threads, else as the
+    transpose of ``a^T @ b`` with the columns split (faster over many rows, up to 1.4x;
+    over few rows the caller's transposed copy of a ``[2048, 512]`` result would cost more
+    than the product). Each output element is computed alone: the same bits for any split.
+    Otherwise NumPy's ``b.T @ a`` in row blocks."""
     gemm = _own_gemm(gemm, a, b)
     if gemm is None:
         return _matmul(b.T, a, n_threads)
     R, M = a.shape
     N = b.shape[1]
-    out = np.empty((M, N), dtype=a.dtype)
+    out_t = R < OUT_T_MAX_ROWS
+    out = np.empty((N, M) if out_t else (M, N), dtype=a.dtype)
     n = min(int(n_threads), max(1, N // 16))
     if n <= 1 or R * M * N < PARALLEL_GEMM_MIN:
+        if out_t:
+            gemm(b, a, out, True)
+            return out
         gemm(a, b, out, True)
         return out.T
+
     def block(cols):
         c0, c1 = cols
-        gemm(a, b[:, c0:c1], out[:, c0:c1], True)
+        if out_t:
+            gemm(b[:, c0:c1], a, out[c0:c1], True)
+        else:
+            gemm(a, b[:, c0:c1], out[:, c0:c1], True)
 
     _GEMM_BLOCKS.each(block, column_blocks(N, n))
-    return out.T
+    return out if out_t else out.T
 
 
 def _run_directions(fn, D, concurrent):

@@ -21,9 +21,10 @@ from fastseq_ext._smallgemm cimport gemm_tn, step_gemm
 
 cdef void _outer(const int64_t* nact, Py_ssize_t T, Py_ssize_t B, const floating* A,
                  Py_ssize_t lda, Py_ssize_t K, const floating* D, Py_ssize_t ldd,
-                 Py_ssize_t N, floating* dR, Py_ssize_t ldr) noexcept nogil:
+                 Py_ssize_t N, floating* dR, Py_ssize_t ldr, bint out_t) noexcept nogil:
     """dR[:K, :N] += sum_t A[t, :nact[t], :K]^T @ D[t, :nact[t], :N] (pointers at the
-    first used column); full steps merged into one GEMM."""
+    first used column), or with ``out_t`` its transpose dR[:N, :K] += D^T @ A; full steps
+    merged into one GEMM."""
     cdef Py_ssize_t t = 0, t1, n, rows
     while t < T:
         n = nact[t]
@@ -36,8 +37,12 @@ cdef void _outer(const int64_t* nact, Py_ssize_t T, Py_ssize_t B, const floating
             rows = (t1 - t) * B
         else:
             rows = n
-        gemm_tn(<int>K, <int>N, <int>rows, A + t * B * lda, <int>lda, D + t * B * ldd,
-                <int>ldd, 1, dR, <int>ldr)
+        if out_t:
+            gemm_tn(<int>N, <int>K, <int>rows, D + t * B * ldd, <int>ldd, A + t * B * lda,
+                    <int>lda, 1, dR, <int>ldr)
+        else:
+            gemm_tn(<int>K, <int>N, <int>rows, A + t * B * lda, <int>lda, D + t * B * ldd,
+                    <int>ldd, 1, dR, <int>ldr)
         t = t1
 
 
@@ -45,14 +50,17 @@ cdef void _outer(const int64_t* nact, Py_ssize_t T, Py_ssize_t B, const floating
 # D: rows of [T, B, ldd] starting at column d_col; N columns used
 # nact: [T] active rows per step (descending)
 # dR: [K, ldr]  # OUT: columns [r_col, r_col+N) += sum_t A[t,:nact]^T @ D[t,:nact]
+#   out_t: dR [*, ldr]  # OUT: rows [r_col, r_col+N), first K columns, += the transpose
+#   (the weight's own [G*H, H] layout: no transposed copy afterwards)
 # n_threads > 1: the N columns are split into one block per thread (each thread owns its
 # columns: race-free, and the same blocks and order on every call); call it with BLAS
 # pinned to one thread then. n_threads = 1: one GEMM sequence, BLAS may thread.
 def accumulate_outer(const int64_t[::1] nact, Py_ssize_t B, const floating[::1] A,
                      Py_ssize_t lda, Py_ssize_t a_col, Py_ssize_t K, const floating[::1] D,
                      Py_ssize_t ldd, Py_ssize_t d_col, Py_ssize_t N, floating[::1] dR,
-                     Py_ssize_t ldr, Py_ssize_t r_col, int n_threads=1):
+                     Py_ssize_t ldr, Py_ssize_t r_col, int n_threads=1, bint out_t=False):
     cdef Py_ssize_t T = nact.shape[0], k, width, c0, c1
+    cdef Py_ssize_t step = ldr if out_t else 1       # dR offset of one column of D
     cdef int n_blocks, dynamic
     if B == 0 or K == 0 or N == 0 or T == 0:
         return
@@ -61,14 +69,15 @@ def accumulate_outer(const int64_t[::1] nact, Py_ssize_t B, const floating[::1] 
     n_blocks = <int>((N + width - 1) // width)
     with nogil:
         if n_blocks <= 1:
-            _outer(&nact[0], T, B, &A[a_col], lda, K, &D[d_col], ldd, N, &dR[r_col], ldr)
+            _outer(&nact[0], T, B, &A[a_col], lda, K, &D[d_col], ldd, N, &dR[r_col * step],
+                   ldr, out_t)
         else:
             dynamic = omp_set_dynamic_get_old(0)     # exactly num_threads (see _omp.pxd)
             for k in prange(n_blocks, num_threads=n_blocks, schedule="static", chunksize=1):
                 c0 = k * width
                 c1 = min(N, c0 + width)
                 _outer(&nact[0], T, B, &A[a_col], lda, K, &D[d_col + c0], ldd, c1 - c0,
-                       &dR[r_col + c0], ldr)
+                       &dR[(r_col + c0) * step], ldr, out_t)
             omp_set_dynamic_get_old(dynamic)
 
 

@@ -263,6 +263,12 @@ def test_own_gemm_paths_match_numpy_and_do_not_depend_on_threads(rng, dtype):
     gw = [layers._matmul_t(seq, dxw, n, gemm) for n in (1, 2)]
     dx = [layers._matmul(dxw, W, n, gemm) for n in (1, 2)]
     np.testing.assert_array_equal(gw[0], gw[1])
+    # b^T @ a computed directly (few rows) and as (a^T @ b)^T (many rows): the same bits
+    for rows in (0, 1 << 30):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(layers, "OUT_T_MAX_ROWS", rows)
+            for n in (1, 2):
+                np.testing.assert_array_equal(layers._matmul_t(seq, dxw, n, gemm), gw[0])
     np.testing.assert_array_equal(dx[0], dx[1])
     assert gw[0].shape == (200, 29) and dx[0].shape == (300, 29)
     np.testing.assert_allclose(gw[0], dxw.T.astype(np.float64) @ seq, rtol=0,

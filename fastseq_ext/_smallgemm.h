@@ -129,6 +129,46 @@ static void fs_rows_##SUF(int ta, int M, int mrmax, int nv, int width, int K, co
     }                                                                                       \
 }                                                                                           \
                                                                                             \
+/* one row (M = 1, a matrix-vector product: streaming generation): B read row after row,  \
+   four rows per pass over C (C stays in L1), so B streams in order at the memory's speed  \
+   (the blocked path walks B in 64-column panels: 0.15 against 0.06 ms for a [512, 2048]  \
+   float32 B). The same per-element order (init, then acc += a[k] * B[k, j] for k = 0..K-1)\
+   as the blocked path, so the same bits */                                                 \
+static void fs_row1_##SUF(int ta, int N, int K, const T* A, int lda, const T* B, int ldb,  \
+                          int beta, const T* X, const T* bias, T* C) {                     \
+    int full = N / VL * VL, j, k = 0;                                                       \
+    for (j = 0; j < N; j++)                                                                 \
+        C[j] = beta == 2 ? X[j] + bias[j] : beta == 3 ? bias[j] : beta ? C[j] : (T)0;       \
+    for (; k + 4 <= K; k += 4) {                                                            \
+        const T a0 = A[(long)k * (ta ? lda : 1)], a1 = A[(long)(k + 1) * (ta ? lda : 1)];   \
+        const T a2 = A[(long)(k + 2) * (ta ? lda : 1)];                                     \
+        const T a3 = A[(long)(k + 3) * (ta ? lda : 1)];                                     \
+        const T *b0 = B + (long)k * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;   \
+        for (j = 0; j < full; j += VL) {                                                    \
+            fs_vec_##SUF acc = *(fs_vec_##SUF*)(C + j);                                     \
+            acc += a0 * *(const fs_vec_##SUF*)(b0 + j);                                     \
+            acc += a1 * *(const fs_vec_##SUF*)(b1 + j);                                     \
+            acc += a2 * *(const fs_vec_##SUF*)(b2 + j);                                     \
+            acc += a3 * *(const fs_vec_##SUF*)(b3 + j);                                     \
+            *(fs_vec_##SUF*)(C + j) = acc;                                                  \
+        }                                                                                   \
+        for (; j < N; j++) {                                                                \
+            T acc = C[j];                                                                   \
+            acc += a0 * b0[j]; acc += a1 * b1[j]; acc += a2 * b2[j]; acc += a3 * b3[j];     \
+            C[j] = acc;                                                                     \
+        }                                                                                   \
+    }                                                                                       \
+    for (; k < K; k++) {                                                                    \
+        const T a0 = A[(long)k * (ta ? lda : 1)], *b0 = B + (long)k * ldb;                  \
+        for (j = 0; j < full; j += VL) {                                                    \
+            fs_vec_##SUF acc = *(fs_vec_##SUF*)(C + j);                                     \
+            acc += a0 * *(const fs_vec_##SUF*)(b0 + j);                                     \
+            *(fs_vec_##SUF*)(C + j) = acc;                                                  \
+        }                                                                                   \
+        for (; j < N; j++) C[j] += a0 * b0[j];                                              \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
 /* C[M, N] = op(A) @ B + init, op(A) = A [M, K], or A^T when ta (A stored [K, M]);        \
    init: beta 0: zero; 1: C itself; 2: X [M, N] (leading dimension ldx) + bias [N]; 3:     \
    bias alone. Read in the same pass (the recurrent step's xw + b: no separate pass        \
@@ -137,6 +177,10 @@ static void fs_gemm_x_##SUF(int ta, int M, int N, int K, const T* A, int lda, co
                             int ldb, int beta, const T* X, int ldx, const T* bias, T* C,   \
                             int ldc) {                                                      \
     if (M <= 0 || N <= 0) return;                                                           \
+    if (M == 1) {                                                                           \
+        fs_row1_##SUF(ta, N, K, A, lda, B, ldb, beta, X, bias, C);                          \
+        return;                                                                             \
+    }                                                                                       \
     int full = N / VL * VL;                    /* columns in whole vectors */               \
     int tail = N - full;                                                                    \
     T Bt[FS_KC * VL];                          /* the tail columns of a pass, zero-padded */\

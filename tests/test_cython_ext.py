@@ -156,6 +156,25 @@ def test_cython_matches_reference(rng, cell_name, dtype):
                 assert not np.any(got["H_all"][pad]) and not np.any(got["dxw"][pad])
 
 
+@pytest.mark.parametrize("cell_name", CELLS)
+def test_both_weight_gradient_layouts_give_the_same_bits(rng, cell_name, monkeypatch):
+    """dR summed in the [H, G*H] layout (many rows) and directly in the weight's [G*H, H]
+    layout (few rows) is the same sum in the same order: the same bits, ragged or not, on
+    1 and 2 threads (both thread dispatches)."""
+    cell = make_cell(cell_name)
+    for T, B, H, lengths, masked in SHAPES:
+        c = _case(rng, cell, T, B, H, lengths, masked)
+        for dispatch in ("openmp", "python"):
+            monkeypatch.setattr(cython_cpu, "DISPATCH", dispatch)
+            for n_threads in (1, 2):
+                got = []
+                for rows in (0, 1 << 30):
+                    monkeypatch.setattr(cython_cpu, "OUT_T_MAX_ROWS", rows)
+                    got.append(_run_backend(cython_cpu, cell, c, np.float32, n_threads)["dR"])
+                assert got[0].shape == got[1].shape == (H, cell.n_gates * H)
+                np.testing.assert_array_equal(got[0], got[1])
+
+
 @pytest.mark.parametrize("cell_name", ["lstm", "gru", "gru_classic", "rnn"])
 def test_pooled_buffers_holding_garbage_do_not_leak(rng, cell_name):
     """Internal buffers are reused across calls (cython_cpu.POOL): fill every buffer a
@@ -510,10 +529,11 @@ def test_step_matmul_matches_float64_matmul(rng, dtype, trans_a, M, K, N):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("N", [1, 15, 16, 64, 100, 257])
-def test_step_matmul_rows_do_not_depend_on_the_other_rows(rng, dtype, N):
-    """Batch invariance at its source: a row's result is the same bits alone or among
-    any number of other rows (the block split changes with M)."""
-    K = 70
+@pytest.mark.parametrize("K", [3, 70, 301])
+def test_step_matmul_rows_do_not_depend_on_the_other_rows(rng, dtype, N, K):
+    """Batch invariance at its source: a row's result is the same bits alone (the one-row
+    path streams B row after row) or among any number of other rows (the block split
+    changes with M; K = 301 takes two passes over k)."""
     A = rng.standard_normal((13, K)).astype(dtype)
     B = rng.standard_normal((K, N)).astype(dtype)
     C0 = rng.standard_normal((13, N)).astype(dtype)

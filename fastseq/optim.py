@@ -39,11 +39,17 @@ import numpy as np
 from numba import njit
 
 from ._config import NUMBA_FLAGS
+from ._threads import WorkerPool
 
 SOLVERS = ("adam", "sgd", "rmsprop")
 
 _FLAGS = dict(NUMBA_FLAGS)
 _FLAGS["fastmath"] = set(NUMBA_FLAGS["fastmath"])     # numba wants a mutable set
+
+# fewest parameters per thread of a split update: a pool thread's wake-up (0.1-0.2 ms
+# here) is the time of about 2^18 element updates
+PARALLEL_MIN = 1 << 19
+_WORKERS = WorkerPool("fastseq-optim")
 
 
 # ---------------------------------------------------------------- fused kernels
@@ -171,12 +177,15 @@ class Optimizer:
     def current_lr(self):
         return self.learning_rate / (1.0 + self.decay * self.t)
 
-    def step(self, params, grad, scale=1.0, backup=None):
+    def step(self, params, grad, scale=1.0, backup=None, n_threads=1):
         """Update ``params`` in place from ``scale * grad``.
 
         ``backup`` (an array like ``params``, optional) receives the parameters before the
         update, in the same pass. Returns ``(grad_finite, params_finite)``: whether every
         (scaled) gradient and every updated parameter is finite, also found in that pass.
+        ``n_threads``: a large vector is split into that many contiguous blocks updated
+        concurrently (each at least :data:`PARALLEL_MIN` long; the update is element-wise,
+        so the result is the same bits for any split).
         """
         if params.shape != grad.shape or params.dtype != self.dtype or \
                 grad.dtype != self.dtype:
@@ -191,12 +200,28 @@ class Optimizer:
                                  f"shape {params.shape}, got {backup.dtype}{backup.shape}")
         else:
             backup = params[:0]
-        bad_grad, bad_params = self._update(params, grad, self.current_lr(), float(scale),
-                                            backup, keep)
+        lr, scale = self.current_lr(), float(scale)
+        P = params.shape[0]
+        n = max(1, min(int(n_threads), P // PARALLEL_MIN))
+        if n == 1:
+            bad_grad, bad_params = self._update(slice(None), params, grad, lr, scale,
+                                                backup, keep)
+        else:
+            bounds = [P * j // n for j in range(n + 1)]
+
+            def block(j):
+                s = slice(bounds[j], bounds[j + 1])
+                return self._update(s, params[s], grad[s], lr, scale,
+                                    backup[s] if keep else backup, keep)
+
+            counts = _WORKERS.each(block, range(n))
+            bad_grad = sum(c[0] for c in counts)
+            bad_params = sum(c[1] for c in counts)
         self.t += 1
         return bad_grad == 0, bad_params == 0
 
-    def _update(self, params, grad, lr, scale, backup, keep):  # pragma: no cover - abstract
+    # params, grad, backup: the block ``s`` of the full vectors (buffers are sliced here)
+    def _update(self, s, params, grad, lr, scale, backup, keep):  # pragma: no cover
         raise NotImplementedError
 
     def _hyper(self):
@@ -237,9 +262,9 @@ class SGD(Optimizer):
     def _hyper(self):
         return dict(super()._hyper(), momentum=self.momentum, nesterov=self.nesterov)
 
-    def _update(self, params, grad, lr, scale, backup, keep):
+    def _update(self, s, params, grad, lr, scale, backup, keep):
         f = self.dtype.type
-        return _sgd_kernel(params, grad, self.velocity, f(scale), f(lr), f(self.momentum),
+        return _sgd_kernel(params, grad, self.velocity[s], f(scale), f(lr), f(self.momentum),
                            self.nesterov, backup, keep, f(np.finfo(f).max))
 
 
@@ -256,9 +281,9 @@ class RMSProp(Optimizer):
     def _hyper(self):
         return dict(super()._hyper(), rho=self.rho, epsilon=self.epsilon)
 
-    def _update(self, params, grad, lr, scale, backup, keep):
+    def _update(self, s, params, grad, lr, scale, backup, keep):
         f = self.dtype.type
-        return _rmsprop_kernel(params, grad, self.square_avg, f(scale), f(lr), f(self.rho),
+        return _rmsprop_kernel(params, grad, self.square_avg[s], f(scale), f(lr), f(self.rho),
                                f(1 - self.rho), f(self.epsilon), backup, keep,
                                f(np.finfo(f).max))
 
@@ -279,12 +304,12 @@ class Adam(Optimizer):
         return dict(super()._hyper(), beta_1=self.beta_1, beta_2=self.beta_2,
                     epsilon=self.epsilon)
 
-    def _update(self, params, grad, lr, scale, backup, keep):
+    def _update(self, s, params, grad, lr, scale, backup, keep):
         t = self.t + 1
         correction2 = math.sqrt(1 - self.beta_2 ** t)
         step = lr * correction2 / (1 - self.beta_1 ** t)
         f = self.dtype.type
-        return _adam_kernel(params, grad, self.m, self.v, f(scale), f(self.beta_1),
+        return _adam_kernel(params, grad, self.m[s], self.v[s], f(scale), f(self.beta_1),
                             f(1 - self.beta_1), f(self.beta_2), f(1 - self.beta_2), f(step),
                             f(self.epsilon * correction2), backup, keep,
                             f(np.finfo(f).max))

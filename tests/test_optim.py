@@ -164,3 +164,30 @@ def test_scale_equals_scaled_gradient(rng, kind):
     assert_close(pa, pb, 1e-14, kind)
     with pytest.raises(ValueError, match="float64 arrays"):
         a.step(pa.astype(np.float32), g.astype(np.float32))
+
+
+@pytest.mark.parametrize("kind", ["adam", "sgd", "rmsprop"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_split_update_gives_the_same_bits(rng, kind, dtype, monkeypatch):
+    """A vector updated in blocks on several threads: the same parameters, buffers, backup
+    and finiteness report as one pass (element-wise rule), including a non-finite
+    gradient in the last block."""
+    from fastseq import optim
+    monkeypatch.setattr(optim, "PARALLEL_MIN", 8)
+    P = 101
+    p0 = rng.standard_normal(P).astype(dtype)
+    grads = [rng.standard_normal(P).astype(dtype) for _ in range(3)]
+    grads[2][-1] = np.inf
+    results = []
+    for n_threads in (1, 2, 3):
+        opt = make_optimizer(kind, P, dtype=dtype, learning_rate=0.05)
+        p, backup, oks = p0.copy(), np.empty(P, dtype), []
+        for g in grads:
+            oks.append(opt.step(p, g, 0.5, backup=backup, n_threads=n_threads))
+        results.append((p, backup, oks, opt.get_state()["buffers"]))
+    for p, backup, oks, buffers in results[1:]:
+        np.testing.assert_array_equal(p, results[0][0])
+        np.testing.assert_array_equal(backup, results[0][1])
+        assert oks == results[0][2] == [(True, True), (True, True), (False, False)]
+        for name, value in buffers.items():
+            np.testing.assert_array_equal(value, results[0][3][name])

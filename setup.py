@@ -1,7 +1,7 @@
 """Build the Cython extension package ``fastseq_ext``.
 
-OpenMP is used where the compiler has it (probed with a tiny program); otherwise the
-extensions build serially with a warning. Cython directives are set once here;
+No OpenMP: the kernels' threads are fastseq_ext's own small team (``_team.h``, POSIX
+threads; serial where there are none). Cython directives are set once here;
 ``FASTSEQ_DEBUG=1`` switches bounds checks and wraparound on for debugging;
 ``FASTSEQ_SANITIZE=address`` builds with AddressSanitizer (see tools/asan_ext.sh).
 """
@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import warnings
 from glob import glob
 
 import numpy as np
@@ -19,34 +18,12 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 
-def _openmp_flags(compiler_cmd="cc"):
-    """Compile and link a tiny OpenMP program; return (compile_args, link_args) or None."""
-    if sys.platform == "win32":
-        return ["/openmp"], []
-    src = "#include <omp.h>\nint main(void){return omp_get_max_threads() > 0 ? 0 : 1;}\n"
-    tmp = tempfile.mkdtemp()
-    try:
-        path = os.path.join(tmp, "omp.c")
-        with open(path, "w") as fh:
-            fh.write(src)
-        cc = os.environ.get("CC", compiler_cmd)
-        result = subprocess.run([cc, "-fopenmp", path, "-o", os.path.join(tmp, "omp")],
-                                capture_output=True)
-        if result.returncode == 0:
-            return ["-fopenmp"], ["-fopenmp"]
-    except OSError:
-        pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return None
-
-
 DEBUG = os.environ.get("FASTSEQ_DEBUG", "0") == "1"
 # FASTSEQ_SANITIZE=address: an AddressSanitizer build (tools/asan_ext.sh builds one in a
 # scratch copy; import it with LD_PRELOAD=$(gcc -print-file-name=libasan.so)). Never for
 # an install: every memory access pays a check.
 SANITIZE = os.environ.get("FASTSEQ_SANITIZE", "").strip()
-# Target architecture of the pointwise loops (the GEMMs are BLAS, dispatched at run time).
+# Target architecture of the kernels (the step GEMM, the pointwise loops).
 # Default "native": the vectorized float32 tanh/sigmoid run ~2.5x faster with AVX2+FMA than
 # with the portable SSE2 baseline, and a source build runs where it was compiled. Set
 # FASTSEQ_MARCH=portable when building a wheel for other machines (or any -march value).
@@ -82,15 +59,11 @@ DIRECTIVES = dict(
 
 
 class BuildExt(build_ext):
-    """Adds OpenMP flags when the compiler supports them."""
+    """Optimisation, architecture, sanitizer and thread flags per compiler."""
 
     def build_extensions(self):
         cc = self.compiler.compiler[0] if hasattr(self.compiler, "compiler") else "cc"
-        flags = _openmp_flags(cc)
-        if flags is None:
-            warnings.warn("fastseq_ext: the C compiler has no OpenMP; building serial "
-                          "kernels (prange runs on one thread)")
-            flags = ([], [])
+        flags = ([], []) if sys.platform == "win32" else (["-pthread"], ["-pthread"])
         opt = ["/O2"] if sys.platform == "win32" else (
             ["-O0", "-g"] if DEBUG else
             # -fno-trapping-math: lets gcc if-convert selects around a division (the float32

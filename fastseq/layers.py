@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._config import resolve_threads
-from ._threads import WorkerPool, blas_threads, column_blocks
+from ._threads import WorkerPool, blas_threads
 from ._transpose import transposed
 from .backends import get_backend
 from .cells import make_cell
@@ -58,8 +58,10 @@ def _plan_threads(backend, D, n_threads):
 
 
 # GEMMs with fewer multiply-adds than this run on the calling thread alone: waking a
-# pool thread costs about 0.1-0.2 ms here, the time of ~8M multiply-adds on one core
+# Python pool thread costs about 0.1-0.2 ms here, the time of ~8M multiply-adds on one
+# core; the backend's own GEMM splits on its thread team, whose start costs microseconds
 PARALLEL_GEMM_MIN = 1 << 23
+TEAM_GEMM_MIN = 1 << 20
 
 
 def _own_gemm(gemm, *arrays):
@@ -77,30 +79,30 @@ def _own_gemm(gemm, *arrays):
 
 # a: [M, K], b: [K, N] -> OUT [M, N]
 def _matmul(a, b, n_threads, gemm=None):
-    """``a @ b`` with the result's rows split into ``n_threads`` blocks, each a one-thread
-    GEMM on its own thread (NumPy and the backend's ``gemm`` release the GIL). The blocks
-    depend only on the shapes and ``n_threads``, so results are reproducible for a given
-    thread count. ``gemm``: the backend's own single-threaded GEMM
-    (``matmul_into(a, b, out, trans_a)``), used when the operands suit it."""
+    """``a @ b`` with the result's rows split into ``n_threads`` blocks: on the backend's
+    own GEMM (``matmul_into(a, b, out, trans_a, n_threads, split_cols)``, which runs the
+    blocks on its thread team) when the operands suit it, else one NumPy GEMM per block on
+    the Python pool (NumPy releases the GIL). The blocks depend only on the shapes and
+    ``n_threads``, and each row is computed alone, so results are reproducible for a given
+    thread count."""
     M, K = a.shape
     N = b.shape[1]
     gemm = _own_gemm(gemm, a, b)
     n = min(int(n_threads), M)
-    if n <= 1 or M * K * N < PARALLEL_GEMM_MIN:
-        if gemm is None:
-            return a @ b
+    if n <= 1 or M * K * N < (PARALLEL_GEMM_MIN if gemm is None else TEAM_GEMM_MIN):
+        n = 1
+    if gemm is not None:
         out = np.empty((M, N), dtype=a.dtype)
-        gemm(a, b, out, False)
+        gemm(a, b, out, False, n)
         return out
+    if n == 1:
+        return a @ b
     out = np.empty((M, N), dtype=np.result_type(a.dtype, b.dtype))
     bounds = np.linspace(0, M, n + 1).astype(np.int64)
 
     def block(j):
         lo, hi = bounds[j], bounds[j + 1]
-        if gemm is None:
-            np.matmul(a[lo:hi], b, out=out[lo:hi])
-        else:
-            gemm(a[lo:hi], b, out[lo:hi], False)
+        np.matmul(a[lo:hi], b, out=out[lo:hi])
 
     _GEMM_BLOCKS.each(block, range(n))
     return out
@@ -124,25 +126,16 @@ def _matmul_t(a, b, n_threads, gemm=None):
         return _matmul(b.T, a, n_threads)
     R, M = a.shape
     N = b.shape[1]
-    out_t = R < OUT_T_MAX_ROWS
-    out = np.empty((N, M) if out_t else (M, N), dtype=a.dtype)
     n = min(int(n_threads), max(1, N // 16))
-    if n <= 1 or R * M * N < PARALLEL_GEMM_MIN:
-        if out_t:
-            gemm(b, a, out, True)
-            return out
-        gemm(a, b, out, True)
-        return out.T
-
-    def block(cols):
-        c0, c1 = cols
-        if out_t:
-            gemm(b[:, c0:c1], a, out[c0:c1], True)
-        else:
-            gemm(a, b[:, c0:c1], out[:, c0:c1], True)
-
-    _GEMM_BLOCKS.each(block, column_blocks(N, n))
-    return out if out_t else out.T
+    if n <= 1 or R * M * N < TEAM_GEMM_MIN:
+        n = 1
+    if R < OUT_T_MAX_ROWS:
+        out = np.empty((N, M), dtype=a.dtype)
+        gemm(b, a, out, True, n)
+        return out
+    out = np.empty((M, N), dtype=a.dtype)
+    gemm(a, b, out, True, n, True)
+    return out.T
 
 
 def _run_directions(fn, D, concurrent):

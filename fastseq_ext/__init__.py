@@ -9,19 +9,19 @@ Modules (each built from the ``.pyx`` of the same name by ``setup.py``):
   and one-step (``step``, shape checks in ``_step.pxd``) per cell, float32 and float64;
   the per-step products run on the register-blocked GEMM of ``_smallgemm.h`` (no call,
   no packing; each row computed the same way whatever the batch), the gates of a row in
-  one fused loop of ``_cells.h`` (activations in ``_act.h``); the OpenMP helpers are in
-  ``_omp.pxd``. No kernel calls BLAS (the layers' big input-projection GEMMs are NumPy's).
+  one fused loop of ``_cells.h`` (activations in ``_act.h``). No kernel calls BLAS (the
+  layers' input-projection GEMMs are NumPy's).
 * :mod:`fastseq_ext.reduce` -- the weight-gradient reductions after BPTT (on the same
-  GEMM, reading ``h`` transposed), and ``step_matmul``, that GEMM exposed for tests.
+  GEMM, reading ``h`` transposed), ``step_matmul`` (that GEMM, optionally split in row or
+  column blocks among threads; the layers' gradient GEMMs) and ``transpose_into``
+  (``_transpose.h``).
+* :mod:`fastseq_ext.team` -- the thread team every parallel kernel runs its tasks on
+  (``_team.h``; one per process, shared through a C import).
 
 The Python-facing adapter is :mod:`fastseq.backends.cython_cpu`.
 """
 
-# No thread settings here. libgomp reads OMP_WAIT_POLICY once, when the first OpenMP
-# library loads, and every OpenMP user in the process shares that copy (PyTorch's bundled
-# libgomp has the same soname, so whichever loads first serves both). An earlier version
-# set PASSIVE while this package loaded: that made a PyTorch LSTM in the same process
-# 8-10x slower at 2 threads (3.8 ms -> 31-42 ms, B16 T200 H32 fwd+bwd) and our own small
-# 2-thread calls 3x slower on an idle machine. On an oversubscribed machine, where
-# spinning idle threads hold cores other threads need, set OMP_WAIT_POLICY=PASSIVE in
-# the environment before starting Python (see docs/benchmarks.md).
+# No thread settings here, and no OpenMP: the kernels' threads are the team of _team.h.
+# (An earlier version used OpenMP and set OMP_WAIT_POLICY=PASSIVE while it loaded; libgomp
+# reads that once for the whole process, and PyTorch's bundled libgomp has the same
+# soname, so a PyTorch LSTM in the same process ran 8-10x slower at 2 threads.)

@@ -7,7 +7,6 @@ tests can check it against float64 NumPy. Inputs must be float32 or float64; the
 import numpy as np
 
 from cython cimport floating
-from cython.parallel cimport prange
 
 from fastseq_ext._cells cimport lstm_fwd_row
 from fastseq_ext.activations cimport ACT_RELU, ACT_TANH, sigmoid_inplace, tanh_inplace
@@ -87,19 +86,19 @@ def sigmoid(x):
 # c_new, h_new, c_act: [B, H]  # OUT (c_act = act(c_new))
 cdef void _lstm_cell(const floating[:, ::1] a_pre, const floating[:, ::1] c_prev,
                      floating[:, ::1] gates, floating[:, ::1] c_new, floating[:, ::1] h_new,
-                     floating[:, ::1] c_act, int act, int n_threads) noexcept nogil:
+                     floating[:, ::1] c_act, int act) noexcept nogil:
     """The LSTM kernels' own per-row loop (``_cells.h``) over every row."""
     cdef Py_ssize_t B = c_prev.shape[0], H = c_prev.shape[1], b, j
     if H == 0:
         return
-    for b in prange(B, num_threads=n_threads, schedule="static"):
+    for b in range(B):
         for j in range(4 * H):
             gates[b, j] = a_pre[b, j]
         lstm_fwd_row(&gates[b, 0], &c_prev[b, 0], &c_new[b, 0], &c_act[b, 0], &h_new[b, 0],
                      act == ACT_RELU, H)
 
 
-def lstm_cell(a_pre, c_prev, activation="tanh", n_threads=1):
+def lstm_cell(a_pre, c_prev, activation="tanh"):
     """Pointwise LSTM cell on a preactivation ``a_pre [B, 4H]`` (gates ``[i|f|g|o]``).
 
     Returns ``(h_new [B, H], c_new [B, H], gates [B, 4H])`` with the post-activation gates,
@@ -120,23 +119,21 @@ def lstm_cell(a_pre, c_prev, activation="tanh", n_threads=1):
     h_new = np.empty((B, H), dtype=dtype)
     c_act = np.empty((B, H), dtype=dtype)
     cdef int act = _act_code(activation)
-    cdef int nt = max(1, int(n_threads))
     if dtype == np.float32:
-        _lstm_cell_f32(a_pre, c_prev, gates, c_new, h_new, c_act, act, nt)
+        _lstm_cell_f32(a_pre, c_prev, gates, c_new, h_new, c_act, act)
     else:
-        _lstm_cell_f64(a_pre, c_prev, gates, c_new, h_new, c_act, act, nt)
+        _lstm_cell_f64(a_pre, c_prev, gates, c_new, h_new, c_act, act)
     return h_new, c_new, gates
 
 
 def _lstm_cell_f32(const float[:, ::1] a_pre, const float[:, ::1] c_prev, float[:, ::1] gates,
-                   float[:, ::1] c_new, float[:, ::1] h_new, float[:, ::1] c_act, int act,
-                   int nt):
+                   float[:, ::1] c_new, float[:, ::1] h_new, float[:, ::1] c_act, int act):
     with nogil:
-        _lstm_cell(a_pre, c_prev, gates, c_new, h_new, c_act, act, nt)
+        _lstm_cell(a_pre, c_prev, gates, c_new, h_new, c_act, act)
 
 
 def _lstm_cell_f64(const double[:, ::1] a_pre, const double[:, ::1] c_prev,
                    double[:, ::1] gates, double[:, ::1] c_new, double[:, ::1] h_new,
-                   double[:, ::1] c_act, int act, int nt):
+                   double[:, ::1] c_act, int act):
     with nogil:
-        _lstm_cell(a_pre, c_prev, gates, c_new, h_new, c_act, act, nt)
+        _lstm_cell(a_pre, c_prev, gates, c_new, h_new, c_act, act)

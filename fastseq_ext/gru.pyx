@@ -10,13 +10,12 @@ Pointwise loops store to one array each where two stores would share a base poin
 run-time offset (gcc does not vectorize those loops otherwise).
 """
 from cython cimport floating
-from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
 import numpy as np
 
 from fastseq_ext._smallgemm cimport step_gemm, step_gemm_xb
-from fastseq_ext._omp cimport omp_set_dynamic_get_old
+from fastseq_ext.team cimport Chunks, run_tasks
 from fastseq_ext._step cimport check_buf, check_step, copy_state
 from fastseq_ext._cells cimport gru_bwd_row, gru_fwd_row
 from fastseq_ext.activations cimport act_grad, activate_inplace, sigmoid_inplace
@@ -223,119 +222,155 @@ cdef void _backward_chunk_classic(const floating* RT, const floating* mask, bint
                     dh_b[j] += dh_m[j]
 
 
+# the chunk functions as team tasks (see fastseq_ext.team.Chunks)
+cdef inline void _forward_task(Chunks* c, int k, floating* tag) noexcept nogil:
+    _forward_chunk(<const floating*>c.r[0], <const floating*>c.r[1], <const floating*>c.r[2],
+                   <const floating*>c.r[3], c.f0, c.f1, c.f2, c.nact, c.T, c.B, c.H,
+                   c.bounds[k], c.bounds[k + 1], <floating*>c.w[0], <floating*>c.w[1],
+                   <floating*>c.w[2], <floating*>c.w[3])
+
+
+cdef void _forward_f32(void* c, int k) noexcept nogil:
+    _forward_task(<Chunks*>c, k, <float*>NULL)
+
+
+cdef void _forward_f64(void* c, int k) noexcept nogil:
+    _forward_task(<Chunks*>c, k, <double*>NULL)
+
+
+cdef inline void _backward_task(Chunks* c, int k, floating* tag) noexcept nogil:
+    _backward_chunk(<const floating*>c.r[0], <const floating*>c.r[1], c.f0, c.f1, c.nact,
+                    c.T, c.B, c.H, c.bounds[k], c.bounds[k + 1], <const floating*>c.r[2],
+                    <const floating*>c.r[3], <const floating*>c.r[4],
+                    <const floating*>c.r[5], c.f2, <floating*>c.w[0], <floating*>c.w[1],
+                    <floating*>c.w[2], <floating*>c.w[3])
+
+
+cdef void _backward_f32(void* c, int k) noexcept nogil:
+    _backward_task(<Chunks*>c, k, <float*>NULL)
+
+
+cdef void _backward_f64(void* c, int k) noexcept nogil:
+    _backward_task(<Chunks*>c, k, <double*>NULL)
+
+
+cdef inline void _forward_classic_task(Chunks* c, int k, floating* tag) noexcept nogil:
+    _forward_chunk_classic(<const floating*>c.r[0], <const floating*>c.r[1],
+                           <const floating*>c.r[2], <const floating*>c.r[3], c.f0, c.f1,
+                           c.f2, c.nact, c.T, c.B, c.H, c.bounds[k], c.bounds[k + 1],
+                           <floating*>c.w[0], <floating*>c.w[1], <floating*>c.w[2],
+                           <floating*>c.w[3])
+
+
+cdef void _forward_classic_f32(void* c, int k) noexcept nogil:
+    _forward_classic_task(<Chunks*>c, k, <float*>NULL)
+
+
+cdef void _forward_classic_f64(void* c, int k) noexcept nogil:
+    _forward_classic_task(<Chunks*>c, k, <double*>NULL)
+
+
+cdef inline void _backward_classic_task(Chunks* c, int k, floating* tag) noexcept nogil:
+    _backward_chunk_classic(<const floating*>c.r[0], <const floating*>c.r[1], c.f0, c.f1,
+                            c.nact, c.T, c.B, c.H, c.bounds[k], c.bounds[k + 1],
+                            <const floating*>c.r[2], <const floating*>c.r[3],
+                            <const floating*>c.r[4], <const floating*>c.r[5], c.f2,
+                            <floating*>c.w[0], <floating*>c.w[1], <floating*>c.w[2],
+                            <floating*>c.w[3])
+
+
+cdef void _backward_classic_f32(void* c, int k) noexcept nogil:
+    _backward_classic_task(<Chunks*>c, k, <float*>NULL)
+
+
+cdef void _backward_classic_f64(void* c, int k) noexcept nogil:
+    _backward_classic_task(<Chunks*>c, k, <double*>NULL)
+
+
 # ----------------------------------------------------------------- Python entry points
 def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floating[::1] bh,
             const floating[:, ::1] mask, bint masked, bint relu, bint keep,
             const int64_t[::1] nact, const int64_t[::1] bounds, floating[:, :, ::1] hs,
             floating[:, :, ::1] cs,
-            floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux,
-            int n_threads):
-    """PyTorch-form GRU over every chunk ``[bounds[k], bounds[k+1])`` (cs unused)."""
-    cdef Py_ssize_t T = xw.shape[0], B = xw.shape[1], H = R.shape[0]
-    cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
-    cdef int dynamic
-    if T == 0 or B == 0:
+            floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux):
+    """PyTorch-form GRU over every chunk ``[bounds[k], bounds[k+1])``, one team task each
+    (cs unused)."""
+    cdef Chunks c
+    if xw.shape[0] == 0 or xw.shape[1] == 0:
         return
+    c.r[0], c.r[1], c.r[2], c.r[3] = &xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0]
+    c.w[0], c.w[1], c.w[2], c.w[3] = &hs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0]
+    c.f0, c.f1, c.f2 = masked, relu, keep
+    c.nact, c.bounds = &nact[0], &bounds[0]
+    c.T, c.B, c.H = xw.shape[0], xw.shape[1], R.shape[0]
     with nogil:
-        if n_chunks == 1:
-            _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, keep,
-                           &nact[0], T, B, H, bounds[0], bounds[1], &hs[0, 0, 0],
-                           &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0])
-        else:
-            dynamic = omp_set_dynamic_get_old(0)     # exactly num_threads (see _omp.pxd)
-            for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
-                _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, keep,
-                               &nact[0], T, B, H, bounds[k], bounds[k + 1], &hs[0, 0, 0],
-                               &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0])
-            omp_set_dynamic_get_old(dynamic)
+        run_tasks(<int>(bounds.shape[0] - 1),
+                  _forward_f32 if floating is float else _forward_f64, &c)
 
 
 def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked, bint relu,
              const int64_t[::1] nact, const int64_t[::1] bounds,
              const floating[:, :, ::1] hs, const floating[:, :, ::1] gates,
              const floating[:, :, ::1] aux, const floating[:, :, ::1] dH, bint has_dH,
-             floating[:, ::1] dh, floating[:, :, ::1] dxw, floating[:, :, ::1] dhw,
-             int n_threads):
+             floating[:, ::1] dh, floating[:, :, ::1] dxw, floating[:, :, ::1] dhw):
     """BPTT of the PyTorch-form GRU; ``dh`` in: final-state gradient, out: initial."""
-    cdef Py_ssize_t T = dxw.shape[0], B = dxw.shape[1], H = RT.shape[1]
-    cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
-    cdef int dynamic
-    if T == 0 or B == 0:
+    cdef Chunks c
+    cdef Py_ssize_t B = dxw.shape[1]
+    if dxw.shape[0] == 0 or B == 0:
         return
-    cdef floating[:, ::1] dtmp = np.empty((B, H), dtype=np.asarray(dh).dtype)
+    cdef floating[:, ::1] dtmp = np.empty((B, RT.shape[1]), dtype=np.asarray(dh).dtype)
+    c.r[0], c.r[1], c.r[2], c.r[3] = &RT[0, 0], &mask[0, 0], &hs[0, 0, 0], &gates[0, 0, 0]
+    c.r[4], c.r[5] = &aux[0, 0, 0], &dH[0, 0, 0]
+    c.w[0], c.w[1], c.w[2], c.w[3] = &dh[0, 0], &dxw[0, 0, 0], &dhw[0, 0, 0], &dtmp[0, 0]
+    c.f0, c.f1, c.f2 = masked, relu, has_dH
+    c.nact, c.bounds = &nact[0], &bounds[0]
+    c.T, c.B, c.H = dxw.shape[0], B, RT.shape[1]
     with nogil:
-        if n_chunks == 1:
-            _backward_chunk(&RT[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
-                            bounds[0], bounds[1], &hs[0, 0, 0], &gates[0, 0, 0],
-                            &aux[0, 0, 0], &dH[0, 0, 0], has_dH, &dh[0, 0], &dxw[0, 0, 0],
-                            &dhw[0, 0, 0], &dtmp[0, 0])
-        else:
-            dynamic = omp_set_dynamic_get_old(0)     # exactly num_threads (see _omp.pxd)
-            for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
-                _backward_chunk(&RT[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
-                                bounds[k], bounds[k + 1], &hs[0, 0, 0], &gates[0, 0, 0],
-                                &aux[0, 0, 0], &dH[0, 0, 0], has_dH, &dh[0, 0],
-                                &dxw[0, 0, 0], &dhw[0, 0, 0], &dtmp[0, 0])
-            omp_set_dynamic_get_old(dynamic)
+        run_tasks(<int>(bounds.shape[0] - 1),
+                  _backward_f32 if floating is float else _backward_f64, &c)
 
 
 def forward_classic(const floating[:, :, ::1] xw, const floating[:, ::1] R,
                     const floating[::1] bh, const floating[:, ::1] mask, bint masked,
                     bint relu, bint keep, const int64_t[::1] nact, const int64_t[::1] bounds,
                     floating[:, :, ::1] hs, floating[:, :, ::1] cs, floating[:, :, ::1] hm,
-                    floating[:, :, ::1] gates, floating[:, :, ::1] aux, int n_threads):
+                    floating[:, :, ::1] gates, floating[:, :, ::1] aux):
     """Classic (Keras ``reset_after=False``) GRU over every chunk (cs unused)."""
-    cdef Py_ssize_t T = xw.shape[0], B = xw.shape[1], H = R.shape[0]
-    cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
-    cdef int dynamic
-    if T == 0 or B == 0:
+    cdef Chunks c
+    if xw.shape[0] == 0 or xw.shape[1] == 0:
         return
+    c.r[0], c.r[1], c.r[2], c.r[3] = &xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0]
+    c.w[0], c.w[1], c.w[2], c.w[3] = &hs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0]
+    c.f0, c.f1, c.f2 = masked, relu, keep
+    c.nact, c.bounds = &nact[0], &bounds[0]
+    c.T, c.B, c.H = xw.shape[0], xw.shape[1], R.shape[0]
     with nogil:
-        if n_chunks == 1:
-            _forward_chunk_classic(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked,
-                                   relu, keep, &nact[0], T, B, H, bounds[0], bounds[1],
-                                   &hs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0],
-                                   &aux[0, 0, 0])
-        else:
-            dynamic = omp_set_dynamic_get_old(0)     # exactly num_threads (see _omp.pxd)
-            for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
-                _forward_chunk_classic(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked,
-                                       relu, keep, &nact[0], T, B, H, bounds[k], bounds[k + 1],
-                                       &hs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0],
-                                       &aux[0, 0, 0])
-            omp_set_dynamic_get_old(dynamic)
+        run_tasks(<int>(bounds.shape[0] - 1),
+                  _forward_classic_f32 if floating is float else _forward_classic_f64, &c)
 
 
 def backward_classic(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked,
                      bint relu, const int64_t[::1] nact, const int64_t[::1] bounds,
                      const floating[:, :, ::1] hs, const floating[:, :, ::1] hm,
                      const floating[:, :, ::1] gates, const floating[:, :, ::1] dH,
-                     bint has_dH, floating[:, ::1] dh, floating[:, :, ::1] dxw,
-                     int n_threads):
+                     bint has_dH, floating[:, ::1] dh, floating[:, :, ::1] dxw):
     """BPTT of the classic GRU; ``dh`` in: final-state gradient, out: initial."""
-    cdef Py_ssize_t T = dxw.shape[0], B = dxw.shape[1], H = RT.shape[1]
-    cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
-    cdef int dynamic
-    if T == 0 or B == 0:
+    cdef Chunks c
+    cdef Py_ssize_t B = dxw.shape[1], H = RT.shape[1]
+    if dxw.shape[0] == 0 or B == 0:
         return
     dtype = np.asarray(dh).dtype
     cdef floating[:, ::1] dtmp = np.empty((B, H), dtype=dtype)
     cdef floating[:, ::1] dtmp2 = np.empty((B, H), dtype=dtype)
+    c.r[0], c.r[1], c.r[2], c.r[3] = &RT[0, 0], &mask[0, 0], &hs[0, 0, 0], &hm[0, 0, 0]
+    c.r[4], c.r[5] = &gates[0, 0, 0], &dH[0, 0, 0]
+    c.w[0], c.w[1], c.w[2], c.w[3] = &dh[0, 0], &dxw[0, 0, 0], &dtmp[0, 0], &dtmp2[0, 0]
+    c.f0, c.f1, c.f2 = masked, relu, has_dH
+    c.nact, c.bounds = &nact[0], &bounds[0]
+    c.T, c.B, c.H = dxw.shape[0], B, H
     with nogil:
-        if n_chunks == 1:
-            _backward_chunk_classic(&RT[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
-                                    bounds[0], bounds[1], &hs[0, 0, 0], &hm[0, 0, 0],
-                                    &gates[0, 0, 0], &dH[0, 0, 0], has_dH, &dh[0, 0],
-                                    &dxw[0, 0, 0], &dtmp[0, 0], &dtmp2[0, 0])
-        else:
-            dynamic = omp_set_dynamic_get_old(0)     # exactly num_threads (see _omp.pxd)
-            for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
-                _backward_chunk_classic(&RT[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B,
-                                        H, bounds[k], bounds[k + 1], &hs[0, 0, 0],
-                                        &hm[0, 0, 0], &gates[0, 0, 0], &dH[0, 0, 0],
-                                        has_dH, &dh[0, 0], &dxw[0, 0, 0], &dtmp[0, 0],
-                                        &dtmp2[0, 0])
-            omp_set_dynamic_get_old(dynamic)
+        run_tasks(<int>(bounds.shape[0] - 1),
+                  _backward_classic_f32 if floating is float else _backward_classic_f64, &c)
 
 
 # one step for streaming inference; shapes in fastseq_ext/_step.pxd

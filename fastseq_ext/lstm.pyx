@@ -2,8 +2,9 @@
 
 Rows are sorted by length (descending), so the active rows of step ``t`` are
 ``[lo, min(hi, nact[t]))`` of the chunk ``[lo, hi)`` a thread owns; each chunk runs its
-own time loop (``prange`` over chunks, one level of parallelism). Per step: one GEMM (the
-step GEMM of ``_smallgemm.h``) writes ``xw + b_hh + h_masked @ R`` into the gate rows,
+own time loop (one task of the thread team ``fastseq_ext.team`` per chunk, one level of
+parallelism). Per step: one GEMM (the step GEMM of ``_smallgemm.h``) writes
+``xw + b_hh + h_masked @ R`` into the gate rows,
 then one fused loop per row (``_cells.h``) activates the gates in place and updates ``c``
 and ``h``. Backward mirrors it: a fused loop per row producing
 ``dgates`` (= dxw), then one GEMM ``dh = dgates @ R^T`` (with ``R^T`` stored contiguous).
@@ -12,11 +13,10 @@ Buffers and their meaning are those of the Numba engine (``fastseq.backends.numb
 so the two engines' caches are interchangeable. Called by ``fastseq.backends.cython_cpu``.
 """
 from cython cimport floating
-from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
 from fastseq_ext._smallgemm cimport step_gemm, step_gemm_xb
-from fastseq_ext._omp cimport omp_set_dynamic_get_old
+from fastseq_ext.team cimport Chunks, run_tasks
 from fastseq_ext._step cimport check_buf, check_step, copy_state
 from fastseq_ext._cells cimport lstm_bwd_row, lstm_fwd_row
 
@@ -91,57 +91,78 @@ cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked,
                     dh[b * H + j] *= mask[b * H + j]
 
 
+# the chunk functions as team tasks (see fastseq_ext.team.Chunks)
+cdef inline void _forward_task(Chunks* c, int k, floating* tag) noexcept nogil:
+    _forward_chunk(<const floating*>c.r[0], <const floating*>c.r[1], <const floating*>c.r[2],
+                   <const floating*>c.r[3], c.f0, c.f1, c.f2, c.nact, c.T, c.B, c.H,
+                   c.bounds[k], c.bounds[k + 1], <floating*>c.w[0], <floating*>c.w[1],
+                   <floating*>c.w[2], <floating*>c.w[3], <floating*>c.w[4])
+
+
+cdef void _forward_f32(void* c, int k) noexcept nogil:
+    _forward_task(<Chunks*>c, k, <float*>NULL)
+
+
+cdef void _forward_f64(void* c, int k) noexcept nogil:
+    _forward_task(<Chunks*>c, k, <double*>NULL)
+
+
+cdef inline void _backward_task(Chunks* c, int k, floating* tag) noexcept nogil:
+    _backward_chunk(<const floating*>c.r[0], <const floating*>c.r[1], c.f0, c.f1, c.nact,
+                    c.T, c.B, c.H, c.bounds[k], c.bounds[k + 1], <const floating*>c.r[2],
+                    <const floating*>c.r[3], <const floating*>c.r[4],
+                    <const floating*>c.r[5], c.f2, <floating*>c.w[0], <floating*>c.w[1],
+                    <floating*>c.w[2])
+
+
+cdef void _backward_f32(void* c, int k) noexcept nogil:
+    _backward_task(<Chunks*>c, k, <float*>NULL)
+
+
+cdef void _backward_f64(void* c, int k) noexcept nogil:
+    _backward_task(<Chunks*>c, k, <double*>NULL)
+
+
 def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floating[::1] bh,
             const floating[:, ::1] mask, bint masked, bint relu, bint keep,
             const int64_t[::1] nact, const int64_t[::1] bounds, floating[:, :, ::1] hs,
             floating[:, :, ::1] cs,
-            floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux,
-            int n_threads):
-    """Run every chunk ``[bounds[k], bounds[k+1])`` of the sorted batch; buffers as above."""
-    cdef Py_ssize_t T = xw.shape[0], B = xw.shape[1], H = R.shape[0]
-    cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
-    cdef int dynamic
-    if T == 0 or B == 0:
+            floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux):
+    """Run every chunk ``[bounds[k], bounds[k+1])`` of the sorted batch, one team task
+    each (``fastseq_ext.team``); buffers as above."""
+    cdef Chunks c
+    if xw.shape[0] == 0 or xw.shape[1] == 0:
         return
+    c.r[0], c.r[1], c.r[2], c.r[3] = &xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0]
+    c.w[0], c.w[1], c.w[2], c.w[3] = &hs[0, 0, 0], &cs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0]
+    c.w[4] = &aux[0, 0, 0]
+    c.f0, c.f1, c.f2 = masked, relu, keep
+    c.nact, c.bounds = &nact[0], &bounds[0]
+    c.T, c.B, c.H = xw.shape[0], xw.shape[1], R.shape[0]
     with nogil:
-        if n_chunks == 1:
-            _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, keep,
-                           &nact[0], T, B, H, bounds[0], bounds[1], &hs[0, 0, 0],
-                           &cs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0])
-        else:
-            dynamic = omp_set_dynamic_get_old(0)     # exactly num_threads (see _omp.pxd)
-            for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
-                _forward_chunk(&xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, keep,
-                               &nact[0], T, B, H, bounds[k], bounds[k + 1], &hs[0, 0, 0],
-                               &cs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0])
-            omp_set_dynamic_get_old(dynamic)
+        run_tasks(<int>(bounds.shape[0] - 1),
+                  _forward_f32 if floating is float else _forward_f64, &c)
 
 
 def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked, bint relu,
              const int64_t[::1] nact, const int64_t[::1] bounds,
              const floating[:, :, ::1] cs, const floating[:, :, ::1] gates,
              const floating[:, :, ::1] aux, const floating[:, :, ::1] dH, bint has_dH,
-             floating[:, ::1] dh, floating[:, ::1] dc, floating[:, :, ::1] dxw, int n_threads):
-    """BPTT over every chunk; ``dh``/``dc`` in: final-state gradients, out: initial."""
-    cdef Py_ssize_t T = dxw.shape[0], B = dxw.shape[1], H = RT.shape[1]
-    cdef Py_ssize_t k, n_chunks = bounds.shape[0] - 1
-    cdef int dynamic
-    if T == 0 or B == 0:
+             floating[:, ::1] dh, floating[:, ::1] dc, floating[:, :, ::1] dxw):
+    """BPTT over every chunk (one team task each); ``dh``/``dc`` in: final-state
+    gradients, out: initial."""
+    cdef Chunks c
+    if dxw.shape[0] == 0 or dxw.shape[1] == 0:
         return
+    c.r[0], c.r[1], c.r[2], c.r[3] = &RT[0, 0], &mask[0, 0], &cs[0, 0, 0], &gates[0, 0, 0]
+    c.r[4], c.r[5] = &aux[0, 0, 0], &dH[0, 0, 0]
+    c.w[0], c.w[1], c.w[2] = &dh[0, 0], &dc[0, 0], &dxw[0, 0, 0]
+    c.f0, c.f1, c.f2 = masked, relu, has_dH
+    c.nact, c.bounds = &nact[0], &bounds[0]
+    c.T, c.B, c.H = dxw.shape[0], dxw.shape[1], RT.shape[1]
     with nogil:
-        if n_chunks == 1:
-            _backward_chunk(&RT[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
-                            bounds[0], bounds[1], &cs[0, 0, 0], &gates[0, 0, 0],
-                            &aux[0, 0, 0], &dH[0, 0, 0], has_dH, &dh[0, 0], &dc[0, 0],
-                            &dxw[0, 0, 0])
-        else:
-            dynamic = omp_set_dynamic_get_old(0)     # exactly num_threads (see _omp.pxd)
-            for k in prange(n_chunks, num_threads=n_threads, schedule="static", chunksize=1):
-                _backward_chunk(&RT[0, 0], &mask[0, 0], masked, relu, &nact[0], T, B, H,
-                                bounds[k], bounds[k + 1], &cs[0, 0, 0], &gates[0, 0, 0],
-                                &aux[0, 0, 0], &dH[0, 0, 0], has_dH, &dh[0, 0], &dc[0, 0],
-                                &dxw[0, 0, 0])
-            omp_set_dynamic_get_old(dynamic)
+        run_tasks(<int>(bounds.shape[0] - 1),
+                  _backward_f32 if floating is float else _backward_f64, &c)
 
 
 # one step for streaming inference; shapes in fastseq_ext/_step.pxd

@@ -7,10 +7,9 @@ active are contiguous in memory and merged into one GEMM. Inactive rows are neve
 (their buffers may hold garbage). Matches ``fastseq.backends.numba_cpu._loop``.
 """
 from cython cimport floating
-from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
-from fastseq_ext._omp cimport omp_set_dynamic_get_old
+from fastseq_ext.team cimport run_tasks
 from fastseq_ext._smallgemm cimport gemm_tn, step_gemm
 
 
@@ -46,39 +45,58 @@ cdef void _outer(const int64_t* nact, Py_ssize_t T, Py_ssize_t B, const floating
         t = t1
 
 
+# one column block of accumulate_outer as a team task
+cdef struct _Outer:
+    const int64_t* nact
+    Py_ssize_t T, B, K, N, width, lda, ldd, ldr
+    const void* A
+    const void* D
+    void* dR
+    bint out_t
+
+
+cdef inline void _outer_task(_Outer* j, int k, floating* tag) noexcept nogil:
+    cdef Py_ssize_t c0 = k * j.width
+    cdef Py_ssize_t c1 = min(j.N, c0 + j.width)
+    _outer(j.nact, j.T, j.B, <const floating*>j.A, j.lda, j.K, <const floating*>j.D + c0,
+           j.ldd, c1 - c0, <floating*>j.dR + c0 * (j.ldr if j.out_t else 1), j.ldr, j.out_t)
+
+
+cdef void _outer_f32(void* j, int k) noexcept nogil:
+    _outer_task(<_Outer*>j, k, <float*>NULL)
+
+
+cdef void _outer_f64(void* j, int k) noexcept nogil:
+    _outer_task(<_Outer*>j, k, <double*>NULL)
+
+
 # A: rows of [T(+1), B, lda] (row r of step t at (t*B + r)*lda + a_col); K columns used
 # D: rows of [T, B, ldd] starting at column d_col; N columns used
 # nact: [T] active rows per step (descending)
 # dR: [K, ldr]  # OUT: columns [r_col, r_col+N) += sum_t A[t,:nact]^T @ D[t,:nact]
 #   out_t: dR [*, ldr]  # OUT: rows [r_col, r_col+N), first K columns, += the transpose
 #   (the weight's own [G*H, H] layout: no transposed copy afterwards)
-# n_threads > 1: the N columns are split into one block per thread (each thread owns its
-# columns: race-free, and the same blocks and order on every call); call it with BLAS
-# pinned to one thread then. n_threads = 1: one GEMM sequence, BLAS may thread.
+# n_threads > 1: the N columns are split into one block per thread, one team task each
+# (fastseq_ext.team; each task owns its columns: race-free, and the same blocks and order
+# on every call)
 def accumulate_outer(const int64_t[::1] nact, Py_ssize_t B, const floating[::1] A,
                      Py_ssize_t lda, Py_ssize_t a_col, Py_ssize_t K, const floating[::1] D,
                      Py_ssize_t ldd, Py_ssize_t d_col, Py_ssize_t N, floating[::1] dR,
                      Py_ssize_t ldr, Py_ssize_t r_col, int n_threads=1, bint out_t=False):
-    cdef Py_ssize_t T = nact.shape[0], k, width, c0, c1
-    cdef Py_ssize_t step = ldr if out_t else 1       # dR offset of one column of D
-    cdef int n_blocks, dynamic
+    cdef _Outer job
+    cdef Py_ssize_t T = nact.shape[0]
     if B == 0 or K == 0 or N == 0 or T == 0:
         return
     # blocks of a multiple of 16 columns (whole SIMD registers), at most one per thread
-    width = ((N + n_threads - 1) // n_threads + 15) // 16 * 16
-    n_blocks = <int>((N + width - 1) // width)
+    n_threads = max(1, n_threads)
+    job.width = ((N + n_threads - 1) // n_threads + 15) // 16 * 16
+    job.nact, job.T, job.B, job.K, job.N = &nact[0], T, B, K, N
+    job.A, job.lda = &A[a_col], lda
+    job.D, job.ldd = &D[d_col], ldd
+    job.dR, job.ldr, job.out_t = &dR[r_col * (ldr if out_t else 1)], ldr, out_t
     with nogil:
-        if n_blocks <= 1:
-            _outer(&nact[0], T, B, &A[a_col], lda, K, &D[d_col], ldd, N, &dR[r_col * step],
-                   ldr, out_t)
-        else:
-            dynamic = omp_set_dynamic_get_old(0)     # exactly num_threads (see _omp.pxd)
-            for k in prange(n_blocks, num_threads=n_blocks, schedule="static", chunksize=1):
-                c0 = k * width
-                c1 = min(N, c0 + width)
-                _outer(&nact[0], T, B, &A[a_col], lda, K, &D[d_col + c0], ldd, c1 - c0,
-                       &dR[(r_col + c0) * step], ldr, out_t)
-            omp_set_dynamic_get_old(dynamic)
+        run_tasks(<int>((N + job.width - 1) // job.width),
+                  _outer_f32 if floating is float else _outer_f64, &job)
 
 
 # D: [T, B, G]; nact: [T]
@@ -125,19 +143,59 @@ def transpose_into(floating[:, ::1] dest, const floating[:, ::1] src):
             fs_transpose_f64(&src[0, 0], M, &dest[0, 0], N, M, N)
 
 
+# one block of step_matmul as a team task: rows [k*step, ...) of C, or columns
+cdef struct _Gemm:
+    const void* A
+    const void* B
+    void* C
+    int M, N, K, lda, ldb, ldc, step
+    bint beta, trans_a, cols
+
+
+cdef inline void _gemm_task(_Gemm* g, int k, floating* tag) noexcept nogil:
+    cdef int lo = k * g.step
+    cdef int m = g.M, n = g.N
+    cdef const floating* A = <const floating*>g.A
+    cdef const floating* B = <const floating*>g.B
+    cdef floating* C = <floating*>g.C
+    if g.cols:                          # columns [lo, lo + n) of B and C
+        n = min(g.N - lo, g.step)
+        B += lo
+        C += lo
+    else:                               # rows [lo, lo + m) of op(A) and C
+        m = min(g.M - lo, g.step)
+        A += lo if g.trans_a else <Py_ssize_t>lo * g.lda
+        C += <Py_ssize_t>lo * g.ldc
+    if g.trans_a:
+        gemm_tn(m, n, g.K, A, g.lda, B, g.ldb, g.beta, C, g.ldc)
+    else:
+        step_gemm(m, n, g.K, A, g.lda, B, g.ldb, g.beta, C, g.ldc)
+
+
+cdef void _gemm_f32(void* g, int k) noexcept nogil:
+    _gemm_task(<_Gemm*>g, k, <float*>NULL)
+
+
+cdef void _gemm_f64(void* g, int k) noexcept nogil:
+    _gemm_task(<_Gemm*>g, k, <double*>NULL)
+
+
 # A: [M, K] ([K, M] when trans_a)  B: [K, N]  C: [M, N] OUT (in: added to when beta);
 # each with contiguous rows (unit stride along the last axis) and any row stride
 def step_matmul(const floating[:, :] A, const floating[:, :] B, floating[:, :] C,
-                bint beta=False, bint trans_a=False):
+                bint beta=False, bint trans_a=False, int n_threads=1, bint split_cols=False):
     """``C = op(A) @ B (+ C)`` by the GEMM the kernels call at every step and for the
-    weight gradients (``_smallgemm.h``, single-threaded, releases the GIL); ``op(A) = A.T``
-    when ``trans_a``. Each row of ``C`` is computed the same way whatever the number of
-    rows, and each column whatever the other columns (so row and column blocks of one
-    product can run on separate threads and give the same bits)."""
+    weight gradients (``_smallgemm.h``; releases the GIL); ``op(A) = A.T`` when
+    ``trans_a``. Each row of ``C`` is computed the same way whatever the number of rows,
+    and each column whatever the other columns, so ``n_threads > 1`` splits ``C`` into
+    that many blocks of rows (or, ``split_cols``, of columns: multiples of 16), one team
+    task each (``fastseq_ext.team``), with the same bits as one thread."""
     cdef Py_ssize_t M = A.shape[1] if trans_a else A.shape[0]
     cdef Py_ssize_t K = A.shape[0] if trans_a else A.shape[1]
     cdef Py_ssize_t N = B.shape[1]
     cdef Py_ssize_t size = sizeof(floating)
+    cdef _Gemm g
+    cdef int n_tasks
     if B.shape[0] != K or C.shape[0] != M or C.shape[1] != N:
         raise ValueError(f"step_matmul: op(A) ({M}, {K}), B ({B.shape[0]}, {N}) and C "
                          f"({C.shape[0]}, {C.shape[1]}) do not make C = op(A) @ B")
@@ -147,12 +205,19 @@ def step_matmul(const floating[:, :] A, const floating[:, :] B, floating[:, :] C
                          "the last axis)")
     if M == 0 or N == 0:
         return
-    cdef int lda = <int>(A.strides[0] // size), ldb = <int>(B.strides[0] // size)
-    cdef int ldc = <int>(C.strides[0] // size)
+    g.A = &A[0, 0] if K else NULL
+    g.B = &B[0, 0] if K else NULL
+    g.C = &C[0, 0]
+    g.M, g.N, g.K = <int>M, <int>N, <int>K
+    g.lda = max(<int>(A.strides[0] // size), 1)
+    g.ldb, g.ldc = <int>(B.strides[0] // size), <int>(C.strides[0] // size)
+    g.beta, g.trans_a, g.cols = beta, trans_a, split_cols
+    n_threads = max(1, n_threads)
+    if split_cols:
+        g.step = <int>(((N + n_threads - 1) // n_threads + 15) // 16 * 16)
+        n_tasks = <int>((N + g.step - 1) // g.step)
+    else:
+        g.step = <int>((M + n_threads - 1) // n_threads)
+        n_tasks = <int>((M + g.step - 1) // g.step)
     with nogil:
-        if trans_a:
-            gemm_tn(<int>M, <int>N, <int>K, &A[0, 0] if K else NULL, lda,
-                    &B[0, 0] if K else NULL, ldb, beta, &C[0, 0], ldc)
-        else:
-            step_gemm(<int>M, <int>N, <int>K, &A[0, 0] if K else NULL, max(lda, 1),
-                      &B[0, 0] if K else NULL, ldb, beta, &C[0, 0], ldc)
+        run_tasks(n_tasks, _gemm_f32 if floating is float else _gemm_f64, &g)

@@ -37,3 +37,4 @@ def _split_small_work(monkeypatch):
     from fastseq.backends import cython_cpu
     monkeypatch.setattr(cython_cpu, "MIN_PARALLEL_MACS", 0)
     monkeypatch.setattr(layers, "PARALLEL_GEMM_MIN", 1 << 18)
+    monkeypatch.setattr(layers, "TEAM_GEMM_MIN", 1 << 14)

@@ -12,26 +12,26 @@ pool (:data:`POOL`) and go back when the forward cache dies, so repeated calls d
 page-fault on fresh memory.
 
 Threads (:data:`DISPATCH`): the kernels release the GIL and take the chunk boundaries, so
-the chunks can run either on an OpenMP team inside the kernel (``prange`` with an explicit
-``num_threads``, dynamic adjustment off) or on a pool of Python threads, one kernel call
-per chunk. Both run the same per-chunk code: results are bitwise identical between the
-two and for a given thread count. The default is ``"python"`` unless libgomp's waits are
-passive (``OMP_WAIT_POLICY=PASSIVE`` in the environment at start-up), because libgomp's
-default policy keeps each idle team thread spinning for about 5-8 ms of CPU after every
-parallel region (measured here), and on a busy 2-core machine the spinning threads and the
-join barrier made 2-thread calls 3-25x slower than the same kernels on Python threads
-(B16 T200 H32 LSTM train: 72 ms against 7.8 ms, load 6.5). The wait policy is shared
-with PyTorch's OpenMP in the same process (see :mod:`fastseq_ext`), so this engine
-cannot set it. ``FASTSEQ_CYTHON_THREADS=openmp`` / ``python`` overrides the choice.
+the chunks can run either as tasks of a small C thread team inside the kernel call
+(``fastseq_ext/_team.h``, the default) or on a pool of Python threads, one kernel call per
+chunk (``FASTSEQ_CYTHON_THREADS=python``). Both run the same per-chunk code: results are
+bitwise identical between the two and for a given thread count. The team's idle workers
+spin for 100 microseconds (``FASTSEQ_SPIN_US``) and then sleep, so back-to-back regions
+start within a microsecond while an idle process costs no CPU; the calling thread claims
+tasks too, so a worker slow to wake never delays a call. The alternatives cost more:
+waking a Python pool thread takes 0.1-0.2 ms here (the GIL hand-over), and libgomp's
+idle threads spin for 5-8 ms after every region (its process-wide wait policy, shared
+with PyTorch), which made 2-thread calls 3-25x slower on a busy 2-core machine.
 
 Thread rule (one level of parallelism): BLAS is pinned to one thread (threadpoolctl,
 restored on exit) whenever a kernel runs, also for the weight-gradient GEMMs after the
 loop, whose dR columns are split among the threads. A batch too small to split (fewer
 than ``2 * MIN_CHUNK_ROWS`` rows, fewer than ``MIN_PARALLEL_MACS`` recurrent multiply-adds
-in the call, or ``n_threads=1``) runs as one chunk on the calling thread: waking a pool
-thread costs about 0.1-0.2 ms on this 2-core VM, more than half of a small recurrence
-(GRU B16 T200 H32 training: 1.6 ms on one chunk, 2.1 ms on two). Also: OpenBLAS's workers
-spin for about 0.1 s after a multi-threaded call and were measured to slow the next call's
+in the call, or ``n_threads=1``) runs as one chunk on the calling thread. With the team,
+splitting pays from about 2^20 multiply-adds (LSTM B16 T200 H32 training, 2 threads:
+1.41 ms split against 1.64 ms on one chunk; through the Python pool, whose wake-up costs
+more than half of such a recurrence, split 1.65 ms). Also: OpenBLAS's workers spin for
+about 0.1 s after a multi-threaded call and were measured to slow the next call's
 threads 10-100x on 2 cores.
 """
 from __future__ import annotations
@@ -71,9 +71,9 @@ supports_need_grad = True
 
 # fewest rows a thread's chunk gets; below 2x this the batch runs as one chunk
 MIN_CHUNK_ROWS = 4
-# fewest recurrent multiply-adds (T * B * H * G*H) worth splitting among threads: below
-# it the wake-up of a pool thread (0.1-0.2 ms measured) costs more than half the work saves
-MIN_PARALLEL_MACS = 1 << 24
+# fewest recurrent multiply-adds (T * B * H * G*H) worth splitting among threads (tuned
+# for the team dispatch; see the module docstring)
+MIN_PARALLEL_MACS = 1 << 20
 # weight gradients summed over fewer rows than this are computed in the weight's own layout
 # (dR^T = dgates^T @ h): a [2048, 512] transposed copy costs 0.7-1.5 ms, the product over 48
 # rows about as much; over many rows the [H, GH] form is faster (up to 1.4x, measured) and
@@ -139,14 +139,12 @@ def _chunk_bounds(lengths_sorted, n_threads, macs_per_row_step):
 
 def _default_dispatch():
     choice = os.environ.get("FASTSEQ_CYTHON_THREADS", "").strip().lower()
-    if choice in ("openmp", "python"):
-        return choice
-    passive = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
-    return "openmp" if passive else "python"
+    return choice if choice in ("team", "python") else "team"
 
 
-# how chunks run on several threads: "openmp" (prange inside the kernel) or "python" (a
-# pool of Python threads, one nogil kernel call per chunk); see the module docstring
+# how chunks run on several threads: "team" (the C thread team of fastseq_ext.team, one
+# task per chunk inside the kernel call) or "python" (a pool of Python threads, one nogil
+# kernel call per chunk); see the module docstring
 DISPATCH = _default_dispatch()
 
 # chunks and dR column blocks on Python threads (DISPATCH == "python")
@@ -154,13 +152,14 @@ _WORKERS = WorkerPool("fastseq-cython")
 
 
 def _run(call, bounds):
-    """``call(bounds, num_threads)`` over every chunk, BLAS on one thread meanwhile."""
+    """``call(bounds)`` over every chunk (the kernel runs one team task per chunk, or one
+    call per chunk on the Python pool), BLAS on one thread meanwhile."""
     n_chunks = len(bounds) - 1
     with blas_threads(1):
         if n_chunks > 1 and DISPATCH == "python":
-            _WORKERS.each(lambda k: call(bounds[k:k + 2], 1), range(n_chunks))
+            _WORKERS.each(lambda k: call(bounds[k:k + 2]), range(n_chunks))
         else:
-            call(bounds, n_chunks)
+            call(bounds)
 
 
 # specs: [(A flat [T(+1)*B*H], first column, columns)]; D: [T, B, GH] dgates
@@ -227,8 +226,8 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     bounds = _chunk_bounds(lengths, n, H * GH)
     if B and T:
         kernel = _FORWARD[key]
-        _run(lambda bounds, k: kernel(xw_s, R, bh, mask, masked, relu, keep, nact, bounds, hs,
-                                      cs, hm, gates, aux, k), bounds)
+        _run(lambda bounds: kernel(xw_s, R, bh, mask, masked, relu, keep, nact, bounds, hs,
+                                      cs, hm, gates, aux), bounds)
         if nact[T - 1] < B:
             _zero_padding(hs, lengths)
     return finish_forward(cell, inp, hs, cs, hm, gates, aux, lease=lease, saved=keep)
@@ -258,17 +257,17 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
         RT, own_RT = weight_transposed(cache, R, POOL, _reduce.transpose_into)
         kernel = _BACKWARD[key]
         if cell.kind == "rnn":
-            _run(lambda bounds, k: kernel(RT, mask, masked, relu, nact, bounds, hs, dH, has_dH,
-                                          dh, dxw, k), bounds)
+            _run(lambda bounds: kernel(RT, mask, masked, relu, nact, bounds, hs, dH, has_dH,
+                                          dh, dxw), bounds)
         elif cell.kind == "lstm":
-            _run(lambda bounds, k: kernel(RT, mask, masked, relu, nact, bounds, cs, gates, aux,
-                                          dH, has_dH, dh, dc, dxw, k), bounds)
+            _run(lambda bounds: kernel(RT, mask, masked, relu, nact, bounds, cs, gates, aux,
+                                          dH, has_dH, dh, dc, dxw), bounds)
         elif gru_after:
-            _run(lambda bounds, k: kernel(RT, mask, masked, relu, nact, bounds, hs, gates, aux,
-                                          dH, has_dH, dh, dxw, dhw, k), bounds)
+            _run(lambda bounds: kernel(RT, mask, masked, relu, nact, bounds, hs, gates, aux,
+                                          dH, has_dH, dh, dxw, dhw), bounds)
         else:
-            _run(lambda bounds, k: kernel(RT, mask, masked, relu, nact, bounds, hs, hm, gates,
-                                          dH, has_dH, dh, dxw, k), bounds)
+            _run(lambda bounds: kernel(RT, mask, masked, relu, nact, bounds, hs, hm, gates,
+                                          dH, has_dH, dh, dxw), bounds)
 
     # weight gradients: dR = sum_t h_masked[t]^T @ dhw[t], dbh = sum of dhw rows. Over few
     # rows the GEMM computes dR^T directly (the weight's [GH, H] layout, returned as a
@@ -301,12 +300,14 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
 
 
 # a: [M, K] ([K, M] when trans_a), b: [K, N], out: [M, N] OUT; rows contiguous
-def matmul_into(a, b, out, trans_a=False):
-    """``out = op(a) @ b`` on the engine's own GEMM (``fastseq_ext/_smallgemm.h``), one
-    thread, GIL released; ``op(a) = a.T`` when ``trans_a``. :mod:`fastseq.layers` uses it
-    for the input-weight gradient ``seq^T @ dxw`` and the input gradient ``dxw @ W``
-    (84-86 GFLOP/s on one core where OpenBLAS gave 59-64 at ``I = 28``, ``G*H = 512``)."""
-    _reduce.step_matmul(a, b, out, False, trans_a)
+def matmul_into(a, b, out, trans_a=False, n_threads=1, split_cols=False):
+    """``out = op(a) @ b`` on the engine's own GEMM (``fastseq_ext/_smallgemm.h``), GIL
+    released; ``op(a) = a.T`` when ``trans_a``. ``n_threads > 1`` splits ``out`` into row
+    blocks (or column blocks, ``split_cols``), one task each on the engine's thread team:
+    the same bits as one thread. :mod:`fastseq.layers` uses it for the input-weight
+    gradient ``seq^T @ dxw`` and the input gradient ``dxw @ W`` (84-86 GFLOP/s on one core
+    where OpenBLAS gave 59-64 at ``I = 28``, ``G*H = 512``)."""
+    _reduce.step_matmul(a, b, out, False, trans_a, n_threads, split_cols)
 
 
 _STEP = {

@@ -1,0 +1,21 @@
+"""The kernels' thread team (``_team.h``): one per process, shared by every kernel module
+through this module's C function (``from fastseq_ext.team cimport run_tasks``)."""
+
+ctypedef void (*task_fn)(void* ctx, int k) noexcept nogil
+
+# fn(ctx, k) for k in [0, n): the caller and up to n - 1 workers claim tasks in turn
+cdef void run_tasks(int n, task_fn fn, void* ctx) noexcept nogil
+
+from libc.stdint cimport int64_t
+
+
+# The arguments of a kernel's chunk function, for its task: chunk k owns the sorted rows
+# [bounds[k], bounds[k+1]). Arrays in the chunk function's order: r = those it reads, w =
+# those it writes; f0..f2 its flags in order.
+cdef struct Chunks:
+    const void* r[6]
+    void* w[6]
+    const int64_t* nact
+    const int64_t* bounds
+    Py_ssize_t T, B, H
+    bint f0, f1, f2

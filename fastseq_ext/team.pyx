@@ -1,0 +1,45 @@
+"""The thread team that runs the kernels' chunks and column blocks (``_team.h``).
+
+One team per process: the kernel modules call :c:func:`run_tasks` through Cython's
+cross-module C import, so they share its workers. ``workers()`` and ``claim_counts`` are
+for tests and diagnostics.
+"""
+from libc.stdlib cimport free, malloc
+
+cdef extern from "_team.h" nogil:
+    ctypedef void (*fs_task_fn)(void* ctx, int k) noexcept nogil
+    void fs_team_run(int n, fs_task_fn fn, void* ctx)
+    int fs_team_workers()
+
+
+cdef void run_tasks(int n, task_fn fn, void* ctx) noexcept nogil:
+    fs_team_run(n, <fs_task_fn>fn, ctx)
+
+
+def workers():
+    """Worker threads started so far in this process (the caller of a call is not one)."""
+    return fs_team_workers()
+
+
+cdef void _count(void* ctx, int k) noexcept nogil:
+    cdef long* counts = <long*>ctx
+    cdef long i, s = 0
+    for i in range(counts[0]):         # some work, so that workers get to claim tasks
+        s += i ^ k
+    counts[2 + k] += 1 + (s & 0)
+
+
+def claim_counts(int n, long spin=2000):
+    """Run ``n`` tasks on the team; returns how often each ran (tests: exactly once)."""
+    cdef long* counts = <long*>malloc((n + 2) * sizeof(long))
+    cdef int k
+    if counts == NULL:
+        raise MemoryError()
+    counts[0] = spin
+    for k in range(n):
+        counts[2 + k] = 0
+    with nogil:
+        run_tasks(n, _count, counts)
+    out = [counts[2 + k] for k in range(n)]
+    free(counts)
+    return out

@@ -22,14 +22,16 @@ except ImportError:      # pragma: no cover - fastseq_ext not built
 
 
 # dest: [M, N] OUT = src_t.T     src_t: [N, M]
-def transpose_into(dest, src_t):
-    """``dest[...] = src_t.T``."""
+def transpose_into(dest, src_t, n_threads=1):
+    """``dest[...] = src_t.T``; ``n_threads``: row blocks on fastseq_ext's thread team
+    (the Cython form only; a copy of a few MB is bound by memory bandwidth, which two cores
+    have more of)."""
     if dest.ndim != 2 or src_t.shape != dest.shape[::-1]:
         raise ValueError(f"src_t has shape {src_t.shape}; expected {dest.shape[::-1]}")
     if (_ext_transpose_into is not None and dest.dtype == src_t.dtype
             and dest.dtype in (np.float32, np.float64)
             and dest.flags.c_contiguous and src_t.flags.c_contiguous):
-        _ext_transpose_into(dest, src_t)
+        _ext_transpose_into(dest, src_t, n_threads)
         return
     from ._transpose_jit import transpose_into_jit
     transpose_into_jit(dest, src_t)

@@ -536,13 +536,14 @@ def _team_in_child():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (8, 16), (9, 8), (64, 256)])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (8, 16), (9, 8), (64, 256), (33, 70)])
 def test_blocked_transpose_matches_numpy(rng, dtype, shape):
     from fastseq_ext import reduce as _reduce
     src = rng.standard_normal(shape).astype(dtype)
-    dest = np.full(shape[::-1], np.nan, dtype)
-    _reduce.transpose_into(dest, src)
-    assert np.array_equal(dest, src.T)
+    for n_threads in (1, 2, 3):                 # row blocks of 8 on the team
+        dest = np.full(shape[::-1], np.nan, dtype)
+        _reduce.transpose_into(dest, src, n_threads)
+        assert np.array_equal(dest, src.T)
     with pytest.raises(ValueError, match="src has shape"):
         _reduce.transpose_into(np.empty((2, 3), dtype), np.empty((2, 3), dtype))
 

@@ -275,3 +275,28 @@ def test_own_gemm_paths_match_numpy_and_do_not_depend_on_threads(rng, dtype):
                                atol=600 * eps * (np.abs(dxw).T @ np.abs(seq)).max())
     np.testing.assert_allclose(dx[0], dxw.astype(np.float64) @ W, rtol=0,
                                atol=400 * eps * (np.abs(dxw) @ np.abs(W)).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_input_projection_on_own_gemm_matches_numpy_row_by_row(rng, dtype):
+    """xw = seq @ W.T over few rows runs as (W @ seq^T)^T on the Cython engine's GEMM:
+    close to float64 NumPy, each row the same bits alone or in any batch, any threads."""
+    cython_cpu = pytest.importorskip("fastseq.backends.cython_cpu")
+    from fastseq import layers
+    gemm = cython_cpu.matmul_into
+    W = rng.standard_normal((200, 29)).astype(dtype)
+    a = rng.standard_normal((40, 29)).astype(dtype)
+    full = layers._times_weight_t(a, W, 2, gemm)
+    expected = a.astype(np.float64) @ W.T.astype(np.float64)
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(full, expected, rtol=0,
+                               atol=100 * eps * (np.abs(a) @ np.abs(W).T).max())
+    for rows in (slice(0, 1), slice(3, 4), slice(5, 17)):
+        for n in (1, 3):
+            np.testing.assert_array_equal(layers._times_weight_t(a[rows], W, n, gemm),
+                                          full[rows])
+    # many rows: NumPy's GEMM
+    big = rng.standard_normal((layers.PROJECT_T_MAX_ROWS + 3, 29)).astype(dtype)
+    np.testing.assert_allclose(layers._times_weight_t(big, W, 2, gemm),
+                               big.astype(np.float64) @ W.T, rtol=0,
+                               atol=100 * eps * (np.abs(big) @ np.abs(W).T).max())

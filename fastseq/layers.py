@@ -31,7 +31,7 @@ import numpy as np
 
 from ._config import resolve_threads
 from ._threads import WorkerPool, blas_threads
-from ._transpose import transposed
+from ._transpose import transpose_into, transposed
 from .backends import get_backend
 from .cells import make_cell
 from .data import reverse_padded
@@ -112,30 +112,39 @@ def _matmul(a, b, n_threads, gemm=None):
 OUT_T_MAX_ROWS = 512
 
 
-# a: [R, M], b: [R, N] -> OUT [N, M] = b^T @ a
-def _matmul_t(a, b, n_threads, gemm=None):
+# a: [R, M], b: [R, N] -> OUT [N, M] = b^T @ a (into ``out`` when given)
+def _matmul_t(a, b, n_threads, gemm=None, out=None):
     """``b.T @ a`` (the input weights' gradient ``dxw^T @ seq``). On the backend's GEMM
     (which reads its first operand transposed): over fewer than :data:`OUT_T_MAX_ROWS`
     rows as ``b^T @ a`` with the result's rows split among the threads, else as the
     transpose of ``a^T @ b`` with the columns split (faster over many rows, up to 1.4x;
     over few rows the caller's transposed copy of a ``[2048, 512]`` result would cost more
     than the product). Each output element is computed alone: the same bits for any split.
-    Otherwise NumPy's ``b.T @ a`` in row blocks."""
+    Otherwise NumPy's ``b.T @ a`` in row blocks. ``out``: a C-contiguous ``[N, M]``
+    array of the operands' dtype to write into (a slice of a gradient buffer), returned."""
     gemm = _own_gemm(gemm, a, b)
     if gemm is None:
-        return _matmul(b.T, a, n_threads)
+        result = _matmul(b.T, a, n_threads)
+        if out is None:
+            return result
+        out[...] = result
+        return out
     R, M = a.shape
     N = b.shape[1]
     n = min(int(n_threads), max(1, N // 16))
     if n <= 1 or R * M * N < TEAM_GEMM_MIN:
         n = 1
     if R < OUT_T_MAX_ROWS:
-        out = np.empty((N, M), dtype=a.dtype)
+        if out is None:
+            out = np.empty((N, M), dtype=a.dtype)
         gemm(b, a, out, True, n)
         return out
-    out = np.empty((M, N), dtype=a.dtype)
-    gemm(a, b, out, True, n, True)
-    return out.T
+    result = np.empty((M, N), dtype=a.dtype)
+    gemm(a, b, result, True, n, True)
+    if out is None:
+        return result.T
+    transpose_into(out, result, n)
+    return out
 
 
 def _run_directions(fn, D, concurrent):
@@ -198,6 +207,15 @@ def _project(seq, W, b_ih, rows, n_threads, gemm=None):
     if b_ih is not None:
         xw[rows] += b_ih
     return xw.reshape(T, B, G_H)
+
+
+def _out_array(out, name, dtype):
+    """``out[name]`` if given and usable as a gradient's destination, else None."""
+    a = None if out is None else out.get(name)
+    if a is None or not isinstance(a, np.ndarray) or a.dtype != dtype \
+            or not a.flags.c_contiguous:
+        return None
+    return a
 
 
 def _suffix(layer, direction):
@@ -362,13 +380,16 @@ def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
 
 
 def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=None,
-                   input_grad=True):
+                   input_grad=True, out=None):
     """BPTT through :func:`stack_forward`.
 
     ``d_out [T, B, D*H]``, ``dh_n``/``dc_n [L*D, B, H]`` (None = zero).
     Returns ``(dx [T, B, I], grads {name: array}, dh0 [L*D, B, H], dc0 or None)``;
     with ``input_grad=False`` (dense input features that need no gradient) ``dx`` is None
-    and its GEMM is skipped.
+    and its GEMM is skipped. ``out``: optional ``{name: array}`` of C-contiguous arrays
+    shaped and typed like the gradients (slices of a flat gradient buffer); the weight
+    gradients are written into them where the backend can (``grads`` then holds those
+    very arrays), saving an allocation and a copy of each.
     """
     if not cache.get("need_grad", True):
         raise ValueError("cache comes from stack_forward(..., need_grad=False), which keeps "
@@ -392,11 +413,14 @@ def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=No
         dH = d_layer_out[:, :, direction * H:(direction + 1) * H]
         if direction == 1:
             dH = reverse_padded(dH, lengths)
+        dR_out = _out_array(out, "weight_hh" + s, dtype)
+        extra = dict(dR_out=dR_out) if (dR_out is not None and
+                                        getattr(backend, "supports_dR_out", False)) else {}
         dxw, dR, dbh, dh0_k, dc0_k = backend.backward(
             cell, dcache["backend_cache"], dH,
             None if dh_n is None else dh_n[k],
             None if (dc_n is None or not cell.has_cell_state) else dc_n[k],
-            n_threads=dir_threads)
+            n_threads=dir_threads, **extra)
         W = params["weight_ih" + s]                 # [G*H, I_layer]
         dxw = np.asarray(dxw, dtype=dtype).reshape(T * B, W.shape[0])
         seq = dcache["seq"].reshape(T * B, W.shape[1])
@@ -404,18 +428,19 @@ def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=No
         want_dseq = input_grad or layer > 0
         dseq = None
         gemm = getattr(backend, "matmul_into", None)
+        w_out = _out_array(out, "weight_ih" + s, dtype)
         if rows is None:
-            g["weight_ih" + s] = _matmul_t(seq, dxw, dir_threads, gemm)
+            g["weight_ih" + s] = _matmul_t(seq, dxw, dir_threads, gemm, w_out)
             if want_dseq:
                 dseq = _matmul(dxw, W, dir_threads, gemm).reshape(T, B, W.shape[1])
         else:                       # padded rows of dxw are zero: skip them
             dxw_valid = dxw[rows]
-            g["weight_ih" + s] = _matmul_t(seq[rows], dxw_valid, dir_threads, gemm)
+            g["weight_ih" + s] = _matmul_t(seq[rows], dxw_valid, dir_threads, gemm, w_out)
             if want_dseq:
                 dseq = np.zeros((T * B, W.shape[1]), dtype=dtype)
                 dseq[rows] = _matmul(dxw_valid, W, dir_threads, gemm)
                 dseq = dseq.reshape(T, B, W.shape[1])
-        g["weight_hh" + s] = np.asarray(dR, dtype=dtype).T
+        g["weight_hh" + s] = dR_out if extra else np.asarray(dR, dtype=dtype).T
         g["bias_hh" + s] = np.asarray(dbh, dtype=dtype)
         if cell.kind == "gru" and cell.reset_after:
             g["bias_ih" + s] = dxw.sum(axis=0)

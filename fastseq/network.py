@@ -475,12 +475,16 @@ class Network:
             dh_n = None
             d_rnn_out = d_feats.reshape(T, B, -1)
         # dense input features need no gradient: skip the first layer's dx GEMM
+        # the weight gradients are written straight into the flat buffer where possible
+        out = {name: g[RNN_PREFIX + name] for name in self.rnn_params
+               if name.startswith("weight_")}
         dx, rnn_grads, _, _ = stack_backward(self.rnn_params, cache["rnn"], d_out=d_rnn_out,
                                              dh_n=dh_n, n_threads=self.n_threads,
-                                             input_grad=self.tokens)
+                                             input_grad=self.tokens, out=out)
         self._release(cache.pop("lease", None))
         for name, grad in rnn_grads.items():
-            _copy_into(g[RNN_PREFIX + name], grad)
+            if grad is not g[RNN_PREFIX + name]:
+                _copy_into(g[RNN_PREFIX + name], grad)
         if self.tokens:
             dE = g["embedding.weight"]
             dE[...] = 0

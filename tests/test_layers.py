@@ -300,3 +300,38 @@ def test_input_projection_on_own_gemm_matches_numpy_row_by_row(rng, dtype):
     np.testing.assert_allclose(layers._times_weight_t(big, W, 2, gemm),
                                big.astype(np.float64) @ W.T, rtol=0,
                                atol=100 * eps * (np.abs(big) @ np.abs(W).T).max())
+
+
+@pytest.mark.parametrize("backend", ["cython", "numba", "reference"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "gru_classic"])
+def test_gradients_written_into_given_arrays_are_the_same(rng, backend, cell, monkeypatch):
+    """stack_backward(out=...) writes the weight gradients into the caller's arrays where
+    the backend can (both dR layouts of the Cython engine, ragged rows, bidirectional):
+    the same values as the gradients it returns otherwise, and every name of ``out``
+    ends up holding its gradient."""
+    if backend == "cython":
+        cython_cpu = pytest.importorskip("fastseq.backends.cython_cpu")
+    cell_spec, params, LD = _stack(rng, cell, L=2, bi=True, I=4, H=3)
+    params = {k: v.astype(np.float32) for k, v in params.items()}
+    T, B = 6, 5
+    lengths = np.array([6, 2, 0, 5, 6])
+    x = rng.standard_normal((T, B, 4)).astype(np.float32)
+    d_out = rng.standard_normal((T, B, 6)).astype(np.float32)
+    for rows in ((0, 1 << 30) if backend == "cython" else (0,)):
+        if backend == "cython":
+            monkeypatch.setattr(cython_cpu, "OUT_T_MAX_ROWS", rows)
+            monkeypatch.setattr(layers, "OUT_T_MAX_ROWS", rows)
+        _, _, _, cache = layers.stack_forward(backend, cell_spec, params, x, lengths,
+                                              n_threads=2)
+        _, plain, _, _ = layers.stack_backward(params, cache, d_out, n_threads=2)
+        _, _, _, cache = layers.stack_forward(backend, cell_spec, params, x, lengths,
+                                              n_threads=2)
+        out = {k: np.full(v.shape, np.nan, np.float32) for k, v in params.items()
+               if k.startswith("weight_")}
+        _, into, _, _ = layers.stack_backward(params, cache, d_out, n_threads=2, out=out)
+        for name, value in plain.items():
+            np.testing.assert_array_equal(into[name], value, err_msg=name)
+            if name in out and into[name] is out[name]:
+                np.testing.assert_array_equal(out[name], value, err_msg=name)
+        if backend == "cython":        # the Cython engine fills every weight array
+            assert all(into[name] is out[name] for name in out)

@@ -69,6 +69,9 @@ releases_gil = True
 # forward(..., need_grad=False) keeps one time slot of the buffers only BPTT reads
 supports_need_grad = True
 
+# backward(..., dR_out=) writes the recurrent weight's gradient into the caller's array
+supports_dR_out = True
+
 # fewest rows a thread's chunk gets; below 2x this the batch runs as one chunk
 MIN_CHUNK_ROWS = 4
 # fewest recurrent multiply-adds (T * B * H * G*H) worth splitting among threads (tuned
@@ -233,8 +236,12 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     return finish_forward(cell, inp, hs, cs, hm, gates, aux, lease=lease, saved=keep)
 
 
-def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
-    """BPTT through :func:`forward`; returns ``(dxw, dR, dbh, dh0, dc0)``."""
+def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, dR_out=None):
+    """BPTT through :func:`forward`; returns ``(dxw, dR, dbh, dh0, dc0)``.
+
+    ``dR_out``: an optional C-contiguous ``[G*H, H]`` array of the cache's dtype (the
+    weight's own layout, e.g. a slice of a flat gradient buffer) that receives ``dR.T``;
+    the returned ``dR`` is then a transposed view of it (no allocation, no copy)."""
     key = _check_cell(cell)
     dh, dc, dH, has_dH = prepare_backward(cell, cache, dH_all, dh_T, dc_T)
     T, B, H = cache["shape"]
@@ -272,8 +279,16 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     # weight gradients: dR = sum_t h_masked[t]^T @ dhw[t], dbh = sum of dhw rows. Over few
     # rows the GEMM computes dR^T directly (the weight's [GH, H] layout, returned as a
     # transposed view): the caller's transposed copy would cost more than the product
+    if dR_out is not None and (not isinstance(dR_out, np.ndarray) or dR_out.shape != (GH, H)
+                               or dR_out.dtype != dtype or not dR_out.flags.c_contiguous):
+        raise ValueError(f"dR_out must be a C-contiguous {np.dtype(dtype).name} array of shape "
+                         f"({GH}, {H})")
     out_t = int(np.sum(nact)) < OUT_T_MAX_ROWS
-    dR = np.zeros((GH, H) if out_t else (H, GH), dtype)
+    if out_t and dR_out is not None:
+        dR = dR_out
+        dR[...] = 0
+    else:
+        dR = np.zeros((GH, H) if out_t else (H, GH), dtype)
     db64 = np.zeros(GH, np.float64)
     if B and T:
         h_src = (hm if masked else hs).reshape(-1)
@@ -286,6 +301,9 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
                       out_t)
     if out_t:
         dR = dR.T
+    elif dR_out is not None:
+        _reduce.transpose_into(dR_out, dR, n)
+        dR = dR_out.T
     dbh = db64.astype(dtype)
     if B and T:
         POOL.give(([dhw] if gru_after else []) + ([RT] if own_RT else []))

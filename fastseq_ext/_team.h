@@ -58,7 +58,7 @@ static struct {
     void *ctx;
     int n_tasks;
     long spin_ns;
-    int pid_ok;                           /* reset by the fork handler in a child */
+    int configured;                       /* spin time read, fork handler installed */
 } fs_team = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
 static long fs_now_ns(void) {
@@ -126,12 +126,12 @@ static void fs_team_grow(int want) {
     if (want > FS_TEAM_MAX - 1) want = FS_TEAM_MAX - 1;
     if (atomic_load(&fs_team.n_workers) >= want) return;
     pthread_mutex_lock(&fs_team.start_lock);
-    if (!fs_team.pid_ok) {
+    if (!fs_team.configured) {
         const char *env = getenv("FASTSEQ_SPIN_US");
         long us = env ? atol(env) : 100;
         fs_team.spin_ns = (us < 0 ? 0 : us) * 1000L;
         pthread_atfork(NULL, NULL, fs_team_after_fork_child);
-        fs_team.pid_ok = 1;
+        fs_team.configured = 1;
     }
     while (atomic_load(&fs_team.n_workers) < want) {
         pthread_t th;

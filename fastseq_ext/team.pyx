@@ -22,21 +22,24 @@ def workers():
 
 
 cdef void _count(void* ctx, int k) noexcept nogil:
+    # ctx: [spin, n, ran[0..n), sink[0..n)]
     cdef long* counts = <long*>ctx
     cdef long i, s = 0
     for i in range(counts[0]):         # some work, so that workers get to claim tasks
         s += i ^ k
-    counts[2 + k] += 1 + (s & 0)
+    counts[2 + k] += 1
+    counts[2 + counts[1] + k] = s
 
 
 def claim_counts(int n, long spin=2000):
     """Run ``n`` tasks on the team; returns how often each ran (tests: exactly once)."""
-    cdef long* counts = <long*>malloc((n + 2) * sizeof(long))
+    cdef long* counts = <long*>malloc((2 * n + 2) * sizeof(long))
     cdef int k
     if counts == NULL:
         raise MemoryError()
     counts[0] = spin
-    for k in range(n):
+    counts[1] = n
+    for k in range(2 * n):
         counts[2 + k] = 0
     with nogil:
         run_tasks(n, _count, counts)

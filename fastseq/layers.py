@@ -170,6 +170,11 @@ def _valid_rows(lengths, T):
 # threads, [R, 512] @ [512, 2048]: R = 48 0.83 ms against NumPy's 1.28; R = 256 (I = 128)
 # 0.36 against 0.53; R = 400 mixed: 7.6 against 6.0 warm, 4.9 against 5.7 cold)
 PROJECT_T_MAX_ROWS = 256
+# from this many rows, a @ W.T runs on the backend's GEMM against a transposed copy of W
+# (the copy then costs a few % of the product; OpenBLAS clears its output first and wakes
+# its own threads): [3200, 32] @ [32, 256] 0.26 ms against NumPy's 0.36, [3584, 128] @
+# [128, 512] 2.15 against 2.37 (2 threads); between the two limits NumPy's GEMM
+PROJECT_NN_MIN_ROWS = 1024
 
 
 # a: [R, I], W: [G*H, I] -> OUT [R, G*H] = a @ W.T
@@ -178,12 +183,17 @@ def _times_weight_t(a, W, n_threads, gemm):
     ``(W @ a^T)^T``: the weight is the operand read row after row (no transposed copy of
     it), the small ``a^T`` stays in cache, and only the two small matrices are
     transposed; each element is one dot product in ``k`` order, so a row's result does not
-    depend on the others. Otherwise NumPy's GEMM (OpenBLAS is at its best over many
-    rows)."""
+    depend on the others. From :data:`PROJECT_NN_MIN_ROWS` rows on the same GEMM against
+    a transposed copy of ``W``, rows split among the threads; in between, and without a
+    backend GEMM, NumPy's. Both own forms compute each element as the same products in
+    the same order: a row gets the same bits alone or in a batch of either size."""
     R = a.shape[0]
     gemm = _own_gemm(gemm, a, W)
-    if gemm is None or R >= PROJECT_T_MAX_ROWS or not W.flags.c_contiguous:
+    if (gemm is None or not W.flags.c_contiguous
+            or PROJECT_T_MAX_ROWS <= R < PROJECT_NN_MIN_ROWS):
         return _matmul(a, W.T, n_threads)
+    if R >= PROJECT_NN_MIN_ROWS:
+        return _matmul(a, transposed(W), n_threads, gemm)
     out_t = np.empty((W.shape[0], R), dtype=a.dtype)
     M, K = W.shape
     n = min(int(n_threads), M)

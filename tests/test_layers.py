@@ -295,11 +295,16 @@ def test_input_projection_on_own_gemm_matches_numpy_row_by_row(rng, dtype):
         for n in (1, 3):
             np.testing.assert_array_equal(layers._times_weight_t(a[rows], W, n, gemm),
                                           full[rows])
-    # many rows: NumPy's GEMM
-    big = rng.standard_normal((layers.PROJECT_T_MAX_ROWS + 3, 29)).astype(dtype)
-    np.testing.assert_allclose(layers._times_weight_t(big, W, 2, gemm),
-                               big.astype(np.float64) @ W.T, rtol=0,
-                               atol=100 * eps * (np.abs(big) @ np.abs(W).T).max())
+    # between the limits NumPy's GEMM; from PROJECT_NN_MIN_ROWS rows the own GEMM against
+    # W^T, whose rows are the same bits as a row projected alone
+    for R in (layers.PROJECT_T_MAX_ROWS + 3, layers.PROJECT_NN_MIN_ROWS + 5):
+        big = rng.standard_normal((R, 29)).astype(dtype)
+        got = layers._times_weight_t(big, W, 2, gemm)
+        np.testing.assert_allclose(got, big.astype(np.float64) @ W.T, rtol=0,
+                                   atol=100 * eps * (np.abs(big) @ np.abs(W).T).max())
+    for r in (0, 7, R - 1):
+        np.testing.assert_array_equal(layers._times_weight_t(big[r:r + 1], W, 1, gemm),
+                                      got[r:r + 1])
 
 
 @pytest.mark.parametrize("backend", ["cython", "numba", "reference"])

@@ -23,16 +23,14 @@ waking a Python pool thread takes 0.1-0.2 ms here (the GIL hand-over), and libgo
 idle threads spin for 5-8 ms after every region (its process-wide wait policy, shared
 with PyTorch), which made 2-thread calls 3-25x slower on a busy 2-core machine.
 
-Thread rule (one level of parallelism): BLAS is pinned to one thread (threadpoolctl,
-restored on exit) whenever a kernel runs, also for the weight-gradient GEMMs after the
-loop, whose dR columns are split among the threads. A batch too small to split (fewer
+Thread rule (one level of parallelism): no kernel calls BLAS (every product runs on the
+engine's own GEMM), so the engine leaves BLAS's thread setting alone; the layers above it
+pin BLAS to one thread while their own threads work. A batch too small to split (fewer
 than ``2 * MIN_CHUNK_ROWS`` rows, fewer than ``MIN_PARALLEL_MACS`` recurrent multiply-adds
 in the call, or ``n_threads=1``) runs as one chunk on the calling thread. With the team,
 splitting pays from about 2^20 multiply-adds (LSTM B16 T200 H32 training, 2 threads:
 1.41 ms split against 1.64 ms on one chunk; through the Python pool, whose wake-up costs
-more than half of such a recurrence, split 1.65 ms). Also: OpenBLAS's workers spin for
-about 0.1 s after a multi-threaded call and were measured to slow the next call's
-threads 10-100x on 2 cores.
+more than half of such a recurrence, split 1.65 ms).
 """
 from __future__ import annotations
 
@@ -42,7 +40,7 @@ import numpy as np
 
 from ..cells import CellSpec
 from .._config import resolve_threads
-from .._threads import WorkerPool, blas_threads, column_blocks
+from .._threads import WorkerPool, column_blocks
 from ._cpu_common import (BufferPool, Lease, StepWorkspaces, as_array, dtype_of,
                           finish_forward, prepare_backward, prepare_forward,
                           weight_transposed)
@@ -156,13 +154,12 @@ _WORKERS = WorkerPool("fastseq-cython")
 
 def _run(call, bounds):
     """``call(bounds)`` over every chunk (the kernel runs one team task per chunk, or one
-    call per chunk on the Python pool), BLAS on one thread meanwhile."""
+    call per chunk on the Python pool). No BLAS thread setting: no kernel calls BLAS."""
     n_chunks = len(bounds) - 1
-    with blas_threads(1):
-        if n_chunks > 1 and DISPATCH == "python":
-            _WORKERS.each(lambda k: call(bounds[k:k + 2]), range(n_chunks))
-        else:
-            call(bounds)
+    if n_chunks > 1 and DISPATCH == "python":
+        _WORKERS.each(lambda k: call(bounds[k:k + 2]), range(n_chunks))
+    else:
+        call(bounds)
 
 
 # specs: [(A flat [T(+1)*B*H], first column, columns)]; D: [T, B, GH] dgates
@@ -170,30 +167,29 @@ def _run(call, bounds):
 #     or ([GH, H], out_t) its transpose, the weight's own layout
 # db: [GH] float64 OUT += column sums of D's active rows
 def _weight_grads(specs, nact, B, H, GH, D, dR, db, k, out_t):
-    """The weight-gradient reductions on ``k`` threads, BLAS on one: dR's columns split in
-    blocks (each thread owns its columns: race-free, the same blocks and order for a
-    given ``k`` whichever :data:`DISPATCH`)."""
+    """The weight-gradient reductions on ``k`` threads (the engine's own GEMM, no BLAS):
+    dR's columns split in blocks (each thread owns its columns: race-free, the same blocks
+    and order for a given ``k`` whichever :data:`DISPATCH`)."""
     d_flat = D.reshape(-1)
     ldr = H if out_t else GH
-    with blas_threads(1):
-        if k > 1 and DISPATCH == "python":
-            blocks = column_blocks(GH, k)                   # as accumulate_outer splits
+    if k > 1 and DISPATCH == "python":
+        blocks = column_blocks(GH, k)                   # as accumulate_outer splits
 
-            def block(cols):
-                lo, hi = cols
-                for A, col, N in specs:
-                    a, b = max(lo, col), min(hi, col + N)
-                    if b > a:
-                        _reduce.accumulate_outer(nact, B, A, H, 0, H, d_flat, GH, a, b - a,
-                                                 dR, ldr, a, 1, out_t)
-                _reduce.accumulate_bias(nact, D, db, lo, hi)
-
-            _WORKERS.each(block, blocks)
-        else:
+        def block(cols):
+            lo, hi = cols
             for A, col, N in specs:
-                _reduce.accumulate_outer(nact, B, A, H, 0, H, d_flat, GH, col, N, dR, ldr,
-                                         col, k, out_t)
-            _reduce.accumulate_bias(nact, D, db, 0, GH)
+                a, b = max(lo, col), min(hi, col + N)
+                if b > a:
+                    _reduce.accumulate_outer(nact, B, A, H, 0, H, d_flat, GH, a, b - a,
+                                             dR, ldr, a, 1, out_t)
+            _reduce.accumulate_bias(nact, D, db, lo, hi)
+
+        _WORKERS.each(block, blocks)
+    else:
+        for A, col, N in specs:
+            _reduce.accumulate_outer(nact, B, A, H, 0, H, d_flat, GH, col, N, dR, ldr,
+                                     col, k, out_t)
+        _reduce.accumulate_bias(nact, D, db, 0, GH)
 
 
 def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=True,

@@ -77,23 +77,25 @@ def _own_gemm(gemm, *arrays):
     return gemm
 
 
-# a: [M, K], b: [K, N] -> OUT [M, N]
-def _matmul(a, b, n_threads, gemm=None):
+# a: [M, K], b: [K, N] -> OUT [M, N] (+ bias [N] on the backend's GEMM)
+def _matmul(a, b, n_threads, gemm=None, bias=None):
     """``a @ b`` with the result's rows split into ``n_threads`` blocks: on the backend's
     own GEMM (``matmul_into(a, b, out, trans_a, n_threads, split_cols)``, which runs the
     blocks on its thread team) when the operands suit it, else one NumPy GEMM per block on
     the Python pool (NumPy releases the GIL). The blocks depend only on the shapes and
     ``n_threads``, and each row is computed alone, so results are reproducible for a given
-    thread count."""
+    thread count. ``bias`` (only with ``gemm``): added by the GEMM itself."""
     M, K = a.shape
     N = b.shape[1]
     gemm = _own_gemm(gemm, a, b)
+    if bias is not None and gemm is None:
+        raise ValueError("_matmul: bias needs the backend's GEMM")
     n = min(int(n_threads), M)
     if n <= 1 or M * K * N < (PARALLEL_GEMM_MIN if gemm is None else TEAM_GEMM_MIN):
         n = 1
     if gemm is not None:
         out = np.empty((M, N), dtype=a.dtype)
-        gemm(a, b, out, False, n)
+        gemm(a, b, out, False, n, False, bias)
         return out
     if n == 1:
         return a @ b
@@ -177,8 +179,8 @@ PROJECT_T_MAX_ROWS = 256
 PROJECT_NN_MIN_ROWS = 1024
 
 
-# a: [R, I], W: [G*H, I] -> OUT [R, G*H] = a @ W.T
-def _times_weight_t(a, W, n_threads, gemm):
+# a: [R, I], W: [G*H, I], bias: [G*H] or None -> OUT [R, G*H] = a @ W.T (+ bias)
+def _times_weight_t(a, W, n_threads, gemm, bias=None):
     """``a @ W.T``. Over fewer than :data:`PROJECT_T_MAX_ROWS` rows on the backend's GEMM as
     ``(W @ a^T)^T``: the weight is the operand read row after row (no transposed copy of
     it), the small ``a^T`` stays in cache, and only the two small matrices are
@@ -189,16 +191,22 @@ def _times_weight_t(a, W, n_threads, gemm):
     the same order: a row gets the same bits alone or in a batch of either size."""
     R = a.shape[0]
     gemm = _own_gemm(gemm, a, W)
+    if bias is not None and (bias.dtype != a.dtype or not bias.flags.c_contiguous):
+        gemm = None
     if (gemm is None or not W.flags.c_contiguous
             or PROJECT_T_MAX_ROWS <= R < PROJECT_NN_MIN_ROWS):
-        return _matmul(a, W.T, n_threads)
-    if R >= PROJECT_NN_MIN_ROWS:
-        return _matmul(a, transposed(W), n_threads, gemm)
-    out_t = np.empty((W.shape[0], R), dtype=a.dtype)
-    M, K = W.shape
-    n = min(int(n_threads), M)
-    gemm(W, transposed(a), out_t, False, 1 if M * K * R < TEAM_GEMM_MIN else n)
-    return transposed(out_t)
+        out = _matmul(a, W.T, n_threads)
+    elif R >= PROJECT_NN_MIN_ROWS:
+        return _matmul(a, transposed(W), n_threads, gemm, bias)     # bias in the GEMM
+    else:
+        out_t = np.empty((W.shape[0], R), dtype=a.dtype)
+        M, K = W.shape
+        n = min(int(n_threads), M)
+        gemm(W, transposed(a), out_t, False, 1 if M * K * R < TEAM_GEMM_MIN else n)
+        out = transposed(out_t)
+    if bias is not None:
+        out += bias
+    return out
 
 
 def _project(seq, W, b_ih, rows, n_threads, gemm=None):
@@ -208,10 +216,7 @@ def _project(seq, W, b_ih, rows, n_threads, gemm=None):
     G_H = W.shape[0]
     flat = seq.reshape(T * B, seq.shape[2])          # explicit sizes: T or B may be 0
     if rows is None:
-        xw = _times_weight_t(flat, W, n_threads, gemm)
-        if b_ih is not None:
-            xw += b_ih
-        return xw.reshape(T, B, G_H)
+        return _times_weight_t(flat, W, n_threads, gemm, b_ih).reshape(T, B, G_H)
     xw = np.zeros((T * B, W.shape[0]), dtype=np.result_type(seq.dtype, W.dtype))
     xw[rows] = _times_weight_t(flat[rows], W, n_threads, gemm)
     if b_ih is not None:
@@ -453,7 +458,8 @@ def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=No
         g["weight_hh" + s] = dR_out if extra else np.asarray(dR, dtype=dtype).T
         g["bias_hh" + s] = np.asarray(dbh, dtype=dtype)
         if cell.kind == "gru" and cell.reset_after:
-            g["bias_ih" + s] = dxw.sum(axis=0)
+            sums = getattr(backend, "column_sums", None)
+            g["bias_ih" + s] = dxw.sum(axis=0) if sums is None else sums(dxw)
         else:
             # b_ih and b_hh enter the same pre-activation, so their gradients are equal
             g["bias_ih" + s] = g["bias_hh" + s].copy()

@@ -10,7 +10,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 
 from fastseq_ext.team cimport run_tasks
-from fastseq_ext._smallgemm cimport gemm_tn, step_gemm
+from fastseq_ext._smallgemm cimport gemm_tn, step_gemm, step_gemm_xb
 
 
 # dR on our own GEMM (_smallgemm.h, A read transposed): one thread, h^T @ dgates, 96-109
@@ -177,6 +177,7 @@ cdef struct _Gemm:
     const void* A
     const void* B
     void* C
+    const void* bias                    # [N] row added to every row of C, or NULL
     int M, N, K, lda, ldb, ldc, step
     bint beta, trans_a, cols
 
@@ -187,15 +188,20 @@ cdef inline void _gemm_task(_Gemm* g, int k, floating* tag) noexcept nogil:
     cdef const floating* A = <const floating*>g.A
     cdef const floating* B = <const floating*>g.B
     cdef floating* C = <floating*>g.C
+    cdef const floating* bias = <const floating*>g.bias
     if g.cols:                          # columns [lo, lo + n) of B and C
         n = min(g.N - lo, g.step)
         B += lo
         C += lo
+        if bias != NULL:
+            bias += lo
     else:                               # rows [lo, lo + m) of op(A) and C
         m = min(g.M - lo, g.step)
         A += lo if g.trans_a else <Py_ssize_t>lo * g.lda
         C += <Py_ssize_t>lo * g.ldc
-    if g.trans_a:
+    if bias != NULL:                    # not trans_a, not beta (step_matmul checks)
+        step_gemm_xb(m, n, g.K, A, g.lda, B, g.ldb, NULL, 0, bias, C, g.ldc)
+    elif g.trans_a:
         gemm_tn(m, n, g.K, A, g.lda, B, g.ldb, g.beta, C, g.ldc)
     else:
         step_gemm(m, n, g.K, A, g.lda, B, g.ldb, g.beta, C, g.ldc)
@@ -212,10 +218,13 @@ cdef void _gemm_f64(void* g, int k) noexcept nogil:
 # A: [M, K] ([K, M] when trans_a)  B: [K, N]  C: [M, N] OUT (in: added to when beta);
 # each with contiguous rows (unit stride along the last axis) and any row stride
 def step_matmul(const floating[:, :] A, const floating[:, :] B, floating[:, :] C,
-                bint beta=False, bint trans_a=False, int n_threads=1, bint split_cols=False):
+                bint beta=False, bint trans_a=False, int n_threads=1, bint split_cols=False,
+                const floating[::1] bias=None):
     """``C = op(A) @ B (+ C)`` by the GEMM the kernels call at every step and for the
     weight gradients (``_smallgemm.h``; releases the GIL); ``op(A) = A.T`` when
-    ``trans_a``. Each row of ``C`` is computed the same way whatever the number of rows,
+    ``trans_a``; ``bias`` (``[N]``, with neither ``beta`` nor ``trans_a``): ``C = A @ B +
+    bias``, the bias read as the accumulators' start (no second pass over ``C``). Each row
+    of ``C`` is computed the same way whatever the number of rows,
     and each column whatever the other columns, so ``n_threads > 1`` splits ``C`` into
     that many blocks of rows (or, ``split_cols``, of columns: multiples of 16), one team
     task each (``fastseq_ext.team``), with the same bits as one thread."""
@@ -232,8 +241,12 @@ def step_matmul(const floating[:, :] A, const floating[:, :] B, floating[:, :] C
             or (C.shape[1] > 1 and C.strides[1] != size)):
         raise ValueError("step_matmul: A, B and C need contiguous rows (unit stride along "
                          "the last axis)")
+    if bias is not None and (beta or trans_a or bias.shape[0] != N):
+        raise ValueError(f"step_matmul: bias needs shape ({N},) and neither beta nor "
+                         "trans_a")
     if M == 0 or N == 0:
         return
+    g.bias = &bias[0] if bias is not None else NULL
     g.A = &A[0, 0] if K else NULL
     g.B = &B[0, 0] if K else NULL
     g.C = &C[0, 0]

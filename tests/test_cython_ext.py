@@ -605,3 +605,37 @@ def test_step_matmul_propagates_nan_and_checks_shapes(rng):
     assert np.isnan(C[1]).all() and np.isfinite(C[[0, 2, 3]]).all()
     with pytest.raises(ValueError, match="op\\(A\\)"):
         _reduce.step_matmul(A, B[:7], C)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_step_matmul_bias_starts_the_accumulators(rng, dtype):
+    """C = A @ B + bias with the bias as the accumulators' start: the same bits as the
+    engine's own step form (C = bias, then += A @ B) on any split, close to float64, and
+    a clear error where it does not apply."""
+    A = rng.standard_normal((37, 70)).astype(dtype)
+    B = rng.standard_normal((70, 45)).astype(dtype)
+    bias = rng.standard_normal(45).astype(dtype)
+    ref = np.tile(bias, (37, 1))
+    _reduce.step_matmul(A, B, ref, True)                      # bias, then += A @ B
+    for n, cols in ((1, False), (2, False), (3, False), (2, True)):
+        C = np.full((37, 45), np.nan, dtype)
+        _reduce.step_matmul(A, B, C, False, False, n, cols, bias)
+        np.testing.assert_array_equal(C, ref)
+    exact = A.astype(np.float64) @ B + bias
+    assert np.abs(ref - exact).max() <= 100 * np.finfo(dtype).eps * np.abs(exact).max()
+    with pytest.raises(ValueError, match="bias"):
+        _reduce.step_matmul(A.T.copy(), B, np.empty((37, 45), dtype), False, True, 1, False,
+                            bias)
+    with pytest.raises(ValueError, match="bias"):
+        _reduce.step_matmul(A, B, np.empty((37, 45), dtype), False, False, 1, False,
+                            bias[:-1].copy())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_column_sums_match_float64(rng, dtype):
+    x = rng.standard_normal((301, 19)).astype(dtype)
+    got = cython_cpu.column_sums(x)
+    assert got.dtype == dtype and got.shape == (19,)
+    np.testing.assert_allclose(got, x.astype(np.float64).sum(axis=0), rtol=0,
+                               atol=4 * np.finfo(dtype).eps * np.abs(x).sum(axis=0).max())
+    assert cython_cpu.column_sums(np.zeros((0, 3), dtype)).tolist() == [0, 0, 0]

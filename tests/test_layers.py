@@ -305,6 +305,14 @@ def test_input_projection_on_own_gemm_matches_numpy_row_by_row(rng, dtype):
     for r in (0, 7, R - 1):
         np.testing.assert_array_equal(layers._times_weight_t(big[r:r + 1], W, 1, gemm),
                                       got[r:r + 1])
+    # with the input bias: added by the GEMM (many rows) or after it, on every path
+    bias = rng.standard_normal(200).astype(dtype)
+    for R in (5, layers.PROJECT_T_MAX_ROWS + 3, layers.PROJECT_NN_MIN_ROWS + 5):
+        x = rng.standard_normal((R, 29)).astype(dtype)
+        np.testing.assert_allclose(layers._times_weight_t(x, W, 2, gemm, bias),
+                                   x.astype(np.float64) @ W.T + bias, rtol=0,
+                                   atol=100 * eps * ((np.abs(x) @ np.abs(W).T).max()
+                                                     + np.abs(bias).max()))
 
 
 @pytest.mark.parametrize("backend", ["cython", "numba", "reference"])

@@ -10,7 +10,8 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 
 from fastseq_ext.team cimport run_tasks
-from fastseq_ext._smallgemm cimport gemm_tn, step_gemm, step_gemm_xb
+from fastseq_ext._smallgemm cimport (fs_gemm_f32, fs_gemm_f64, gemm_tn, step_gemm,
+                                     step_gemm_xb)
 
 
 # dR on our own GEMM (_smallgemm.h, A read transposed): one thread, h^T @ dgates, 96-109
@@ -43,6 +44,17 @@ cdef void _outer(const int64_t* nact, Py_ssize_t T, Py_ssize_t B, const floating
             gemm_tn(<int>K, <int>N, <int>rows, A + t * B * lda, <int>lda, D + t * B * ldd,
                     <int>ldd, 1, dR, <int>ldr)
         t = t1
+
+
+# the engine's GEMM with C linkage for other compiled code (declared in reduce.pxd)
+cdef void gemm_f32(int ta, int M, int N, int K, const float* A, int lda, const float* B,
+                   int ldb, int beta, float* C, int ldc) noexcept nogil:
+    fs_gemm_f32(ta, M, N, K, A, lda, B, ldb, beta, C, ldc)
+
+
+cdef void gemm_f64(int ta, int M, int N, int K, const double* A, int lda, const double* B,
+                   int ldb, int beta, double* C, int ldc) noexcept nogil:
+    fs_gemm_f64(ta, M, N, K, A, lda, B, ldb, beta, C, ldc)
 
 
 # one column block of accumulate_outer as a team task

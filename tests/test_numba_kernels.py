@@ -1,5 +1,7 @@
 """Unit tests of the Numba engine's building blocks: activations, the BLAS bridge, the
 ragged bookkeeping, thread control, NaN semantics and the on-disk compile cache."""
+import importlib.util
+import os
 import subprocess
 import sys
 import textwrap
@@ -277,3 +279,62 @@ def test_concurrent_calls_restore_thread_settings(rng):
     assert _blas_threads() == before
     for k, r in enumerate(results):   # same thread count -> bitwise the same, even concurrently
         assert np.array_equal(r, results[k % 2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_own_gemm_fallback_matches_float64(rng, dtype):
+    """The plain-loop GEMM registered under the own GEMM's symbol when fastseq_ext is
+    missing (so cached kernels still link): C = op(A) @ B (+ C) for both A layouts."""
+    import ctypes
+    from numba import types
+    from fastseq.backends.numba_cpu import blas
+    fallback = blas._own_fallback(types.float32 if dtype == np.float32 else types.float64)
+    M, N, K = 5, 7, 11
+    B = rng.standard_normal((K, N)).astype(dtype)
+    for ta in (0, 1):
+        A = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
+        opA = A.T.astype(np.float64) if ta else A.astype(np.float64)
+        for beta in (0, 1):
+            C0 = rng.standard_normal((M, N)).astype(dtype)
+            C = C0.copy()
+            ctype = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+            ptr = lambda x: x.ctypes.data_as(ctypes.POINTER(ctype))      # noqa: E731
+            fallback.ctypes(ta, M, N, K, ptr(A), A.shape[1], ptr(B), N, beta, ptr(C), N)
+            expected = opA @ B + (C0 if beta else 0)
+            np.testing.assert_allclose(C, expected, rtol=0,
+                                       atol=50 * np.finfo(dtype).eps * np.abs(expected).max())
+    assert blas.USE_OWN == (importlib.util.find_spec("fastseq_ext") is not None)
+
+
+def test_cached_kernels_still_run_without_the_extension(tmp_path):
+    """Kernels cached while fastseq_ext was importable call the own GEMM by symbol; a later
+    process without the extension loads them from the cache and the symbol then names the
+    plain-loop fallback: the same results within rounding, no crash."""
+    script = textwrap.dedent("""
+        import sys
+        if sys.argv[1] == "hide":
+            sys.modules["fastseq_ext"] = None          # import fastseq_ext fails
+            sys.modules["fastseq_ext.reduce"] = None
+        import numpy as np
+        from fastseq.backends import numba_cpu as nb
+        from fastseq.backends.numba_cpu import blas, lstm
+        from fastseq.cells import make_cell
+        cell = make_cell("lstm")
+        rng = np.random.default_rng(0)
+        args = [rng.standard_normal(s).astype(np.float32)
+                for s in ((4, 3, 8), (2, 8), (8,), (3, 2), (3, 2))]
+        out, _, cache = nb.forward(cell, *args)
+        grads = nb.backward(cell, cache, np.ones((4, 3, 2), np.float32))
+        print(blas.USE_OWN, sum(lstm.forward_chunk.stats.cache_hits.values()),
+              " ".join(repr(float(v)) for v in (out.sum(), grads[1].sum())))
+    """)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", script, mode], capture_output=True,
+                           text=True, timeout=600, env=env) for mode in ("show", "hide")]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    first, second = (run.stdout.split() for run in runs)
+    assert first[0] == "True" and second[0] == "False"
+    assert int(second[1]) > 0                             # loaded from the cache
+    np.testing.assert_allclose([float(v) for v in second[2:]],
+                               [float(v) for v in first[2:]], rtol=1e-5)

@@ -317,9 +317,9 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, dR_
 def matmul_into(a, b, out, trans_a=False, n_threads=1, split_cols=False, bias=None):
     """``out = op(a) @ b (+ bias)`` on the engine's own GEMM (``fastseq_ext/_smallgemm.h``),
     GIL released; ``op(a) = a.T`` when ``trans_a``; ``bias`` (``[N]``, C-contiguous, not
-    with ``trans_a``) starts the accumulators, so it costs no pass of its own. ``n_threads > 1`` splits ``out`` into row
-    blocks (or column blocks, ``split_cols``), one task each on the engine's thread team:
-    the same bits as one thread. :mod:`fastseq.layers` uses it for the input-weight
+    with ``trans_a``) starts the accumulators, so it costs no pass of its own.
+    ``n_threads > 1`` splits ``out`` into row blocks (or column blocks, ``split_cols``),
+    one task each on the engine's thread team: the same bits as one thread. :mod:`fastseq.layers` uses it for the input-weight
     gradient ``seq^T @ dxw`` and the input gradient ``dxw @ W`` (84-86 GFLOP/s on one core
     where OpenBLAS gave 59-64 at ``I = 28``, ``G*H = 512``)."""
     _reduce.step_matmul(a, b, out, False, trans_a, n_threads, split_cols, bias)

@@ -7,10 +7,12 @@ length (descending, stable), so at step ``t`` the active rows are the prefix
 the whole recurrence, so a batch is split into contiguous *chunks* (balanced by the
 number of active row-steps) and each chunk runs its own time loop on its own thread,
 with no synchronisation: that is the one level of parallelism, and BLAS is pinned to one
-thread meanwhile. A single chunk (small batch) lets BLAS thread the per-step GEMM instead.
-Each row's arithmetic does not depend on the chunking, so results are batch-invariant.
+thread meanwhile. The per-step products run on fastseq_ext's own single-threaded GEMM when
+the extension is built (:mod:`.blas`), else on BLAS, which a single chunk (small batch)
+lets thread. Each row's arithmetic does not depend on the chunking, so results are
+batch-invariant.
 
-Weight gradients ``dR = sum_t h_prev[t]^T @ dgates[t]`` (BLAS) and ``dbh`` (a column sum
+Weight gradients ``dR = sum_t h_prev[t]^T @ dgates[t]`` (the same GEMM) and ``dbh`` (a column sum
 accumulated in float64) are reduced after the time loop, in a fixed order, over active
 rows only.
 """

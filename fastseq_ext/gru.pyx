@@ -15,7 +15,7 @@ from libc.stdint cimport int64_t
 import numpy as np
 
 from fastseq_ext._smallgemm cimport step_gemm, step_gemm_xb
-from fastseq_ext.team cimport Chunks, run_tasks
+from fastseq_ext.team cimport Chunks, run_chunks
 from fastseq_ext._step cimport check_buf, check_step, copy_state
 from fastseq_ext._cells cimport gru_bwd_row, gru_fwd_row
 from fastseq_ext.activations cimport act_grad, activate_inplace, sigmoid_inplace
@@ -230,13 +230,6 @@ cdef inline void _forward_task(Chunks* c, int k, floating* tag) noexcept nogil:
                    <floating*>c.w[2], <floating*>c.w[3])
 
 
-cdef void _forward_f32(void* c, int k) noexcept nogil:
-    _forward_task(<Chunks*>c, k, <float*>NULL)
-
-
-cdef void _forward_f64(void* c, int k) noexcept nogil:
-    _forward_task(<Chunks*>c, k, <double*>NULL)
-
 
 cdef inline void _backward_task(Chunks* c, int k, floating* tag) noexcept nogil:
     _backward_chunk(<const floating*>c.r[0], <const floating*>c.r[1], c.f0, c.f1, c.nact,
@@ -246,13 +239,6 @@ cdef inline void _backward_task(Chunks* c, int k, floating* tag) noexcept nogil:
                     <floating*>c.w[2], <floating*>c.w[3])
 
 
-cdef void _backward_f32(void* c, int k) noexcept nogil:
-    _backward_task(<Chunks*>c, k, <float*>NULL)
-
-
-cdef void _backward_f64(void* c, int k) noexcept nogil:
-    _backward_task(<Chunks*>c, k, <double*>NULL)
-
 
 cdef inline void _forward_classic_task(Chunks* c, int k, floating* tag) noexcept nogil:
     _forward_chunk_classic(<const floating*>c.r[0], <const floating*>c.r[1],
@@ -261,13 +247,6 @@ cdef inline void _forward_classic_task(Chunks* c, int k, floating* tag) noexcept
                            <floating*>c.w[0], <floating*>c.w[1], <floating*>c.w[2],
                            <floating*>c.w[3])
 
-
-cdef void _forward_classic_f32(void* c, int k) noexcept nogil:
-    _forward_classic_task(<Chunks*>c, k, <float*>NULL)
-
-
-cdef void _forward_classic_f64(void* c, int k) noexcept nogil:
-    _forward_classic_task(<Chunks*>c, k, <double*>NULL)
 
 
 cdef inline void _backward_classic_task(Chunks* c, int k, floating* tag) noexcept nogil:
@@ -279,22 +258,14 @@ cdef inline void _backward_classic_task(Chunks* c, int k, floating* tag) noexcep
                             <floating*>c.w[3])
 
 
-cdef void _backward_classic_f32(void* c, int k) noexcept nogil:
-    _backward_classic_task(<Chunks*>c, k, <float*>NULL)
-
-
-cdef void _backward_classic_f64(void* c, int k) noexcept nogil:
-    _backward_classic_task(<Chunks*>c, k, <double*>NULL)
-
 
 # ----------------------------------------------------------------- Python entry points
-def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floating[::1] bh,
-            const floating[:, ::1] mask, bint masked, bint relu, bint keep,
-            const int64_t[::1] nact, const int64_t[::1] bounds, floating[:, :, ::1] hs,
-            floating[:, :, ::1] cs,
-            floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux):
-    """PyTorch-form GRU over every chunk ``[bounds[k], bounds[k+1])``, one team task each
-    (cs unused)."""
+# both forward forms take the same buffers; only the chunk function differs
+cdef void _forward(const floating[:, :, ::1] xw, const floating[:, ::1] R,
+                   const floating[::1] bh, const floating[:, ::1] mask, bint masked, bint relu,
+                   bint keep, const int64_t[::1] nact, const int64_t[::1] bounds,
+                   floating[:, :, ::1] hs, floating[:, :, ::1] hm, floating[:, :, ::1] gates,
+                   floating[:, :, ::1] aux, bint classic):
     cdef Chunks c
     if xw.shape[0] == 0 or xw.shape[1] == 0:
         return
@@ -303,9 +274,23 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
     c.f0, c.f1, c.f2 = masked, relu, keep
     c.nact, c.bounds = &nact[0], &bounds[0]
     c.T, c.B, c.H = xw.shape[0], xw.shape[1], R.shape[0]
+    if classic:
+        c.task32, c.task64 = _forward_classic_task[float], _forward_classic_task[double]
+    else:
+        c.task32, c.task64 = _forward_task[float], _forward_task[double]
+    c.f64 = floating is double
     with nogil:
-        run_tasks(<int>(bounds.shape[0] - 1),
-                  _forward_f32 if floating is float else _forward_f64, &c)
+        run_chunks(<int>(bounds.shape[0] - 1), &c)
+
+
+def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floating[::1] bh,
+            const floating[:, ::1] mask, bint masked, bint relu, bint keep,
+            const int64_t[::1] nact, const int64_t[::1] bounds, floating[:, :, ::1] hs,
+            floating[:, :, ::1] cs,
+            floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux):
+    """PyTorch-form GRU over every chunk ``[bounds[k], bounds[k+1])``, one team task each
+    (cs unused)."""
+    _forward(xw, R, bh, mask, masked, relu, keep, nact, bounds, hs, hm, gates, aux, False)
 
 
 def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked, bint relu,
@@ -325,9 +310,10 @@ def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked
     c.f0, c.f1, c.f2 = masked, relu, has_dH
     c.nact, c.bounds = &nact[0], &bounds[0]
     c.T, c.B, c.H = dxw.shape[0], B, RT.shape[1]
+    c.task32, c.task64 = _backward_task[float], _backward_task[double]
+    c.f64 = floating is double
     with nogil:
-        run_tasks(<int>(bounds.shape[0] - 1),
-                  _backward_f32 if floating is float else _backward_f64, &c)
+        run_chunks(<int>(bounds.shape[0] - 1), &c)
 
 
 def forward_classic(const floating[:, :, ::1] xw, const floating[:, ::1] R,
@@ -336,17 +322,7 @@ def forward_classic(const floating[:, :, ::1] xw, const floating[:, ::1] R,
                     floating[:, :, ::1] hs, floating[:, :, ::1] cs, floating[:, :, ::1] hm,
                     floating[:, :, ::1] gates, floating[:, :, ::1] aux):
     """Classic (Keras ``reset_after=False``) GRU over every chunk (cs unused)."""
-    cdef Chunks c
-    if xw.shape[0] == 0 or xw.shape[1] == 0:
-        return
-    c.r[0], c.r[1], c.r[2], c.r[3] = &xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0]
-    c.w[0], c.w[1], c.w[2], c.w[3] = &hs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0]
-    c.f0, c.f1, c.f2 = masked, relu, keep
-    c.nact, c.bounds = &nact[0], &bounds[0]
-    c.T, c.B, c.H = xw.shape[0], xw.shape[1], R.shape[0]
-    with nogil:
-        run_tasks(<int>(bounds.shape[0] - 1),
-                  _forward_classic_f32 if floating is float else _forward_classic_f64, &c)
+    _forward(xw, R, bh, mask, masked, relu, keep, nact, bounds, hs, hm, gates, aux, True)
 
 
 def backward_classic(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked,
@@ -368,9 +344,10 @@ def backward_classic(const floating[:, ::1] RT, const floating[:, ::1] mask, bin
     c.f0, c.f1, c.f2 = masked, relu, has_dH
     c.nact, c.bounds = &nact[0], &bounds[0]
     c.T, c.B, c.H = dxw.shape[0], B, H
+    c.task32, c.task64 = _backward_classic_task[float], _backward_classic_task[double]
+    c.f64 = floating is double
     with nogil:
-        run_tasks(<int>(bounds.shape[0] - 1),
-                  _backward_classic_f32 if floating is float else _backward_classic_f64, &c)
+        run_chunks(<int>(bounds.shape[0] - 1), &c)
 
 
 # one step for streaming inference; shapes in fastseq_ext/_step.pxd

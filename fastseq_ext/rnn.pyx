@@ -8,7 +8,7 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 
 from fastseq_ext._smallgemm cimport step_gemm
-from fastseq_ext.team cimport Chunks, run_tasks
+from fastseq_ext.team cimport Chunks, run_chunks
 from fastseq_ext._step cimport check_buf, check_step, copy_state
 from fastseq_ext.activations cimport act_grad, activate_inplace
 
@@ -92,26 +92,12 @@ cdef inline void _forward_task(Chunks* c, int k, floating* tag) noexcept nogil:
                    c.bounds[k], c.bounds[k + 1], <floating*>c.w[0], <floating*>c.w[1])
 
 
-cdef void _forward_f32(void* c, int k) noexcept nogil:
-    _forward_task(<Chunks*>c, k, <float*>NULL)
-
-
-cdef void _forward_f64(void* c, int k) noexcept nogil:
-    _forward_task(<Chunks*>c, k, <double*>NULL)
-
 
 cdef inline void _backward_task(Chunks* c, int k, floating* tag) noexcept nogil:
     _backward_chunk(<const floating*>c.r[0], <const floating*>c.r[1], c.f0, c.f1, c.nact,
                     c.T, c.B, c.H, c.bounds[k], c.bounds[k + 1], <const floating*>c.r[2],
                     <const floating*>c.r[3], c.f2, <floating*>c.w[0], <floating*>c.w[1])
 
-
-cdef void _backward_f32(void* c, int k) noexcept nogil:
-    _backward_task(<Chunks*>c, k, <float*>NULL)
-
-
-cdef void _backward_f64(void* c, int k) noexcept nogil:
-    _backward_task(<Chunks*>c, k, <double*>NULL)
 
 
 def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floating[::1] bh,
@@ -129,9 +115,10 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
     c.f0, c.f1, c.f2 = masked, relu, keep
     c.nact, c.bounds = &nact[0], &bounds[0]
     c.T, c.B, c.H = xw.shape[0], xw.shape[1], R.shape[0]
+    c.task32, c.task64 = _forward_task[float], _forward_task[double]
+    c.f64 = floating is double
     with nogil:
-        run_tasks(<int>(bounds.shape[0] - 1),
-                  _forward_f32 if floating is float else _forward_f64, &c)
+        run_chunks(<int>(bounds.shape[0] - 1), &c)
 
 
 def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked, bint relu,
@@ -148,9 +135,10 @@ def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked
     c.f0, c.f1, c.f2 = masked, relu, has_dH
     c.nact, c.bounds = &nact[0], &bounds[0]
     c.T, c.B, c.H = dxw.shape[0], dxw.shape[1], RT.shape[1]
+    c.task32, c.task64 = _backward_task[float], _backward_task[double]
+    c.f64 = floating is double
     with nogil:
-        run_tasks(<int>(bounds.shape[0] - 1),
-                  _backward_f32 if floating is float else _backward_f64, &c)
+        run_chunks(<int>(bounds.shape[0] - 1), &c)
 
 
 # one step for streaming inference; shapes in fastseq_ext/_step.pxd

@@ -11,7 +11,8 @@ from libc.stdint cimport int64_t
 
 # The arguments of a kernel's chunk function, for its task: chunk k owns the sorted rows
 # [bounds[k], bounds[k+1]). Arrays in the chunk function's order: r = those it reads, w =
-# those it writes; f0..f2 its flags in order.
+# those it writes; f0..f2 its flags in order; task32 / task64 the module's task function
+# specialised for each float type (a fused function indexed by type).
 cdef struct Chunks:
     const void* r[6]
     void* w[6]
@@ -19,3 +20,10 @@ cdef struct Chunks:
     const int64_t* bounds
     Py_ssize_t T, B, H
     bint f0, f1, f2
+    bint f64                              # which of the two tasks runs
+    void (*task32)(Chunks*, int, float*) noexcept nogil
+    void (*task64)(Chunks*, int, double*) noexcept nogil
+
+
+# c.task32(c, k) or c.task64(c, k) for every chunk k in [0, n), as team tasks
+cdef void run_chunks(int n, Chunks* c) noexcept nogil

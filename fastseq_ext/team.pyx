@@ -16,6 +16,18 @@ cdef void run_tasks(int n, task_fn fn, void* ctx) noexcept nogil:
     fs_team_run(n, <fs_task_fn>fn, ctx)
 
 
+cdef void _chunk_task(void* p, int k) noexcept nogil:
+    cdef Chunks* c = <Chunks*>p
+    if c.f64:
+        c.task64(c, k, NULL)
+    else:
+        c.task32(c, k, NULL)
+
+
+cdef void run_chunks(int n, Chunks* c) noexcept nogil:
+    fs_team_run(n, _chunk_task, c)
+
+
 def workers():
     """Worker threads started so far in this process (the caller of a call is not one)."""
     return fs_team_workers()

@@ -26,6 +26,7 @@ from ._config import resolve_threads
 from ._threads import blas_threads
 from ._transpose import transposed
 from .backends import get_backend
+from .layers import _matmul
 from .network import _activate
 
 PROJ_TABLE_BYTES = 64 * 2**20     # largest first-layer projection table kept per stepper
@@ -106,13 +107,10 @@ class NetworkStepper:
 
     # x: [B, I] -> OUT [B, G*H]
     def _project(self, k, x):
-        """Layer ``k``'s input projection ``x @ W_ih.T + b_ih``."""
+        """Layer ``k``'s input projection ``x @ W_ih.T + b_ih`` (on the backend's GEMM when
+        the operands suit it: :func:`fastseq.layers._matmul`)."""
         WT, b = self.layers[k][0], self.layers[k][1]
-        if self.gemm is not None and x.dtype == WT.dtype and x.flags.c_contiguous:
-            xw = np.empty((x.shape[0], WT.shape[1]), dtype=WT.dtype)
-            self.gemm(x, WT, xw)
-        else:
-            xw = x @ WT
+        xw = _matmul(x, WT, 1, self.gemm)
         xw += b
         return xw
 

@@ -218,9 +218,7 @@ def _project(seq, W, b_ih, rows, n_threads, gemm=None):
     if rows is None:
         return _times_weight_t(flat, W, n_threads, gemm, b_ih).reshape(T, B, G_H)
     xw = np.zeros((T * B, W.shape[0]), dtype=np.result_type(seq.dtype, W.dtype))
-    xw[rows] = _times_weight_t(flat[rows], W, n_threads, gemm)
-    if b_ih is not None:
-        xw[rows] += b_ih
+    xw[rows] = _times_weight_t(flat[rows], W, n_threads, gemm, b_ih)
     return xw.reshape(T, B, G_H)
 
 

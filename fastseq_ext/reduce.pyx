@@ -46,6 +46,13 @@ cdef void _outer(const int64_t* nact, Py_ssize_t T, Py_ssize_t B, const floating
         t = t1
 
 
+# width of the column blocks when N columns are split among n threads: a multiple of 16
+# (whole SIMD registers), at most one block per thread (fastseq._threads.column_blocks
+# splits the same way)
+cdef inline Py_ssize_t _block_width(Py_ssize_t N, Py_ssize_t n) noexcept nogil:
+    return ((N + n - 1) // n + 15) // 16 * 16
+
+
 # the engine's GEMM with C linkage for other compiled code (declared in reduce.pxd)
 cdef void gemm_f32(int ta, int M, int N, int K, const float* A, int lda, const float* B,
                    int ldb, int beta, float* C, int ldc) noexcept nogil:
@@ -99,9 +106,7 @@ def accumulate_outer(const int64_t[::1] nact, Py_ssize_t B, const floating[::1] 
     cdef Py_ssize_t T = nact.shape[0]
     if B == 0 or K == 0 or N == 0 or T == 0:
         return
-    # blocks of a multiple of 16 columns (whole SIMD registers), at most one per thread
-    n_threads = max(1, n_threads)
-    job.width = ((N + n_threads - 1) // n_threads + 15) // 16 * 16
+    job.width = _block_width(N, max(1, n_threads))
     job.nact, job.T, job.B, job.K, job.N = &nact[0], T, B, K, N
     job.A, job.lda = &A[a_col], lda
     job.D, job.ldd = &D[d_col], ldd
@@ -236,10 +241,10 @@ def step_matmul(const floating[:, :] A, const floating[:, :] B, floating[:, :] C
     weight gradients (``_smallgemm.h``; releases the GIL); ``op(A) = A.T`` when
     ``trans_a``; ``bias`` (``[N]``, with neither ``beta`` nor ``trans_a``): ``C = A @ B +
     bias``, the bias read as the accumulators' start (no second pass over ``C``). Each row
-    of ``C`` is computed the same way whatever the number of rows,
-    and each column whatever the other columns, so ``n_threads > 1`` splits ``C`` into
-    that many blocks of rows (or, ``split_cols``, of columns: multiples of 16), one team
-    task each (``fastseq_ext.team``), with the same bits as one thread."""
+    of ``C`` is computed the same way whatever the number of rows, and each column
+    whatever the other columns, so ``n_threads > 1`` splits ``C`` into that many blocks of
+    rows (or, ``split_cols``, of columns: multiples of 16), one team task each
+    (``fastseq_ext.team``), with the same bits as one thread."""
     cdef Py_ssize_t M = A.shape[1] if trans_a else A.shape[0]
     cdef Py_ssize_t K = A.shape[0] if trans_a else A.shape[1]
     cdef Py_ssize_t N = B.shape[1]
@@ -268,7 +273,7 @@ def step_matmul(const floating[:, :] A, const floating[:, :] B, floating[:, :] C
     g.beta, g.trans_a, g.cols = beta, trans_a, split_cols
     n_threads = max(1, n_threads)
     if split_cols:
-        g.step = <int>(((N + n_threads - 1) // n_threads + 15) // 16 * 16)
+        g.step = <int>_block_width(N, n_threads)
         n_tasks = <int>((N + g.step - 1) // g.step)
     else:
         g.step = <int>((M + n_threads - 1) // n_threads)

@@ -51,10 +51,11 @@ static inline void fs_lstm_fwd_row_##SUF(T* FS_RESTRICT gi, T* FS_RESTRICT gf,  
 /* LSTM backward. dh: gradient on h_t (dH added when given); dc: in on c_t, out on        \
    c_{t-1}; d_*: OUT gradients of the preactivations. */                                    \
 static inline __attribute__((always_inline)) void fs_lstm_bwd_body_##SUF(const int has_dH, \
-        const int relu, long H, const T* FS_RESTRICT gi, const T* FS_RESTRICT gf, const T* FS_RESTRICT gg,         \
-        const T* FS_RESTRICT go, const T* FS_RESTRICT c_act, const T* FS_RESTRICT c_prev,  \
-        const T* FS_RESTRICT dH, T* FS_RESTRICT dh, T* FS_RESTRICT dc, T* FS_RESTRICT d_i, \
-        T* FS_RESTRICT d_f, T* FS_RESTRICT d_g, T* FS_RESTRICT d_o) {                       \
+        const int relu, long H, const T* FS_RESTRICT gi, const T* FS_RESTRICT gf,          \
+        const T* FS_RESTRICT gg, const T* FS_RESTRICT go, const T* FS_RESTRICT c_act,      \
+        const T* FS_RESTRICT c_prev, const T* FS_RESTRICT dH, T* FS_RESTRICT dh,           \
+        T* FS_RESTRICT dc, T* FS_RESTRICT d_i, T* FS_RESTRICT d_f, T* FS_RESTRICT d_g,     \
+        T* FS_RESTRICT d_o) {                                                               \
     for (long j = 0; j < H; j++) {                                                          \
         T dhj = has_dH ? dh[j] + dH[j] : dh[j];                                             \
         T o = go[j], i = gi[j], f = gf[j], g = gg[j], ca = c_act[j];                        \
@@ -94,10 +95,10 @@ static inline void fs_gru_fwd_row_##SUF(T* FS_RESTRICT gr, T* FS_RESTRICT gz,   
    part of dh_{t-1} that bypasses R (dh z); d_*: OUT preactivation gradients (= dxw);      \
    e_*: OUT gradient of hw = [d_r, d_z, d_n r] (what multiplies R^T). */                    \
 static inline __attribute__((always_inline)) void fs_gru_bwd_body_##SUF(const int has_dH,  \
-        const int relu, long H, const T* FS_RESTRICT r_, const T* FS_RESTRICT z_, const T* FS_RESTRICT n_,         \
-        const T* FS_RESTRICT hw_n, const T* FS_RESTRICT h_prev, const T* FS_RESTRICT dH,   \
-        T* FS_RESTRICT dh, T* FS_RESTRICT d_r, T* FS_RESTRICT d_z, T* FS_RESTRICT d_n,     \
-        T* FS_RESTRICT e_r, T* FS_RESTRICT e_z, T* FS_RESTRICT e_n) {                       \
+        const int relu, long H, const T* FS_RESTRICT r_, const T* FS_RESTRICT z_,          \
+        const T* FS_RESTRICT n_, const T* FS_RESTRICT hw_n, const T* FS_RESTRICT h_prev,   \
+        const T* FS_RESTRICT dH, T* FS_RESTRICT dh, T* FS_RESTRICT d_r, T* FS_RESTRICT d_z,\
+        T* FS_RESTRICT d_n, T* FS_RESTRICT e_r, T* FS_RESTRICT e_z, T* FS_RESTRICT e_n) {   \
     for (long j = 0; j < H; j++) {                                                          \
         T dhj = has_dH ? dh[j] + dH[j] : dh[j];                                             \
         T r = r_[j], z = z_[j], n = n_[j];                                                  \

@@ -9,9 +9,10 @@
  * 8 x 3 block when M is 7 or 8; 6 x 2 ymm with AVX, 6 x 2 xmm otherwise), the k loop
  * innermost, each B vector loaded once per k and reused by every row of the block. Once B
  * outgrows L2 (H = 256: R is 1 MB) every row block streams it from L3, so fewer, taller
- * blocks matter: M = 8 as 4 + 4 rows ran at 46 GFLOP/s, as one 8-row block at 105. Columns that do not fill a vector use a
- * zero-padded copy of B's last columns (one vector wide) and a scratch block of C, so
- * every column runs the same vector code. Passes of FS_KC rows of B keep the panel in L2.
+ * blocks matter: M = 8 as 4 + 4 rows ran at 46 GFLOP/s, as one 8-row block at 105.
+ * Columns that do not fill a vector use a zero-padded copy of B's last columns (one
+ * vector wide) and a scratch block of C, so every column runs the same vector code.
+ * Passes of FS_KC rows of B keep the panel in L2.
  * ``ta`` reads A stored transposed ([K, M]): the weight gradients ``h^T @ dgates``.
  *
  * Batch invariance: element C[r, c] is always ``acc = C[r, c] (or 0); for k in 0..K-1:

@@ -1,12 +1,11 @@
 """The kernels' thread team (``_team.h``): one per process, shared by every kernel module
 through this module's C function (``from fastseq_ext.team cimport run_tasks``)."""
+from libc.stdint cimport int64_t
 
 ctypedef void (*task_fn)(void* ctx, int k) noexcept nogil
 
 # fn(ctx, k) for k in [0, n): the caller and up to n - 1 workers claim tasks in turn
 cdef void run_tasks(int n, task_fn fn, void* ctx) noexcept nogil
-
-from libc.stdint cimport int64_t
 
 
 # The arguments of a kernel's chunk function, for its task: chunk k owns the sorted rows

@@ -226,7 +226,7 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     if B and T:
         kernel = _FORWARD[key]
         _run(lambda bounds: kernel(xw_s, R, bh, mask, masked, relu, keep, nact, bounds, hs,
-                                      cs, hm, gates, aux), bounds)
+                                   cs, hm, gates, aux), bounds)
         if nact[T - 1] < B:
             _zero_padding(hs, lengths)
     return finish_forward(cell, inp, hs, cs, hm, gates, aux, lease=lease, saved=keep)
@@ -261,16 +261,16 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, dR_
         kernel = _BACKWARD[key]
         if cell.kind == "rnn":
             _run(lambda bounds: kernel(RT, mask, masked, relu, nact, bounds, hs, dH, has_dH,
-                                          dh, dxw), bounds)
+                                       dh, dxw), bounds)
         elif cell.kind == "lstm":
             _run(lambda bounds: kernel(RT, mask, masked, relu, nact, bounds, cs, gates, aux,
-                                          dH, has_dH, dh, dc, dxw), bounds)
+                                       dH, has_dH, dh, dc, dxw), bounds)
         elif gru_after:
             _run(lambda bounds: kernel(RT, mask, masked, relu, nact, bounds, hs, gates, aux,
-                                          dH, has_dH, dh, dxw, dhw), bounds)
+                                       dH, has_dH, dh, dxw, dhw), bounds)
         else:
             _run(lambda bounds: kernel(RT, mask, masked, relu, nact, bounds, hs, hm, gates,
-                                          dH, has_dH, dh, dxw), bounds)
+                                       dH, has_dH, dh, dxw), bounds)
 
     # weight gradients: dR = sum_t h_masked[t]^T @ dhw[t], dbh = sum of dhw rows. Over few
     # rows the GEMM computes dR^T directly (the weight's [GH, H] layout, returned as a
@@ -319,9 +319,10 @@ def matmul_into(a, b, out, trans_a=False, n_threads=1, split_cols=False, bias=No
     GIL released; ``op(a) = a.T`` when ``trans_a``; ``bias`` (``[N]``, C-contiguous, not
     with ``trans_a``) starts the accumulators, so it costs no pass of its own.
     ``n_threads > 1`` splits ``out`` into row blocks (or column blocks, ``split_cols``),
-    one task each on the engine's thread team: the same bits as one thread. :mod:`fastseq.layers` uses it for the input-weight
-    gradient ``seq^T @ dxw`` and the input gradient ``dxw @ W`` (84-86 GFLOP/s on one core
-    where OpenBLAS gave 59-64 at ``I = 28``, ``G*H = 512``)."""
+    one task each on the engine's thread team: the same bits as one thread.
+    :mod:`fastseq.layers` uses it for the input projections, the input-weight gradient
+    ``seq^T @ dxw`` and the input gradient ``dxw @ W`` (84-86 GFLOP/s on one core where
+    OpenBLAS gave 59-64 at ``I = 28``, ``G*H = 512``)."""
     _reduce.step_matmul(a, b, out, False, trans_a, n_threads, split_cols, bias)
 
 

@@ -456,9 +456,9 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                     # one pass: step_flat = the weights before the update (what a bad
                     # update, or a non-finite loss on the next batch, rolls back to), the
                     # update, and the finiteness of the gradient and of the new weights
-                    grad_ok, weights_ok = optimizer.step(net.flat, grad, scale,
-                                                         backup=step_flat,
-                                                         n_threads=resolve_threads(net.n_threads))
+                    grad_ok, weights_ok = optimizer.step(
+                        net.flat, grad, scale, backup=step_flat,
+                        n_threads=resolve_threads(net.n_threads))
                     if not (grad_ok and weights_ok):
                         net.flat[...] = step_flat          # roll the bad update back
                         self._diverged("gradient" if not grad_ok else "weight update",

@@ -9,7 +9,7 @@ The own GEMM (``fastseq_ext/_smallgemm.h``: register-blocked, no packing, no cal
 overhead; 105-118 GFLOP/s per core where OpenBLAS gave 46-97 at the step shapes) takes
 every product the kernels make (``alpha = 1``, ``beta`` 0 or 1, ``B`` not transposed)
 when fastseq_ext is built (:data:`USE_OWN`, fixed when a kernel compiles). Without the
-extension its symbols point at a plain Numba loop (:func:`_own_fallback_f32`), so cached
+extension its symbols point at a plain Numba loop (:func:`_own_fallback`), so cached
 kernels compiled with the extension present still run, correctly, if it goes away.
 
 All arrays here are row-major (C order). A row-major ``[M, N]`` matrix with leading

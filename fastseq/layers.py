@@ -393,13 +393,15 @@ def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
 
 
 def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=None,
-                   input_grad=True, out=None):
+                   input_grad=True, out=None, state_grad=True):
     """BPTT through :func:`stack_forward`.
 
     ``d_out [T, B, D*H]``, ``dh_n``/``dc_n [L*D, B, H]`` (None = zero).
     Returns ``(dx [T, B, I], grads {name: array}, dh0 [L*D, B, H], dc0 or None)``;
     with ``input_grad=False`` (dense input features that need no gradient) ``dx`` is None
-    and its GEMM is skipped. ``out``: optional ``{name: array}`` of C-contiguous arrays
+    and its GEMM is skipped; with ``state_grad=False`` (the initial states need no
+    gradient, as in training from zero or detached states) ``dh0`` and ``dc0`` are None
+    and a backend with ``supports_need_dh0`` skips each direction's step-0 ``dh`` GEMM. ``out``: optional ``{name: array}`` of C-contiguous arrays
     shaped and typed like the gradients (slices of a flat gradient buffer); the weight
     gradients are written into them where the backend can (``grads`` then holds those
     very arrays), saving an allocation and a copy of each.
@@ -412,8 +414,8 @@ def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=No
     num_layers, D, H = cache["dims"]
     dtype = cache["dtype"]
     grads = {}
-    dh0 = np.zeros((num_layers * D, B, H), dtype=dtype)
-    dc0 = np.zeros_like(dh0) if cell.has_cell_state else None
+    dh0 = np.zeros((num_layers * D, B, H), dtype=dtype) if state_grad else None
+    dc0 = np.zeros_like(dh0) if cell.has_cell_state and state_grad else None
     d_layer_out = (np.zeros((T, B, D * H), dtype=dtype) if d_out is None
                    else np.asarray(d_out, dtype=dtype))
     concurrent, dir_threads, blas_n = _plan_threads(backend, D, n_threads)
@@ -429,6 +431,8 @@ def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=No
         dR_out = _out_array(out, "weight_hh" + s, dtype)
         extra = dict(dR_out=dR_out) if (dR_out is not None and
                                         getattr(backend, "supports_dR_out", False)) else {}
+        if not state_grad and getattr(backend, "supports_need_dh0", False):
+            extra["need_dh0"] = False
         dxw, dR, dbh, dh0_k, dc0_k = backend.backward(
             cell, dcache["backend_cache"], dH,
             None if dh_n is None else dh_n[k],
@@ -453,7 +457,7 @@ def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=No
                 dseq = np.zeros((T * B, W.shape[1]), dtype=dtype)
                 dseq[rows] = _matmul(dxw_valid, W, dir_threads, gemm)
                 dseq = dseq.reshape(T, B, W.shape[1])
-        g["weight_hh" + s] = dR_out if extra else np.asarray(dR, dtype=dtype).T
+        g["weight_hh" + s] = dR_out if "dR_out" in extra else np.asarray(dR, dtype=dtype).T
         g["bias_hh" + s] = np.asarray(dbh, dtype=dtype)
         if cell.kind == "gru" and cell.reset_after:
             sums = getattr(backend, "column_sums", None)
@@ -478,9 +482,10 @@ def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=No
                 grads.update(g)
                 if dseq is not None:
                     d_layer_in = dseq if d_layer_in is None else d_layer_in + dseq
-                dh0[k] = dh0_k
-                if cell.has_cell_state:
-                    dc0[k] = dc0_k
+                if state_grad:
+                    dh0[k] = dh0_k
+                    if cell.has_cell_state:
+                        dc0[k] = dc0_k
             d_layer_out = d_layer_in
     ordered = {name: grads[name] for name in params}
     return d_layer_out, ordered, dh0, dc0

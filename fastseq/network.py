@@ -474,13 +474,16 @@ class Network:
         else:
             dh_n = None
             d_rnn_out = d_feats.reshape(T, B, -1)
-        # dense input features need no gradient: skip the first layer's dx GEMM
-        # the weight gradients are written straight into the flat buffer where possible
+        # dense input features need no gradient: skip the first layer's dx GEMM; the
+        # initial states are inputs (zeros, or a carried state treated as a constant): no
+        # gradient for them either. The weight gradients are written straight into the
+        # flat buffer where possible
         out = {name: g[RNN_PREFIX + name] for name in self.rnn_params
                if name.startswith("weight_")}
         dx, rnn_grads, _, _ = stack_backward(self.rnn_params, cache["rnn"], d_out=d_rnn_out,
                                              dh_n=dh_n, n_threads=self.n_threads,
-                                             input_grad=self.tokens, out=out)
+                                             input_grad=self.tokens, out=out,
+                                             state_grad=False)
         self._release(cache.pop("lease", None))
         for name, grad in rnn_grads.items():
             if grad is not g[RNN_PREFIX + name]:

@@ -46,13 +46,14 @@ cdef inline void _blend(floating* h_new, const floating* z, const floating* nn,
 # hs: [T+1, B, H] OUT   hm: [T, B, H] OUT h_prev * mask (iff masked)
 # gates: [T, B, 3H] OUT r z n    aux: [T, B, H] OUT hw_n
 # keep = False (inference): hm, gates and aux have one time slot
+# zero_h0: h0 is all zeros, so step 0's recurrent products are skipped (k = 0)
 cdef void _forward_chunk(const floating* xw, const floating* R, const floating* bh,
                          const floating* mask, bint masked, bint relu, bint keep,
-                         const int64_t* nact,
+                         bint zero_h0, const int64_t* nact,
                          Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo,
                          Py_ssize_t hi, floating* hs, floating* hm, floating* gates,
                          floating* aux) noexcept nogil:
-    cdef Py_ssize_t G = 3 * H, t, n, b, row, s
+    cdef Py_ssize_t G = 3 * H, t, n, b, row, s, k
     cdef const floating* h_in
     for t in range(T):
         n = min(hi, nact[t])
@@ -64,9 +65,10 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
             _mask_rows(hs, mask, hm, t, s, B, H, lo, n)
             h_in = hm + (s * B + lo) * H
         # [xw_r + b_r, xw_z + b_z] + h_masked @ R[:, :2H]; b_hn + h_masked @ R[:, 2H:]
-        step_gemm_xb(<int>(n - lo), <int>(2 * H), <int>H, h_in, <int>H, R, <int>G,
+        k = 0 if zero_h0 and t == 0 else H
+        step_gemm_xb(<int>(n - lo), <int>(2 * H), <int>k, h_in, <int>H, R, <int>G,
                      xw + (t * B + lo) * G, <int>G, bh, gates + (s * B + lo) * G, <int>G)
-        step_gemm_xb(<int>(n - lo), <int>H, <int>H, h_in, <int>H, R + 2 * H, <int>G,
+        step_gemm_xb(<int>(n - lo), <int>H, <int>k, h_in, <int>H, R + 2 * H, <int>G,
                      NULL, 0, bh + 2 * H, gates + (s * B + lo) * G + 2 * H, <int>G)
         for b in range(lo, n):                   # hw_n = h_masked @ R_n + b_hn is saved
             row = t * B + b
@@ -77,8 +79,9 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
 # RT: [3H, H] R^T contiguous (plain NN GEMMs; row blocks of RT are column blocks of R)
 # dH: [T, B, H] (iff has_dH)  dh: [B, H] in/OUT  dxw: [T, B, 3H] OUT [da_r, da_z, da_n]
 # dhw: [T, B, 3H] OUT gradient of hw = [da_r, da_z, da_n * r]   dtmp: [B, H] workspace
+# without need_dh0 step 0's dh GEMM is skipped (dh OUT meaningless)
 cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked, bint relu,
-                          const int64_t* nact, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
+                          bint need_dh0, const int64_t* nact, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
                           Py_ssize_t lo, Py_ssize_t hi, const floating* hs,
                           const floating* gates, const floating* aux, const floating* dH,
                           bint has_dH, floating* dh, floating* dxw, floating* dhw,
@@ -93,6 +96,8 @@ cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked,
             gru_bwd_row(gates + row * G, aux + row * H, hs + row * H,
                         (dH + row * H) if has_dH else NULL, dh + b * H, dxw + row * G,
                         dhw + row * G, relu, H)
+        if t == 0 and not need_dh0:
+            break
         # dh_prev = dh * z + (dhw @ R^T) * mask
         if masked:
             step_gemm(<int>(n - lo), <int>H, <int>G, dhw + (t * B + lo) * G,
@@ -108,11 +113,11 @@ cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked,
 # classic form. gates: [T, B, 3H] OUT r z n    aux: [T, B, H] OUT r * h_masked
 cdef void _forward_chunk_classic(const floating* xw, const floating* R, const floating* bh,
                                  const floating* mask, bint masked, bint relu, bint keep,
-                                 const int64_t* nact, Py_ssize_t T, Py_ssize_t B,
+                                 bint zero_h0, const int64_t* nact, Py_ssize_t T, Py_ssize_t B,
                                  Py_ssize_t H, Py_ssize_t lo, Py_ssize_t hi, floating* hs,
                                  floating* hm, floating* gates,
                                  floating* aux) noexcept nogil:
-    cdef Py_ssize_t G = 3 * H, t, n, b, j, row, s
+    cdef Py_ssize_t G = 3 * H, t, n, b, j, row, s, k
     cdef floating* a
     cdef floating* rh
     cdef const floating* h_in
@@ -126,8 +131,10 @@ cdef void _forward_chunk_classic(const floating* xw, const floating* R, const fl
         if masked:
             _mask_rows(hs, mask, hm, t, s, B, H, lo, n)
             h_in = hm + (s * B + lo) * H
-        # [r, z] preactivation = xw + b + h_masked @ R[:, :2H]
-        step_gemm_xb(<int>(n - lo), <int>(2 * H), <int>H, h_in, <int>H, R, <int>G,
+        # [r, z] preactivation = xw + b + h_masked @ R[:, :2H] (h and r * h zero at step 0
+        # with zero_h0: k = 0)
+        k = 0 if zero_h0 and t == 0 else H
+        step_gemm_xb(<int>(n - lo), <int>(2 * H), <int>k, h_in, <int>H, R, <int>G,
                      xw + (t * B + lo) * G, <int>G, bh, gates + (s * B + lo) * G, <int>G)
         for b in range(lo, n):
             a = gates + (s * B + b) * G
@@ -137,7 +144,7 @@ cdef void _forward_chunk_classic(const floating* xw, const floating* R, const fl
             for j in range(H):
                 rh[j] = a[j] * h_m[j]
         # n preactivation = xw_n + b_n + (r * h_masked) @ R[:, 2H:]
-        step_gemm_xb(<int>(n - lo), <int>H, <int>H, aux + (s * B + lo) * H, <int>H,
+        step_gemm_xb(<int>(n - lo), <int>H, <int>k, aux + (s * B + lo) * H, <int>H,
                      R + 2 * H, <int>G, xw + (t * B + lo) * G + 2 * H, <int>G, bh + 2 * H,
                      gates + (s * B + lo) * G + 2 * H, <int>G)
         for b in range(lo, n):
@@ -148,9 +155,10 @@ cdef void _forward_chunk_classic(const floating* xw, const floating* R, const fl
 
 
 # classic form backward. dxw (= dhw): [T, B, 3H] OUT; dtmp: [B, H] workspace (dh_masked);
-# dtmp2: [B, H] workspace (d(r*h_masked) = da_n @ R_n^T)
+# dtmp2: [B, H] workspace (d(r*h_masked) = da_n @ R_n^T); without need_dh0 step 0's dh GEMM
+# is skipped (dh OUT meaningless)
 cdef void _backward_chunk_classic(const floating* RT, const floating* mask, bint masked,
-                                  bint relu, const int64_t* nact, Py_ssize_t T, Py_ssize_t B,
+                                  bint relu, bint need_dh0, const int64_t* nact, Py_ssize_t T, Py_ssize_t B,
                                   Py_ssize_t H, Py_ssize_t lo, Py_ssize_t hi,
                                   const floating* hs, const floating* hm,
                                   const floating* gates, const floating* dH, bint has_dH,
@@ -204,6 +212,8 @@ cdef void _backward_chunk_classic(const floating* RT, const floating* mask, bint
             d_rh = dtmp2 + b * H
             for j in range(H):
                 d_r[j] = d_rh[j] * h_m[j] * r[j] * (one - r[j])
+        if t == 0 and not need_dh0:
+            break
         # dh_masked = [da_r, da_z] @ R_rz^T + d(r h_masked) * r
         step_gemm(<int>(n - lo), <int>H, <int>(2 * H),
                 dxw + (t * B + lo) * G, <int>G, RT, <int>H, 0, dtmp + lo * H, <int>H)
@@ -225,14 +235,14 @@ cdef void _backward_chunk_classic(const floating* RT, const floating* mask, bint
 # the chunk functions as team tasks (see fastseq_ext.team.Chunks)
 cdef inline void _forward_task(Chunks* c, int k, floating* tag) noexcept nogil:
     _forward_chunk(<const floating*>c.r[0], <const floating*>c.r[1], <const floating*>c.r[2],
-                   <const floating*>c.r[3], c.f0, c.f1, c.f2, c.nact, c.T, c.B, c.H,
+                   <const floating*>c.r[3], c.f0, c.f1, c.f2, c.f3, c.nact, c.T, c.B, c.H,
                    c.bounds[k], c.bounds[k + 1], <floating*>c.w[0], <floating*>c.w[1],
                    <floating*>c.w[2], <floating*>c.w[3])
 
 
 
 cdef inline void _backward_task(Chunks* c, int k, floating* tag) noexcept nogil:
-    _backward_chunk(<const floating*>c.r[0], <const floating*>c.r[1], c.f0, c.f1, c.nact,
+    _backward_chunk(<const floating*>c.r[0], <const floating*>c.r[1], c.f0, c.f1, c.f3, c.nact,
                     c.T, c.B, c.H, c.bounds[k], c.bounds[k + 1], <const floating*>c.r[2],
                     <const floating*>c.r[3], <const floating*>c.r[4],
                     <const floating*>c.r[5], c.f2, <floating*>c.w[0], <floating*>c.w[1],
@@ -243,7 +253,7 @@ cdef inline void _backward_task(Chunks* c, int k, floating* tag) noexcept nogil:
 cdef inline void _forward_classic_task(Chunks* c, int k, floating* tag) noexcept nogil:
     _forward_chunk_classic(<const floating*>c.r[0], <const floating*>c.r[1],
                            <const floating*>c.r[2], <const floating*>c.r[3], c.f0, c.f1,
-                           c.f2, c.nact, c.T, c.B, c.H, c.bounds[k], c.bounds[k + 1],
+                           c.f2, c.f3, c.nact, c.T, c.B, c.H, c.bounds[k], c.bounds[k + 1],
                            <floating*>c.w[0], <floating*>c.w[1], <floating*>c.w[2],
                            <floating*>c.w[3])
 
@@ -251,7 +261,7 @@ cdef inline void _forward_classic_task(Chunks* c, int k, floating* tag) noexcept
 
 cdef inline void _backward_classic_task(Chunks* c, int k, floating* tag) noexcept nogil:
     _backward_chunk_classic(<const floating*>c.r[0], <const floating*>c.r[1], c.f0, c.f1,
-                            c.nact, c.T, c.B, c.H, c.bounds[k], c.bounds[k + 1],
+                            c.f3, c.nact, c.T, c.B, c.H, c.bounds[k], c.bounds[k + 1],
                             <const floating*>c.r[2], <const floating*>c.r[3],
                             <const floating*>c.r[4], <const floating*>c.r[5], c.f2,
                             <floating*>c.w[0], <floating*>c.w[1], <floating*>c.w[2],
@@ -265,13 +275,13 @@ cdef void _forward(const floating[:, :, ::1] xw, const floating[:, ::1] R,
                    const floating[::1] bh, const floating[:, ::1] mask, bint masked, bint relu,
                    bint keep, const int64_t[::1] nact, const int64_t[::1] bounds,
                    floating[:, :, ::1] hs, floating[:, :, ::1] hm, floating[:, :, ::1] gates,
-                   floating[:, :, ::1] aux, bint classic):
+                   floating[:, :, ::1] aux, bint classic, bint zero_h0):
     cdef Chunks c
     if xw.shape[0] == 0 or xw.shape[1] == 0:
         return
     c.r[0], c.r[1], c.r[2], c.r[3] = &xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0]
     c.w[0], c.w[1], c.w[2], c.w[3] = &hs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0]
-    c.f0, c.f1, c.f2 = masked, relu, keep
+    c.f0, c.f1, c.f2, c.f3 = masked, relu, keep, zero_h0
     c.nact, c.bounds = &nact[0], &bounds[0]
     c.T, c.B, c.H = xw.shape[0], xw.shape[1], R.shape[0]
     if classic:
@@ -287,18 +297,22 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
             const floating[:, ::1] mask, bint masked, bint relu, bint keep,
             const int64_t[::1] nact, const int64_t[::1] bounds, floating[:, :, ::1] hs,
             floating[:, :, ::1] cs,
-            floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux):
+            floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux,
+            bint zero_h0=False):
     """PyTorch-form GRU over every chunk ``[bounds[k], bounds[k+1])``, one team task each
     (cs unused)."""
-    _forward(xw, R, bh, mask, masked, relu, keep, nact, bounds, hs, hm, gates, aux, False)
+    _forward(xw, R, bh, mask, masked, relu, keep, nact, bounds, hs, hm, gates, aux, False,
+             zero_h0)
 
 
 def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked, bint relu,
              const int64_t[::1] nact, const int64_t[::1] bounds,
              const floating[:, :, ::1] hs, const floating[:, :, ::1] gates,
              const floating[:, :, ::1] aux, const floating[:, :, ::1] dH, bint has_dH,
-             floating[:, ::1] dh, floating[:, :, ::1] dxw, floating[:, :, ::1] dhw):
-    """BPTT of the PyTorch-form GRU; ``dh`` in: final-state gradient, out: initial."""
+             floating[:, ::1] dh, floating[:, :, ::1] dxw, floating[:, :, ::1] dhw,
+             bint need_dh0=True):
+    """BPTT of the PyTorch-form GRU; ``dh`` in: final-state gradient, out: initial
+    (meaningless without ``need_dh0``)."""
     cdef Chunks c
     cdef Py_ssize_t B = dxw.shape[1]
     if dxw.shape[0] == 0 or B == 0:
@@ -307,7 +321,7 @@ def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked
     c.r[0], c.r[1], c.r[2], c.r[3] = &RT[0, 0], &mask[0, 0], &hs[0, 0, 0], &gates[0, 0, 0]
     c.r[4], c.r[5] = &aux[0, 0, 0], &dH[0, 0, 0]
     c.w[0], c.w[1], c.w[2], c.w[3] = &dh[0, 0], &dxw[0, 0, 0], &dhw[0, 0, 0], &dtmp[0, 0]
-    c.f0, c.f1, c.f2 = masked, relu, has_dH
+    c.f0, c.f1, c.f2, c.f3 = masked, relu, has_dH, need_dh0
     c.nact, c.bounds = &nact[0], &bounds[0]
     c.T, c.B, c.H = dxw.shape[0], B, RT.shape[1]
     c.task32, c.task64 = _backward_task[float], _backward_task[double]
@@ -320,17 +334,20 @@ def forward_classic(const floating[:, :, ::1] xw, const floating[:, ::1] R,
                     const floating[::1] bh, const floating[:, ::1] mask, bint masked,
                     bint relu, bint keep, const int64_t[::1] nact, const int64_t[::1] bounds,
                     floating[:, :, ::1] hs, floating[:, :, ::1] cs, floating[:, :, ::1] hm,
-                    floating[:, :, ::1] gates, floating[:, :, ::1] aux):
+                    floating[:, :, ::1] gates, floating[:, :, ::1] aux, bint zero_h0=False):
     """Classic (Keras ``reset_after=False``) GRU over every chunk (cs unused)."""
-    _forward(xw, R, bh, mask, masked, relu, keep, nact, bounds, hs, hm, gates, aux, True)
+    _forward(xw, R, bh, mask, masked, relu, keep, nact, bounds, hs, hm, gates, aux, True,
+             zero_h0)
 
 
 def backward_classic(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked,
                      bint relu, const int64_t[::1] nact, const int64_t[::1] bounds,
                      const floating[:, :, ::1] hs, const floating[:, :, ::1] hm,
                      const floating[:, :, ::1] gates, const floating[:, :, ::1] dH,
-                     bint has_dH, floating[:, ::1] dh, floating[:, :, ::1] dxw):
-    """BPTT of the classic GRU; ``dh`` in: final-state gradient, out: initial."""
+                     bint has_dH, floating[:, ::1] dh, floating[:, :, ::1] dxw,
+                     bint need_dh0=True):
+    """BPTT of the classic GRU; ``dh`` in: final-state gradient, out: initial
+    (meaningless without ``need_dh0``)."""
     cdef Chunks c
     cdef Py_ssize_t B = dxw.shape[1], H = RT.shape[1]
     if dxw.shape[0] == 0 or B == 0:
@@ -341,7 +358,7 @@ def backward_classic(const floating[:, ::1] RT, const floating[:, ::1] mask, bin
     c.r[0], c.r[1], c.r[2], c.r[3] = &RT[0, 0], &mask[0, 0], &hs[0, 0, 0], &hm[0, 0, 0]
     c.r[4], c.r[5] = &gates[0, 0, 0], &dH[0, 0, 0]
     c.w[0], c.w[1], c.w[2], c.w[3] = &dh[0, 0], &dxw[0, 0, 0], &dtmp[0, 0], &dtmp2[0, 0]
-    c.f0, c.f1, c.f2 = masked, relu, has_dH
+    c.f0, c.f1, c.f2, c.f3 = masked, relu, has_dH, need_dh0
     c.nact, c.bounds = &nact[0], &bounds[0]
     c.T, c.B, c.H = dxw.shape[0], B, H
     c.task32, c.task64 = _backward_classic_task[float], _backward_classic_task[double]
@@ -367,8 +384,8 @@ def step(const floating[:, ::1] xw_t, const floating[:, ::1] R, const floating[:
         return
     with nogil:
         copy_state(&hs[0, 0, 0], &h[0, 0], B * H, True)
-        _forward_chunk(&xw_t[0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, True, &nact, 1,
-                       B, H, 0, B, &hs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0],
+        _forward_chunk(&xw_t[0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, True, False,
+                       &nact, 1, B, H, 0, B, &hs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0],
                        &aux[0, 0, 0])
 
 
@@ -391,5 +408,5 @@ def step_classic(const floating[:, ::1] xw_t, const floating[:, ::1] R, const fl
     with nogil:
         copy_state(&hs[0, 0, 0], &h[0, 0], B * H, True)
         _forward_chunk_classic(&xw_t[0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, True,
-                               &nact, 1, B, H, 0, B, &hs[0, 0, 0], &hm[0, 0, 0],
+                               False, &nact, 1, B, H, 0, B, &hs[0, 0, 0], &hm[0, 0, 0],
                                &gates[0, 0, 0], &aux[0, 0, 0])

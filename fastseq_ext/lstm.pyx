@@ -27,9 +27,10 @@ from fastseq_ext._cells cimport lstm_bwd_row, lstm_fwd_row
 # gates: [T, B, 4H] OUT post-activation i f g o     aux: [T, B, H] OUT act(c_t)
 # keep = False (inference): cs, hm, gates and aux have one time slot (cs: [1, B, H], each
 # row's latest c, updated in place); hs stays [T+1, B, H]
+# zero_h0: h0 is all zeros, so step 0's recurrent product is skipped (k = 0: xw + b_hh)
 cdef void _forward_chunk(const floating* xw, const floating* R, const floating* bh,
                          const floating* mask, bint masked, bint relu, bint keep,
-                         const int64_t* nact,
+                         bint zero_h0, const int64_t* nact,
                          Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo,
                          Py_ssize_t hi, floating* hs, floating* cs, floating* hm,
                          floating* gates, floating* aux) noexcept nogil:
@@ -49,7 +50,8 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
                     hm[srow * H + j] = hs[row * H + j] * mask[b * H + j]
             h_in = hm + (s * B + lo) * H
         # preactivation = xw + b_hh + h_masked @ R
-        step_gemm_xb(<int>(n - lo), <int>G, <int>H, h_in, <int>H, R, <int>G,
+        k = 0 if zero_h0 and t == 0 else H
+        step_gemm_xb(<int>(n - lo), <int>G, <int>k, h_in, <int>H, R, <int>G,
                      xw + (t * B + lo) * G, <int>G, bh, gates + (s * B + lo) * G, <int>G)
         for b in range(lo, n):
             row = t * B + b
@@ -64,10 +66,12 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
 # RT: [4H, H] R^T, contiguous (the dh GEMM is then a plain NN GEMM: ~2x faster than a
 #     transposed operand at small sizes, as measured for the Numba engine)
 # dH: [T, B, H] gradient on the outputs (read iff has_dH)
-# dh, dc: [B, H] in: gradient on the final state; OUT: gradient on h0 / c0
+# dh, dc: [B, H] in: gradient on the final state; OUT: gradient on h0 / c0 (need_dh0; else
+#   step 0's dh GEMM is skipped and dh, dc are left meaningless)
 # dxw: [T, B, 4H] OUT dgates (= gradient of xw and of the preactivations)
 cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked, bint relu,
-                          const int64_t* nact, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
+                          bint need_dh0, const int64_t* nact, Py_ssize_t T, Py_ssize_t B,
+                          Py_ssize_t H,
                           Py_ssize_t lo, Py_ssize_t hi, const floating* cs,
                           const floating* gates, const floating* aux, const floating* dH,
                           bint has_dH, floating* dh, floating* dc,
@@ -82,6 +86,8 @@ cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked,
             lstm_bwd_row(gates + row * G, aux + row * H, cs + row * H,
                          (dH + row * H) if has_dH else NULL, dh + b * H, dc + b * H,
                          dxw + row * G, relu, H)
+        if t == 0 and not need_dh0:
+            break
         # dh_prev = (dgates @ R^T) * mask
         step_gemm(<int>(n - lo), <int>H, <int>G, dxw + (t * B + lo) * G,
                 <int>G, RT, <int>H, 0, dh + lo * H, <int>H)
@@ -94,14 +100,14 @@ cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked,
 # the chunk functions as team tasks (see fastseq_ext.team.Chunks)
 cdef inline void _forward_task(Chunks* c, int k, floating* tag) noexcept nogil:
     _forward_chunk(<const floating*>c.r[0], <const floating*>c.r[1], <const floating*>c.r[2],
-                   <const floating*>c.r[3], c.f0, c.f1, c.f2, c.nact, c.T, c.B, c.H,
+                   <const floating*>c.r[3], c.f0, c.f1, c.f2, c.f3, c.nact, c.T, c.B, c.H,
                    c.bounds[k], c.bounds[k + 1], <floating*>c.w[0], <floating*>c.w[1],
                    <floating*>c.w[2], <floating*>c.w[3], <floating*>c.w[4])
 
 
 
 cdef inline void _backward_task(Chunks* c, int k, floating* tag) noexcept nogil:
-    _backward_chunk(<const floating*>c.r[0], <const floating*>c.r[1], c.f0, c.f1, c.nact,
+    _backward_chunk(<const floating*>c.r[0], <const floating*>c.r[1], c.f0, c.f1, c.f3, c.nact,
                     c.T, c.B, c.H, c.bounds[k], c.bounds[k + 1], <const floating*>c.r[2],
                     <const floating*>c.r[3], <const floating*>c.r[4],
                     <const floating*>c.r[5], c.f2, <floating*>c.w[0], <floating*>c.w[1],
@@ -113,7 +119,8 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
             const floating[:, ::1] mask, bint masked, bint relu, bint keep,
             const int64_t[::1] nact, const int64_t[::1] bounds, floating[:, :, ::1] hs,
             floating[:, :, ::1] cs,
-            floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux):
+            floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux,
+            bint zero_h0=False):
     """Run every chunk ``[bounds[k], bounds[k+1])`` of the sorted batch, one team task
     each (``fastseq_ext.team``); buffers as above."""
     cdef Chunks c
@@ -122,7 +129,7 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
     c.r[0], c.r[1], c.r[2], c.r[3] = &xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0]
     c.w[0], c.w[1], c.w[2], c.w[3] = &hs[0, 0, 0], &cs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0]
     c.w[4] = &aux[0, 0, 0]
-    c.f0, c.f1, c.f2 = masked, relu, keep
+    c.f0, c.f1, c.f2, c.f3 = masked, relu, keep, zero_h0
     c.nact, c.bounds = &nact[0], &bounds[0]
     c.T, c.B, c.H = xw.shape[0], xw.shape[1], R.shape[0]
     c.task32, c.task64 = _forward_task[float], _forward_task[double]
@@ -135,16 +142,17 @@ def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked
              const int64_t[::1] nact, const int64_t[::1] bounds,
              const floating[:, :, ::1] cs, const floating[:, :, ::1] gates,
              const floating[:, :, ::1] aux, const floating[:, :, ::1] dH, bint has_dH,
-             floating[:, ::1] dh, floating[:, ::1] dc, floating[:, :, ::1] dxw):
+             floating[:, ::1] dh, floating[:, ::1] dc, floating[:, :, ::1] dxw,
+             bint need_dh0=True):
     """BPTT over every chunk (one team task each); ``dh``/``dc`` in: final-state
-    gradients, out: initial."""
+    gradients, out: initial (meaningless without ``need_dh0``)."""
     cdef Chunks c
     if dxw.shape[0] == 0 or dxw.shape[1] == 0:
         return
     c.r[0], c.r[1], c.r[2], c.r[3] = &RT[0, 0], &mask[0, 0], &cs[0, 0, 0], &gates[0, 0, 0]
     c.r[4], c.r[5] = &aux[0, 0, 0], &dH[0, 0, 0]
     c.w[0], c.w[1], c.w[2] = &dh[0, 0], &dc[0, 0], &dxw[0, 0, 0]
-    c.f0, c.f1, c.f2 = masked, relu, has_dH
+    c.f0, c.f1, c.f2, c.f3 = masked, relu, has_dH, need_dh0
     c.nact, c.bounds = &nact[0], &bounds[0]
     c.T, c.B, c.H = dxw.shape[0], dxw.shape[1], RT.shape[1]
     c.task32, c.task64 = _backward_task[float], _backward_task[double]
@@ -174,6 +182,7 @@ def step(const floating[:, ::1] xw_t, const floating[:, ::1] R, const floating[:
     with nogil:
         copy_state(&hs[0, 0, 0], &h[0, 0], B * H, True)
         copy_state(&cs[0, 0, 0], &c[0, 0], B * H, has_c)
-        _forward_chunk(&xw_t[0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, True, &nact, 1,
+        _forward_chunk(&xw_t[0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, True, False,
+                       &nact, 1,
                        B, H, 0, B, &hs[0, 0, 0], &cs[0, 0, 0], &hm[0, 0, 0],
                        &gates[0, 0, 0], &aux[0, 0, 0])

@@ -16,9 +16,10 @@ from fastseq_ext.activations cimport act_grad, activate_inplace
 # xw: [T, B, H]  R: [H, H]  bh: [H]  mask: [B, H] (read iff masked)  nact: [T]
 # hs: [T+1, B, H] OUT states (hs[0] = h0 on entry; rows untouched where inactive)
 # hm: [T, B, H] OUT h_prev * mask (iff masked; one time slot without keep)
+# zero_h0: h0 is all zeros, so step 0's recurrent product is skipped
 cdef void _forward_chunk(const floating* xw, const floating* R, const floating* bh,
                          const floating* mask, bint masked, bint relu, bint keep,
-                         const int64_t* nact,
+                         bint zero_h0, const int64_t* nact,
                          Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo,
                          Py_ssize_t hi, floating* hs, floating* hm) noexcept nogil:
     cdef Py_ssize_t t, n, b, j, row, s
@@ -43,16 +44,17 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
                 for j in range(H):
                     hm[(s * B + b) * H + j] = hs[row * H + j] * mask[b * H + j]
             h_in = hm + (s * B + lo) * H
-        step_gemm(<int>(n - lo), <int>H, <int>H, h_in, <int>H, R, <int>H,
-                1, hs + ((t + 1) * B + lo) * H, <int>H)
+        step_gemm(<int>(n - lo), <int>H, <int>(0 if zero_h0 and t == 0 else H), h_in, <int>H,
+                  R, <int>H, 1, hs + ((t + 1) * B + lo) * H, <int>H)
         for b in range(lo, n):
             activate_inplace(hs + ((t + 1) * B + b) * H, H, relu)
 
 
 # RT: [H, H] R^T contiguous   dH: [T, B, H] (read iff has_dH)
-# dh: [B, H] in: dh_T; OUT: dh0   dxw: [T, B, H] OUT
+# dh: [B, H] in: dh_T; OUT: dh0 (need_dh0; else step 0's dh GEMM is skipped and dh is left
+#   meaningless)   dxw: [T, B, H] OUT
 cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked, bint relu,
-                          const int64_t* nact, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
+                          bint need_dh0, const int64_t* nact, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
                           Py_ssize_t lo, Py_ssize_t hi, const floating* hs,
                           const floating* dH, bint has_dH, floating* dh,
                           floating* dxw) noexcept nogil:
@@ -76,6 +78,8 @@ cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked,
             y = hs + (row + B) * H
             for j in range(H):
                 d[j] = dh_b[j] * act_grad(y[j], relu)
+        if t == 0 and not need_dh0:
+            break
         # dh_prev = (dgates @ R^T) * mask
         step_gemm(<int>(n - lo), <int>H, <int>H, dxw + (t * B + lo) * H,
                 <int>H, RT, <int>H, 0, dh + lo * H, <int>H)
@@ -88,13 +92,13 @@ cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked,
 # the chunk functions as team tasks (see fastseq_ext.team.Chunks)
 cdef inline void _forward_task(Chunks* c, int k, floating* tag) noexcept nogil:
     _forward_chunk(<const floating*>c.r[0], <const floating*>c.r[1], <const floating*>c.r[2],
-                   <const floating*>c.r[3], c.f0, c.f1, c.f2, c.nact, c.T, c.B, c.H,
+                   <const floating*>c.r[3], c.f0, c.f1, c.f2, c.f3, c.nact, c.T, c.B, c.H,
                    c.bounds[k], c.bounds[k + 1], <floating*>c.w[0], <floating*>c.w[1])
 
 
 
 cdef inline void _backward_task(Chunks* c, int k, floating* tag) noexcept nogil:
-    _backward_chunk(<const floating*>c.r[0], <const floating*>c.r[1], c.f0, c.f1, c.nact,
+    _backward_chunk(<const floating*>c.r[0], <const floating*>c.r[1], c.f0, c.f1, c.f3, c.nact,
                     c.T, c.B, c.H, c.bounds[k], c.bounds[k + 1], <const floating*>c.r[2],
                     <const floating*>c.r[3], c.f2, <floating*>c.w[0], <floating*>c.w[1])
 
@@ -104,7 +108,8 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
             const floating[:, ::1] mask, bint masked, bint relu, bint keep,
             const int64_t[::1] nact, const int64_t[::1] bounds, floating[:, :, ::1] hs,
             floating[:, :, ::1] cs,
-            floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux):
+            floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux,
+            bint zero_h0=False):
     """Run every chunk ``[bounds[k], bounds[k+1])`` of the sorted batch, one team task
     each (cs, gates and aux are unused: uniform signature across cells)."""
     cdef Chunks c
@@ -112,7 +117,7 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
         return
     c.r[0], c.r[1], c.r[2], c.r[3] = &xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0]
     c.w[0], c.w[1] = &hs[0, 0, 0], &hm[0, 0, 0]
-    c.f0, c.f1, c.f2 = masked, relu, keep
+    c.f0, c.f1, c.f2, c.f3 = masked, relu, keep, zero_h0
     c.nact, c.bounds = &nact[0], &bounds[0]
     c.T, c.B, c.H = xw.shape[0], xw.shape[1], R.shape[0]
     c.task32, c.task64 = _forward_task[float], _forward_task[double]
@@ -124,15 +129,15 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
 def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked, bint relu,
              const int64_t[::1] nact, const int64_t[::1] bounds,
              const floating[:, :, ::1] hs, const floating[:, :, ::1] dH, bint has_dH,
-             floating[:, ::1] dh, floating[:, :, ::1] dxw):
+             floating[:, ::1] dh, floating[:, :, ::1] dxw, bint need_dh0=True):
     """BPTT over every chunk (one team task each); ``dh`` in: final-state gradient, out:
-    initial."""
+    initial (meaningless without ``need_dh0``)."""
     cdef Chunks c
     if dxw.shape[0] == 0 or dxw.shape[1] == 0:
         return
     c.r[0], c.r[1], c.r[2], c.r[3] = &RT[0, 0], &mask[0, 0], &hs[0, 0, 0], &dH[0, 0, 0]
     c.w[0], c.w[1] = &dh[0, 0], &dxw[0, 0, 0]
-    c.f0, c.f1, c.f2 = masked, relu, has_dH
+    c.f0, c.f1, c.f2, c.f3 = masked, relu, has_dH, need_dh0
     c.nact, c.bounds = &nact[0], &bounds[0]
     c.T, c.B, c.H = dxw.shape[0], dxw.shape[1], RT.shape[1]
     c.task32, c.task64 = _backward_task[float], _backward_task[double]
@@ -156,5 +161,5 @@ def step(const floating[:, ::1] xw_t, const floating[:, ::1] R, const floating[:
         return
     with nogil:
         copy_state(&hs[0, 0, 0], &h[0, 0], B * H, True)
-        _forward_chunk(&xw_t[0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, True, &nact, 1,
-                       B, H, 0, B, &hs[0, 0, 0], &hm[0, 0, 0])
+        _forward_chunk(&xw_t[0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, True, False,
+                       &nact, 1, B, H, 0, B, &hs[0, 0, 0], &hm[0, 0, 0])

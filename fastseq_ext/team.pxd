@@ -10,7 +10,7 @@ cdef void run_tasks(int n, task_fn fn, void* ctx) noexcept nogil
 
 # The arguments of a kernel's chunk function, for its task: chunk k owns the sorted rows
 # [bounds[k], bounds[k+1]). Arrays in the chunk function's order: r = those it reads, w =
-# those it writes; f0..f2 its flags in order; task32 / task64 the module's task function
+# those it writes; f0..f3 its flags in order; task32 / task64 the module's task function
 # specialised for each float type (a fused function indexed by type).
 cdef struct Chunks:
     const void* r[6]
@@ -18,7 +18,7 @@ cdef struct Chunks:
     const int64_t* nact
     const int64_t* bounds
     Py_ssize_t T, B, H
-    bint f0, f1, f2
+    bint f0, f1, f2, f3
     bint f64                              # which of the two tasks runs
     void (*task32)(Chunks*, int, float*) noexcept nogil
     void (*task64)(Chunks*, int, double*) noexcept nogil

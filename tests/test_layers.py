@@ -315,13 +315,16 @@ def test_input_projection_on_own_gemm_matches_numpy_row_by_row(rng, dtype):
                                                      + np.abs(bias).max()))
 
 
+@pytest.mark.parametrize("state_grad", [True, False], ids=["dh0", "no_dh0"])
 @pytest.mark.parametrize("backend", ["cython", "numba", "reference"])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "gru_classic"])
-def test_gradients_written_into_given_arrays_are_the_same(rng, backend, cell, monkeypatch):
+def test_gradients_written_into_given_arrays_are_the_same(rng, backend, cell, state_grad,
+                                                          monkeypatch):
     """stack_backward(out=...) writes the weight gradients into the caller's arrays where
     the backend can (both dR layouts of the Cython engine, ragged rows, bidirectional):
     the same values as the gradients it returns otherwise, and every name of ``out``
-    ends up holding its gradient."""
+    ends up holding its gradient. ``state_grad=False`` (no initial-state gradient: step
+    0's dh GEMM skipped where the backend can) changes none of them and gives no dh0."""
     if backend == "cython":
         cython_cpu = pytest.importorskip("fastseq.backends.cython_cpu")
     cell_spec, params, LD = _stack(rng, cell, L=2, bi=True, I=4, H=3)
@@ -341,7 +344,10 @@ def test_gradients_written_into_given_arrays_are_the_same(rng, backend, cell, mo
                                               n_threads=2)
         out = {k: np.full(v.shape, np.nan, np.float32) for k, v in params.items()
                if k.startswith("weight_")}
-        _, into, _, _ = layers.stack_backward(params, cache, d_out, n_threads=2, out=out)
+        _, into, dh0, dc0 = layers.stack_backward(params, cache, d_out, n_threads=2, out=out,
+                                                  state_grad=state_grad)
+        assert (dh0 is None) == (not state_grad)
+        assert dc0 is None if not state_grad or cell != "lstm" else dc0.shape == dh0.shape
         for name, value in plain.items():
             np.testing.assert_array_equal(into[name], value, err_msg=name)
             if name in out and into[name] is out[name]:

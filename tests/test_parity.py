@@ -160,6 +160,35 @@ def test_awkward_shapes(backend, cell, dtype, rng):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_initial_state_and_no_dh0(backend, cell, dtype, rng):
+    """h0 = 0 (training from scratch): the engines skip step 0's recurrent product and
+    step 0's rows of dR, which are exact zeros; the results still match the reference,
+    dh0 included. ``need_dh0=False`` skips step 0's dh GEMM: dh0 and dc0 are None and every
+    other result is bitwise what ``need_dh0=True`` gives."""
+    be = get_backend(backend)
+    if not getattr(be, "supports_need_dh0", False):
+        pytest.skip("backend computes dh0 always")
+    cell = make_cell(cell)
+    for k, (T, B, H, lengths) in enumerate(AWKWARD):
+        lengths = None if lengths is None else np.array(lengths)
+        inputs = list(_cell_inputs(rng, cell, T, B, H, dtype, lengths, masked=bool(k % 2)))
+        inputs[3] = np.zeros_like(inputs[3])                        # h0 = 0
+        n = 1 + k % 2
+        got = _run_backend(be, cell, inputs, n_threads=n)
+        expected = _run_backend(ref, cell, inputs)
+        assert_all_close(got, expected, _rtol(dtype), prefix=f"T={T} B={B} H={H}: ")
+        xw, R, bh, h0, c0, lengths, rmask, dH, dh_T, dc_T = inputs
+        _, _, cache = be.forward(cell, xw, R, bh, h0, c0, lengths, rmask=rmask, n_threads=n)
+        dxw, dR, dbh, dh0, dc0 = be.backward(cell, cache, dH, dh_T, dc_T, n_threads=n,
+                                             need_dh0=False)
+        assert dh0 is None and dc0 is None
+        for name, value in (("dxw", dxw), ("dR", dR), ("dbh", dbh)):
+            np.testing.assert_array_equal(value, got[name], err_msg=f"T={T} B={B}: {name}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_step_matches_forward(backend, cell, dtype, rng):
     be = get_backend(backend)
     cell = make_cell(cell)

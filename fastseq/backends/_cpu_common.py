@@ -73,6 +73,7 @@ class ForwardInputs:
     order: np.ndarray
     inverse: np.ndarray
     identity: bool
+    zero_h0: bool           # h0 is all zeros: step 0's recurrent product can be skipped
 
 
 def prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask):
@@ -118,7 +119,8 @@ def prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask):
             mask = mask[order]
         lengths = lengths[order]
     return ForwardInputs(dtype, T, B, H, GH, xw, R, bh, h0, c0, lengths,
-                         active_counts(lengths, T), masked, mask, order, inverse, identity)
+                         active_counts(lengths, T), masked, mask, order, inverse, identity,
+                         not h0.any())
 
 
 def finish_forward(cell, inp, hs, cs, hm, gates, aux, saved=True, **extra):
@@ -145,7 +147,8 @@ def finish_forward(cell, inp, hs, cs, hm, gates, aux, saved=True, **extra):
                  relu=cell.activation == "relu", nact=inp.nact, lengths=inp.lengths,
                  order=inp.order, inverse=inp.inverse, identity=inp.identity,
                  hs=hs, cs=cs, hm=hm, gates=gates, aux=aux, dtype=inp.dtype,
-                 shape=(inp.T, inp.B, inp.H), saved=bool(saved), **extra)
+                 shape=(inp.T, inp.B, inp.H), saved=bool(saved), zero_h0=inp.zero_h0,
+                 **extra)
     return H_all, (h_T, c_T), cache
 
 

@@ -69,6 +69,8 @@ supports_need_grad = True
 
 # backward(..., dR_out=) writes the recurrent weight's gradient into the caller's array
 supports_dR_out = True
+# backward(need_dh0=False) skips step 0's dh GEMM when the initial state needs no gradient
+supports_need_dh0 = True
 
 # fewest rows a thread's chunk gets; below 2x this the batch runs as one chunk
 MIN_CHUNK_ROWS = 4
@@ -166,12 +168,17 @@ def _run(call, bounds):
 # dR: [H*GH] OUT += sum_t A[t, :nact]^T @ D[t, :nact] per spec's columns, stored [H, GH],
 #     or ([GH, H], out_t) its transpose, the weight's own layout
 # db: [GH] float64 OUT += column sums of D's active rows
-def _weight_grads(specs, nact, B, H, GH, D, dR, db, k, out_t):
+def _weight_grads(specs, nact, B, H, GH, D, dR, db, k, out_t, zero_h0=False):
     """The weight-gradient reductions on ``k`` threads (the engine's own GEMM, no BLAS):
     dR's columns split in blocks (each thread owns its columns: race-free, the same blocks
-    and order for a given ``k`` whichever :data:`DISPATCH`)."""
+    and order for a given ``k`` whichever :data:`DISPATCH`). ``zero_h0``: the ``A`` rows
+    of step 0 are zero (they hold ``h0``), so the GEMMs start at step 1."""
     d_flat = D.reshape(-1)
     ldr = H if out_t else GH
+    nact_all = nact
+    if zero_h0:
+        nact, d_flat = nact[1:], d_flat[B * GH:]
+        specs = [(A[B * H:], col, N) for A, col, N in specs]
     if k > 1 and DISPATCH == "python":
         blocks = column_blocks(GH, k)                   # as accumulate_outer splits
 
@@ -182,14 +189,14 @@ def _weight_grads(specs, nact, B, H, GH, D, dR, db, k, out_t):
                 if b > a:
                     _reduce.accumulate_outer(nact, B, A, H, 0, H, d_flat, GH, a, b - a,
                                              dR, ldr, a, 1, out_t)
-            _reduce.accumulate_bias(nact, D, db, lo, hi)
+            _reduce.accumulate_bias(nact_all, D, db, lo, hi)
 
         _WORKERS.each(block, blocks)
     else:
         for A, col, N in specs:
             _reduce.accumulate_outer(nact, B, A, H, 0, H, d_flat, GH, col, N, dR, ldr,
                                      col, k, out_t)
-        _reduce.accumulate_bias(nact, D, db, 0, GH)
+        _reduce.accumulate_bias(nact_all, D, db, 0, GH)
 
 
 def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=True,
@@ -226,14 +233,18 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     if B and T:
         kernel = _FORWARD[key]
         _run(lambda bounds: kernel(xw_s, R, bh, mask, masked, relu, keep, nact, bounds, hs,
-                                   cs, hm, gates, aux), bounds)
+                                   cs, hm, gates, aux, inp.zero_h0), bounds)
         if nact[T - 1] < B:
             _zero_padding(hs, lengths)
     return finish_forward(cell, inp, hs, cs, hm, gates, aux, lease=lease, saved=keep)
 
 
-def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, dR_out=None):
+def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, dR_out=None,
+             need_dh0=True):
     """BPTT through :func:`forward`; returns ``(dxw, dR, dbh, dh0, dc0)``.
+
+    ``need_dh0=False``: the caller does not want the initial state's gradient; step 0's
+    ``dh`` GEMM is skipped and ``dh0``, ``dc0`` come back as None.
 
     ``dR_out``: an optional C-contiguous ``[G*H, H]`` array of the cache's dtype (the
     weight's own layout, e.g. a slice of a flat gradient buffer) that receives ``dR.T``;
@@ -261,16 +272,16 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, dR_
         kernel = _BACKWARD[key]
         if cell.kind == "rnn":
             _run(lambda bounds: kernel(RT, mask, masked, relu, nact, bounds, hs, dH, has_dH,
-                                       dh, dxw), bounds)
+                                       dh, dxw, need_dh0), bounds)
         elif cell.kind == "lstm":
             _run(lambda bounds: kernel(RT, mask, masked, relu, nact, bounds, cs, gates, aux,
-                                       dH, has_dH, dh, dc, dxw), bounds)
+                                       dH, has_dH, dh, dc, dxw, need_dh0), bounds)
         elif gru_after:
             _run(lambda bounds: kernel(RT, mask, masked, relu, nact, bounds, hs, gates, aux,
-                                       dH, has_dH, dh, dxw, dhw), bounds)
+                                       dH, has_dH, dh, dxw, dhw, need_dh0), bounds)
         else:
             _run(lambda bounds: kernel(RT, mask, masked, relu, nact, bounds, hs, hm, gates,
-                                       dH, has_dH, dh, dxw), bounds)
+                                       dH, has_dH, dh, dxw, need_dh0), bounds)
 
     # weight gradients: dR = sum_t h_masked[t]^T @ dhw[t], dbh = sum of dhw rows. Over few
     # rows the GEMM computes dR^T directly (the weight's [GH, H] layout, returned as a
@@ -294,7 +305,7 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, dR_
         else:
             specs = [(h_src, 0, GH)]
         _weight_grads(specs, nact, B, H, GH, dhw, dR.reshape(-1), db64, len(bounds) - 1,
-                      out_t)
+                      out_t, cache.get("zero_h0", False))
     if out_t:
         dR = dR.T
     elif dR_out is not None:
@@ -307,6 +318,9 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, dR_
     inverse = cache["inverse"]
     if not identity:
         dxw = dxw[:, inverse]
+    if not need_dh0:
+        return dxw, dR, dbh, None, None
+    if not identity:
         dh = dh[inverse]
         if cell.has_cell_state:
             dc = dc[inverse]

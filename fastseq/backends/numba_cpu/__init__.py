@@ -20,4 +20,8 @@ releases_gil = True
 # forward(..., need_grad=False) keeps one time slot of the saved buffers (inference)
 supports_need_grad = True
 
-__all__ = ["name", "forward", "backward", "step", "releases_gil", "supports_need_grad"]
+# backward(need_dh0=False) skips step 0's dh GEMM when the initial state needs no gradient
+supports_need_dh0 = True
+
+__all__ = ["name", "forward", "backward", "step", "releases_gil", "supports_need_grad",
+           "supports_need_dh0"]

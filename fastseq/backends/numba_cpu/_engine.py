@@ -34,11 +34,16 @@ def _scratch(n, dtype):
     return np.zeros((n, 16), dtype=np.int32), np.zeros((n, 2), dtype=dtype)
 
 
-def _reduce_columns(specs, bias_src, db, nact, B, GH, n, dtype):
+def _reduce_columns(specs, bias_src, db, nact, B, GH, n, dtype, zero_h0=False):
     """The weight-gradient GEMMs and the bias column sums (``db += sum of bias_src's active
     rows``), split into blocks of the ``G*H`` output columns, one block per thread (BLAS on
     one thread inside each: one level of parallelism). Each column's sum is the same
-    whatever the block, and the blocks depend only on ``n``."""
+    whatever the block, and the blocks depend only on ``n``. ``zero_h0``: the ``A`` rows of
+    step 0 are zero (they hold ``h0``), so the GEMMs start at step 1."""
+    nact_all = nact
+    if zero_h0:
+        nact = nact[1:]
+        specs = [(A[1:], K, D[1:], col, N, out) for A, K, D, col, N, out in specs]
     k = max(1, min(n, GH // 16))
     bounds = [(GH * j) // k for j in range(k + 1)]
     iw, fw = _scratch(k, dtype)
@@ -49,7 +54,7 @@ def _reduce_columns(specs, bias_src, db, nact, B, GH, n, dtype):
             if hi > lo:
                 accumulate_outer(nact, B, A, K, 0, K, D, GH, lo, hi - lo, out, GH, lo,
                                  iw[slot], fw[slot])
-        accumulate_rows(nact, bias_src, c0, c1, db)
+        accumulate_rows(nact_all, bias_src, c0, c1, db)
 
     run_chunks(run, [(bounds[j], bounds[j + 1]) for j in range(k)], n)
 
@@ -89,8 +94,8 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     iw, fw = _scratch(len(chunks), dtype)
 
     def run(lo, hi, slot):
-        fwd_kernel(xw_s, R, bh, mask, masked, relu, keep, nact, lo, hi, hs, cs, hm, gates,
-                   aux, pre, iw[slot], fw[slot])
+        fwd_kernel(xw_s, R, bh, mask, masked, relu, keep, inp.zero_h0, nact, lo, hi, hs, cs,
+                   hm, gates, aux, pre, iw[slot], fw[slot])
 
     if B and T:
         run_chunks(run, chunks, n)
@@ -100,8 +105,11 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     return finish_forward(cell, inp, hs, cs, hm, gates, aux, lease=lease, saved=keep)
 
 
-def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
-    """BPTT through :func:`forward`; returns ``(dxw, dR, dbh, dh0, dc0)``."""
+def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, need_dh0=True):
+    """BPTT through :func:`forward`; returns ``(dxw, dR, dbh, dh0, dc0)``.
+
+    ``need_dh0=False``: the caller does not want the initial state's gradient; step 0's
+    ``dh`` GEMM is skipped and ``dh0``, ``dc0`` come back as None."""
     _, bwd_kernel = _kernels(cell)
     dh, dc, dH, has_dH = prepare_backward(cell, cache, dH_all, dh_T, dc_T)
     T, B, H = cache["shape"]
@@ -128,8 +136,8 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
     RT, own_RT = weight_transposed(cache, R, POOL, transpose_into)
 
     def run(lo, hi, slot):
-        bwd_kernel(RT, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, dH, has_dH,
-                   dh, dc, dxw, dhw, dtmp, dtmp2, iw[slot], fw[slot])
+        bwd_kernel(RT, mask, masked, relu, need_dh0, nact, lo, hi, hs, cs, hm, gates, aux, dH,
+                   has_dH, dh, dc, dxw, dhw, dtmp, dtmp2, iw[slot], fw[slot])
 
     if B and T:
         run_chunks(run, chunks, n)
@@ -146,13 +154,16 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None):
             specs = [(h_src, H, dxw, 0, 2 * H, dR), (aux, H, dxw, 2 * H, H, dR)]
         else:
             specs = [(h_src, H, d_hw, 0, GH, dR)]
-        _reduce_columns(specs, d_hw, db64, nact, B, GH, n, dtype)
+        _reduce_columns(specs, d_hw, db64, nact, B, GH, n, dtype, cache.get("zero_h0", False))
     dbh = db64.astype(dtype)
     POOL.give(([dhw] if gru_after else []) + ([RT] if own_RT else []))
 
     inverse = cache["inverse"]
     if not identity:
         dxw = dxw[:, inverse]
+    if not need_dh0:
+        return dxw, dR, dbh, None, None
+    if not identity:
         dh = dh[inverse]
         if cell.has_cell_state:
             dc = dc[inverse]
@@ -214,6 +225,6 @@ def step(cell, xw_t, R, bh, h, c=None, rmask=None):
         np.ascontiguousarray(xw_t, dtype=dtype)
     if B:
         fwd_kernel(xw_.reshape(1, B, GH), R_, bh_, mask, masked, cell.activation == "relu",
-                   True, ws["nact"], 0, B, hs, cs, ws["hm"], ws["gates"], ws["aux"],
+                   True, False, ws["nact"], 0, B, hs, cs, ws["hm"], ws["gates"], ws["aux"],
                    ws["pre"], ws["iw"], ws["fw"])
     return hs[1], (cs[1] if cell.has_cell_state else None)

@@ -18,9 +18,10 @@ from .blas import gemm
 # xw: [T, B, 3H]  R: [H, 3H]  bh: [3H]  mask: [B, H]  nact: [T]
 # hs: [T+1, B, H] OUT   hm: [T, B, H] OUT h_prev * mask (iff masked)
 # gates: [T, B, 3H] OUT r z n    aux: [T, B, H] OUT hw_n     pre: [B, 3H] workspace
+# zero_h0: h0 is all zeros, so step 0's recurrent products are skipped (both forms)
 @njit(**FLAGS)
-def forward_chunk(xw, R, bh, mask, masked, relu, keep, nact, lo, hi, hs, cs, hm, gates, aux,
-                  pre, iw, fw):
+def forward_chunk(xw, R, bh, mask, masked, relu, keep, zero_h0, nact, lo, hi, hs, cs, hm, gates,
+                  aux, pre, iw, fw):
     T = xw.shape[0]
     B = xw.shape[1]
     H = R.shape[0]
@@ -31,14 +32,15 @@ def forward_chunk(xw, R, bh, mask, masked, relu, keep, nact, lo, hi, hs, cs, hm,
         if n <= lo:
             break
         s = t if keep else 0       # slot of the saved buffers (one slot without grad)
+        k = 0 if zero_h0 and t == 0 else H   # h0 = 0: no step-0 product
         if masked:
             for b in range(lo, n):
                 for j in range(H):
                     hm[s, b, j] = hs[t, b, j] * mask[b, j]
-            gemm(False, False, n - lo, G, H, 1.0, hm, (s * B + lo) * H, H, R, 0, G,
+            gemm(False, False, n - lo, G, k, 1.0, hm, (s * B + lo) * H, H, R, 0, G,
                  0.0, pre, lo * G, G, iw, fw)
         else:
-            gemm(False, False, n - lo, G, H, 1.0, hs, (t * B + lo) * H, H, R, 0, G,
+            gemm(False, False, n - lo, G, k, 1.0, hs, (t * B + lo) * H, H, R, 0, G,
                  0.0, pre, lo * G, G, iw, fw)
         # pointwise in loops touching few arrays each, so they all vectorize
         for b in range(lo, n):
@@ -54,12 +56,13 @@ def forward_chunk(xw, R, bh, mask, masked, relu, keep, nact, lo, hi, hs, cs, hm,
                 hs[t + 1, b, j] = (one - z) * gates[s, b, 2 * H + j] + z * hs[t, b, j]
 
 
-# RT: [3H, H] R transposed  dH: [T, B, H] (iff has_dH)  dh: [B, H] in/OUT
+# RT: [3H, H] R transposed  dH: [T, B, H] (iff has_dH)  dh: [B, H] in/OUT (OUT meaningless
+#   without need_dh0: step 0's dh GEMM is then skipped, here and in the classic form)
 # dxw: [T, B, 3H] OUT [da_r, da_z, da_n]
 # dhw: [T, B, 3H] OUT gradient of hw = [da_r, da_z, da_n * r]   dtmp: [B, H] workspace
 @njit(**FLAGS)
-def backward_chunk(RT, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, dH, has_dH,
-                   dh, dc, dxw, dhw, dtmp, dtmp2, iw, fw):
+def backward_chunk(RT, mask, masked, relu, need_dh0, nact, lo, hi, hs, cs, hm, gates, aux, dH,
+                   has_dH, dh, dc, dxw, dhw, dtmp, dtmp2, iw, fw):
     T = gates.shape[0]
     B = gates.shape[1]
     H = RT.shape[1]
@@ -85,6 +88,8 @@ def backward_chunk(RT, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux,
                 dxw[t, b, 2 * H + j] = da_n
             for j in range(2 * H):
                 dxw[t, b, j] = dhw[t, b, j]
+        if t == 0 and not need_dh0:      # no gradient wanted for the initial state
+            break
         if masked:
             gemm(False, False, n - lo, H, G, 1.0, dhw, (t * B + lo) * G, G, RT, 0, H,
                  0.0, dtmp, lo * H, H, iw, fw)
@@ -99,8 +104,8 @@ def backward_chunk(RT, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux,
 # classic form. gates: [T, B, 3H] OUT r z n    aux: [T, B, H] OUT r * h_masked
 # pre: [B, 3H] workspace (columns [0, 2H): h_masked @ R_rz; [2H, 3H): (r*h_masked) @ R_n)
 @njit(**FLAGS)
-def forward_chunk_classic(xw, R, bh, mask, masked, relu, keep, nact, lo, hi, hs, cs, hm, gates,
-                          aux, pre, iw, fw):
+def forward_chunk_classic(xw, R, bh, mask, masked, relu, keep, zero_h0, nact, lo, hi, hs, cs, hm,
+                          gates, aux, pre, iw, fw):
     T = xw.shape[0]
     B = xw.shape[1]
     H = R.shape[0]
@@ -111,14 +116,15 @@ def forward_chunk_classic(xw, R, bh, mask, masked, relu, keep, nact, lo, hi, hs,
         if n <= lo:
             break
         s = t if keep else 0       # slot of the saved buffers (one slot without grad)
+        k = 0 if zero_h0 and t == 0 else H   # h0 = 0: no step-0 product
         if masked:
             for b in range(lo, n):
                 for j in range(H):
                     hm[s, b, j] = hs[t, b, j] * mask[b, j]
-            gemm(False, False, n - lo, 2 * H, H, 1.0, hm, (s * B + lo) * H, H, R, 0, G,
+            gemm(False, False, n - lo, 2 * H, k, 1.0, hm, (s * B + lo) * H, H, R, 0, G,
                  0.0, pre, lo * G, G, iw, fw)
         else:
-            gemm(False, False, n - lo, 2 * H, H, 1.0, hs, (t * B + lo) * H, H, R, 0, G,
+            gemm(False, False, n - lo, 2 * H, k, 1.0, hs, (t * B + lo) * H, H, R, 0, G,
                  0.0, pre, lo * G, G, iw, fw)
         for b in range(lo, n):
             for j in range(2 * H):
@@ -129,7 +135,7 @@ def forward_chunk_classic(xw, R, bh, mask, masked, relu, keep, nact, lo, hi, hs,
             else:
                 for j in range(H):
                     aux[s, b, j] = gates[s, b, j] * hs[t, b, j]
-        gemm(False, False, n - lo, H, H, 1.0, aux, (s * B + lo) * H, H, R, 2 * H, G,
+        gemm(False, False, n - lo, H, k, 1.0, aux, (s * B + lo) * H, H, R, 2 * H, G,
              0.0, pre, lo * G + 2 * H, G, iw, fw)
         for b in range(lo, n):
             for j in range(H):
@@ -140,11 +146,12 @@ def forward_chunk_classic(xw, R, bh, mask, masked, relu, keep, nact, lo, hi, hs,
                 hs[t + 1, b, j] = (one - z) * gates[s, b, 2 * H + j] + z * hs[t, b, j]
 
 
-# classic form backward. RT: [3H, H] R transposed; dxw = dhw: [T, B, 3H] OUT; dtmp: [B, H] workspace (dh_masked);
+# classic form backward. RT: [3H, H] R transposed; dxw = dhw: [T, B, 3H] OUT;
+# dtmp: [B, H] workspace (dh_masked);
 # dtmp2: [B, H] workspace (d(r*h_masked) = da_n @ R_n^T)
 @njit(**FLAGS)
-def backward_chunk_classic(RT, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, dH,
-                           has_dH, dh, dc, dxw, dhw, dtmp, dtmp2, iw, fw):
+def backward_chunk_classic(RT, mask, masked, relu, need_dh0, nact, lo, hi, hs, cs, hm, gates, aux,
+                           dH, has_dH, dh, dc, dxw, dhw, dtmp, dtmp2, iw, fw):
     T = gates.shape[0]
     B = gates.shape[1]
     H = RT.shape[1]
@@ -173,6 +180,8 @@ def backward_chunk_classic(RT, mask, masked, relu, nact, lo, hi, hs, cs, hm, gat
             else:
                 for j in range(H):
                     dxw[t, b, j] = dtmp2[b, j] * hs[t, b, j] * sigmoid_grad(gates[t, b, j])
+        if t == 0 and not need_dh0:      # no gradient wanted for the initial state
+            break
         # dh_masked = [da_r, da_z] @ R_rz^T + d(r h_masked) * r
         gemm(False, False, n - lo, H, 2 * H, 1.0, dxw, (t * B + lo) * G, G, RT, 0, H,
              0.0, dtmp, lo * H, H, iw, fw)

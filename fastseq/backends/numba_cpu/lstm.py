@@ -22,9 +22,10 @@ from .blas import gemm
 # cs: [T+1, B, H] OUT (same for c)       hm: [T, B, H] OUT h_prev * mask (iff masked)
 # gates: [T, B, 4H] OUT post-activation i f g o     aux: [T, B, H] OUT act(c_t)
 # pre: [B, 4H] workspace     iw, fw: BLAS scratch of this thread
+# zero_h0: h0 is all zeros, so step 0's recurrent product is skipped
 @njit(**FLAGS)
-def forward_chunk(xw, R, bh, mask, masked, relu, keep, nact, lo, hi, hs, cs, hm, gates, aux,
-                  pre, iw, fw):
+def forward_chunk(xw, R, bh, mask, masked, relu, keep, zero_h0, nact, lo, hi, hs, cs, hm, gates,
+                  aux, pre, iw, fw):
     T = xw.shape[0]
     B = xw.shape[1]
     H = R.shape[0]
@@ -34,15 +35,16 @@ def forward_chunk(xw, R, bh, mask, masked, relu, keep, nact, lo, hi, hs, cs, hm,
         if n <= lo:
             break
         s = t if keep else 0       # slot of the saved buffers (one slot without grad)
+        k = 0 if zero_h0 and t == 0 else H   # h0 = 0: no step-0 product
         s1 = t + 1 if keep else 0  # c is then updated in place, element by element
         if masked:
             for b in range(lo, n):
                 for j in range(H):
                     hm[s, b, j] = hs[t, b, j] * mask[b, j]
-            gemm(False, False, n - lo, G, H, 1.0, hm, (s * B + lo) * H, H, R, 0, G,
+            gemm(False, False, n - lo, G, k, 1.0, hm, (s * B + lo) * H, H, R, 0, G,
                  0.0, pre, lo * G, G, iw, fw)
         else:
-            gemm(False, False, n - lo, G, H, 1.0, hs, (t * B + lo) * H, H, R, 0, G,
+            gemm(False, False, n - lo, G, k, 1.0, hs, (t * B + lo) * H, H, R, 0, G,
                  0.0, pre, lo * G, G, iw, fw)
         # pointwise, in loops that each touch few arrays, so LLVM's alias checks stay
         # cheap and every loop vectorizes: gates first, then the state update
@@ -65,12 +67,13 @@ def forward_chunk(xw, R, bh, mask, masked, relu, keep, nact, lo, hi, hs, cs, hm,
 # forward's buffers as inputs, plus
 # RT: [4H, H] R transposed (contiguous), so dh = dgates @ RT is a plain GEMM
 # dH: [T, B, H] gradient on the outputs (read iff has_dH)
-# dh, dc: [B, H] in: gradient on the final state; OUT: gradient on h0 / c0
+# dh, dc: [B, H] in: gradient on the final state; OUT: gradient on h0 / c0 (need_dh0; else
+#   step 0's dh GEMM is skipped and dh, dc are left meaningless)
 # dxw: [T, B, 4H] OUT dgates (= gradient of xw and of the pre-activations)
 # dhw, dtmp, dtmp2: unused by the LSTM (uniform signature)
 @njit(**FLAGS)
-def backward_chunk(RT, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, dH, has_dH,
-                   dh, dc, dxw, dhw, dtmp, dtmp2, iw, fw):
+def backward_chunk(RT, mask, masked, relu, need_dh0, nact, lo, hi, hs, cs, hm, gates, aux, dH,
+                   has_dH, dh, dc, dxw, dhw, dtmp, dtmp2, iw, fw):
     T = gates.shape[0]
     B = gates.shape[1]
     H = RT.shape[1]
@@ -96,6 +99,8 @@ def backward_chunk(RT, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux,
                 dxw[t, b, H + j] = dc_t * cs[t, b, j] * sigmoid_grad(f)
                 dxw[t, b, 2 * H + j] = dc_t * i * act_grad(g, relu)
                 dc[b, j] = dc_t * f
+        if t == 0 and not need_dh0:      # no gradient wanted for the initial state
+            break
         # dh_prev = (dgates @ R^T) * mask
         gemm(False, False, n - lo, H, G, 1.0, dxw, (t * B + lo) * G, G, RT, 0, H,
              0.0, dh, lo * H, H, iw, fw)

@@ -16,8 +16,8 @@ from .blas import gemm
 # hs: [T+1, B, H] OUT states (hs[0] = h0)    hm: [T, B, H] OUT h_prev * mask (iff masked)
 # pre: [B, H] workspace; cs, gates, aux unused
 @njit(**FLAGS)
-def forward_chunk(xw, R, bh, mask, masked, relu, keep, nact, lo, hi, hs, cs, hm, gates, aux,
-                  pre, iw, fw):
+def forward_chunk(xw, R, bh, mask, masked, relu, keep, zero_h0, nact, lo, hi, hs, cs, hm, gates,
+                  aux, pre, iw, fw):
     T = xw.shape[0]
     B = xw.shape[1]
     H = R.shape[0]
@@ -26,14 +26,15 @@ def forward_chunk(xw, R, bh, mask, masked, relu, keep, nact, lo, hi, hs, cs, hm,
         if n <= lo:
             break
         s = t if keep else 0       # slot of the saved buffers (one slot without grad)
+        k = 0 if zero_h0 and t == 0 else H   # h0 = 0: no step-0 product
         if masked:
             for b in range(lo, n):
                 for j in range(H):
                     hm[s, b, j] = hs[t, b, j] * mask[b, j]
-            gemm(False, False, n - lo, H, H, 1.0, hm, (s * B + lo) * H, H, R, 0, H,
+            gemm(False, False, n - lo, H, k, 1.0, hm, (s * B + lo) * H, H, R, 0, H,
                  0.0, pre, lo * H, H, iw, fw)
         else:
-            gemm(False, False, n - lo, H, H, 1.0, hs, (t * B + lo) * H, H, R, 0, H,
+            gemm(False, False, n - lo, H, k, 1.0, hs, (t * B + lo) * H, H, R, 0, H,
                  0.0, pre, lo * H, H, iw, fw)
         for b in range(lo, n):
             for j in range(H):
@@ -42,8 +43,8 @@ def forward_chunk(xw, R, bh, mask, masked, relu, keep, nact, lo, hi, hs, cs, hm,
 
 # RT: [H, H] R transposed   dH: [T, B, H] (iff has_dH)   dh: [B, H] in/OUT   dxw: [T, B, H] OUT
 @njit(**FLAGS)
-def backward_chunk(RT, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux, dH, has_dH,
-                   dh, dc, dxw, dhw, dtmp, dtmp2, iw, fw):
+def backward_chunk(RT, mask, masked, relu, need_dh0, nact, lo, hi, hs, cs, hm, gates, aux, dH,
+                   has_dH, dh, dc, dxw, dhw, dtmp, dtmp2, iw, fw):
     T = dxw.shape[0]
     B = dxw.shape[1]
     H = RT.shape[1]
@@ -55,6 +56,8 @@ def backward_chunk(RT, mask, masked, relu, nact, lo, hi, hs, cs, hm, gates, aux,
             for j in range(H):
                 dh_t = dh[b, j] + dH[t, b, j] if has_dH else dh[b, j]
                 dxw[t, b, j] = dh_t * act_grad(hs[t + 1, b, j], relu)
+        if t == 0 and not need_dh0:      # no gradient wanted for the initial state
+            break
         gemm(False, False, n - lo, H, H, 1.0, dxw, (t * B + lo) * H, H, RT, 0, H,
              0.0, dh, lo * H, H, iw, fw)
         if masked:

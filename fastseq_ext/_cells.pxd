@@ -32,49 +32,85 @@ cdef extern from "_cells.h" nogil:
                             double* e_z, double* e_n, int relu, long H)
 
 
-# a: one row's gates [i | f | g | o] (preactivations in, activations out), 4H values
+# The wrappers take one row and a block of its hidden units [u0, u0 + w) (the whole row:
+# u0 = 0, w = H; a block: the column-split steps, one task per block).
+
+# a: one row's gates [i | f | g | o] (preactivations in, activations out), 4H values;
+# c_prev, c_new, c_act, h_new: the row's [H] vectors
 cdef inline void lstm_fwd_row(floating* a, const floating* c_prev, floating* c_new,
-                              floating* c_act, floating* h_new, bint relu,
-                              Py_ssize_t H) noexcept nogil:
+                              floating* c_act, floating* h_new, bint relu, Py_ssize_t H,
+                              Py_ssize_t u0=0, Py_ssize_t w=-1) noexcept nogil:
+    if w < 0:
+        w = H
+    a += u0
     if floating is float:
-        fs_lstm_fwd_row_f32(a, a + H, a + 2 * H, a + 3 * H, c_prev, c_new, c_act, h_new,
-                            relu, H)
+        fs_lstm_fwd_row_f32(a, a + H, a + 2 * H, a + 3 * H, c_prev + u0, c_new + u0,
+                            c_act + u0, h_new + u0, relu, w)
     else:
-        fs_lstm_fwd_row_f64(a, a + H, a + 2 * H, a + 3 * H, c_prev, c_new, c_act, h_new,
-                            relu, H)
+        fs_lstm_fwd_row_f64(a, a + H, a + 2 * H, a + 3 * H, c_prev + u0, c_new + u0,
+                            c_act + u0, h_new + u0, relu, w)
 
 
 # g: one row's gates after activation; d: its dgates row [d_i | d_f | d_g | d_o];
-# dH: NULL or the output gradient of the row
+# dH: NULL or the output gradient of the row; c_act, c_prev, dh, dc: the row's [H] vectors
 cdef inline void lstm_bwd_row(const floating* g, const floating* c_act,
                               const floating* c_prev, const floating* dH, floating* dh,
-                              floating* dc, floating* d, bint relu,
-                              Py_ssize_t H) noexcept nogil:
+                              floating* dc, floating* d, bint relu, Py_ssize_t H,
+                              Py_ssize_t u0=0, Py_ssize_t w=-1) noexcept nogil:
+    if w < 0:
+        w = H
+    g += u0
+    d += u0
+    if dH != NULL:
+        dH += u0
     if floating is float:
-        fs_lstm_bwd_row_f32(g, g + H, g + 2 * H, g + 3 * H, c_act, c_prev, dH, dh, dc, d,
-                            d + H, d + 2 * H, d + 3 * H, relu, H)
+        fs_lstm_bwd_row_f32(g, g + H, g + 2 * H, g + 3 * H, c_act + u0, c_prev + u0, dH,
+                            dh + u0, dc + u0, d, d + H, d + 2 * H, d + 3 * H, relu, w)
     else:
-        fs_lstm_bwd_row_f64(g, g + H, g + 2 * H, g + 3 * H, c_act, c_prev, dH, dh, dc, d,
-                            d + H, d + 2 * H, d + 3 * H, relu, H)
+        fs_lstm_bwd_row_f64(g, g + H, g + 2 * H, g + 3 * H, c_act + u0, c_prev + u0, dH,
+                            dh + u0, dc + u0, d, d + H, d + 2 * H, d + 3 * H, relu, w)
 
 
-# a: one row's gates [r | z | n] (in: r, z preactivations and hw_n; out: r, z, n)
+# a: one row's gates [r | z | n] (in: r, z preactivations and hw_n; out: r, z, n);
+# x_n: the row's xw_n; hw_n, h_prev, h_new: its [H] vectors
 cdef inline void gru_fwd_row(floating* a, const floating* x_n, floating* hw_n,
                              const floating* h_prev, floating* h_new, bint relu,
-                             Py_ssize_t H) noexcept nogil:
+                             Py_ssize_t H, Py_ssize_t u0=0, Py_ssize_t w=-1) noexcept nogil:
+    if w < 0:
+        w = H
+    a += u0
     if floating is float:
-        fs_gru_fwd_row_f32(a, a + H, a + 2 * H, x_n, hw_n, h_prev, h_new, relu, H)
+        fs_gru_fwd_row_f32(a, a + H, a + 2 * H, x_n + u0, hw_n + u0, h_prev + u0,
+                           h_new + u0, relu, w)
     else:
-        fs_gru_fwd_row_f64(a, a + H, a + 2 * H, x_n, hw_n, h_prev, h_new, relu, H)
+        fs_gru_fwd_row_f64(a, a + H, a + 2 * H, x_n + u0, hw_n + u0, h_prev + u0,
+                           h_new + u0, relu, w)
 
 
-# g: gates row [r | z | n]; d: dxw row; e: dhw row (both [r | z | n] blocks)
+# g: gates row [r | z | n]; d: dxw row; e: dhw row (both [r | z | n] blocks); hw_n,
+# h_prev, dH (or NULL), dh: the row's [H] vectors
 cdef inline void gru_bwd_row(const floating* g, const floating* hw_n, const floating* h_prev,
                              const floating* dH, floating* dh, floating* d, floating* e,
-                             bint relu, Py_ssize_t H) noexcept nogil:
+                             bint relu, Py_ssize_t H, Py_ssize_t u0=0,
+                             Py_ssize_t w=-1) noexcept nogil:
+    if w < 0:
+        w = H
+    g += u0
+    d += u0
+    e += u0
+    if dH != NULL:
+        dH += u0
     if floating is float:
-        fs_gru_bwd_row_f32(g, g + H, g + 2 * H, hw_n, h_prev, dH, dh, d, d + H, d + 2 * H,
-                           e, e + H, e + 2 * H, relu, H)
+        fs_gru_bwd_row_f32(g, g + H, g + 2 * H, hw_n + u0, h_prev + u0, dH, dh + u0, d,
+                           d + H, d + 2 * H, e, e + H, e + 2 * H, relu, w)
     else:
-        fs_gru_bwd_row_f64(g, g + H, g + 2 * H, hw_n, h_prev, dH, dh, d, d + H, d + 2 * H,
-                           e, e + H, e + 2 * H, relu, H)
+        fs_gru_bwd_row_f64(g, g + H, g + 2 * H, hw_n + u0, h_prev + u0, dH, dh + u0, d,
+                           d + H, d + 2 * H, e, e + H, e + 2 * H, relu, w)
+
+
+# hm[b, j] = h[b, j] * mask[b, j] for the rows b < n ([n, H] each, rows contiguous)
+cdef inline void mask_rows(const floating* h, const floating* mask, floating* hm,
+                           Py_ssize_t n, Py_ssize_t H) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n * H):
+        hm[i] = h[i] * mask[i]

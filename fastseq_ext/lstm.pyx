@@ -16,9 +16,9 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 
 from fastseq_ext._smallgemm cimport step_gemm, step_gemm_xb
-from fastseq_ext.team cimport Chunks, run_chunks
+from fastseq_ext.team cimport Chunks, run_chunks, run_column_steps
 from fastseq_ext._step cimport check_buf, check_step, copy_state
-from fastseq_ext._cells cimport lstm_bwd_row, lstm_fwd_row
+from fastseq_ext._cells cimport lstm_bwd_row, lstm_fwd_row, mask_rows
 
 
 # xw: [T, B, 4H]  R: [H, 4H]  bh: [4H]  mask: [B, H] (read iff masked)  nact: [T]
@@ -115,14 +115,91 @@ cdef inline void _backward_task(Chunks* c, int k, floating* tag) noexcept nogil:
 
 
 
+# ------------------------------------------------------------- column-split steps
+# Small batches with a large weight (B = 16, H = 512: R is 4 MB): row chunks would make every
+# thread stream all of R at every step. Instead each step is split into blocks of hidden
+# units, one team task each over every active row: a task computes its units' four gate
+# column segments (reading only its columns of R) and their pointwise update; the team call
+# returns when the step is done, so the next step reads a complete h. Each element is
+# computed exactly as in the row chunks (the GEMM's per-element order does not depend on the
+# columns computed with it; blocks are whole vectors), so the results are the same bits.
+
+# step c.t, units [k * width, ...) of every active row; buffers as in _forward_chunk
+cdef inline void _forward_cols_task(Chunks* c, int k, floating* tag) noexcept nogil:
+    cdef const floating* xw = <const floating*>c.r[0]
+    cdef const floating* R = <const floating*>c.r[1]
+    cdef const floating* bh = <const floating*>c.r[2]
+    cdef const floating* mask = <const floating*>c.r[3]
+    cdef floating* hs = <floating*>c.w[0]
+    cdef floating* cs = <floating*>c.w[1]
+    cdef floating* hm = <floating*>c.w[2]
+    cdef floating* gates = <floating*>c.w[3]
+    cdef floating* aux = <floating*>c.w[4]
+    cdef bint masked = c.f0, relu = c.f1, keep = c.f2
+    cdef Py_ssize_t T = c.T, B = c.B, H = c.H, G = 4 * H, t = c.t, b, j, g, row, srow
+    cdef Py_ssize_t u0 = k * c.width, w = min(H, u0 + c.width) - u0
+    cdef Py_ssize_t n = c.nact[t], s = t if keep else 0, n_next
+    cdef int kk = 0 if c.f3 and t == 0 else <int>H
+    cdef const floating* h_in = (hm + s * B * H) if masked else (hs + t * B * H)
+    for g in range(4):
+        step_gemm_xb(<int>n, <int>w, kk, h_in, <int>H, R + g * H + u0, <int>G,
+                     xw + t * B * G + g * H + u0, <int>G, bh + g * H + u0,
+                     gates + s * B * G + g * H + u0, <int>G)
+    for b in range(n):
+        row = t * B + b
+        srow = s * B + b
+        lstm_fwd_row(gates + srow * G, cs + (row if keep else b) * H,
+                     cs + (row + B if keep else b) * H, aux + srow * H, hs + (row + B) * H,
+                     relu, H, u0, w)
+    if masked and t + 1 < T:             # the next step's masked input, these units
+        n_next = c.nact[t + 1]
+        for b in range(n_next):
+            for j in range(u0, u0 + w):
+                hm[((t + 1) * B + b) * H + j] = hs[((t + 1) * B + b) * H + j] * mask[b * H + j]
+
+
+# step c.t (pointwise) after step c.prev's dh GEMM (c.prev = -1: none; c.t = -1: the GEMM
+# alone, dh0), units [k * width, ...) of every active row; buffers as in _backward_chunk
+cdef inline void _backward_cols_task(Chunks* c, int k, floating* tag) noexcept nogil:
+    cdef const floating* RT = <const floating*>c.r[0]
+    cdef const floating* mask = <const floating*>c.r[1]
+    cdef const floating* cs = <const floating*>c.r[2]
+    cdef const floating* gates = <const floating*>c.r[3]
+    cdef const floating* aux = <const floating*>c.r[4]
+    cdef const floating* dH = <const floating*>c.r[5]
+    cdef floating* dh = <floating*>c.w[0]
+    cdef floating* dc = <floating*>c.w[1]
+    cdef floating* dxw = <floating*>c.w[2]
+    cdef bint masked = c.f0, relu = c.f1, has_dH = c.f2
+    cdef Py_ssize_t B = c.B, H = c.H, G = 4 * H, t = c.t, p = c.prev, b, j, row, n
+    cdef Py_ssize_t u0 = k * c.width, w = min(H, u0 + c.width) - u0
+    if p >= 0:                            # dh_p-1 = (dgates_p @ R^T) * mask, these units
+        n = c.nact[p]
+        step_gemm(<int>n, <int>w, <int>G, dxw + p * B * G, <int>G, RT + u0, <int>H, 0,
+                  dh + u0, <int>H)
+        if masked:
+            for b in range(n):
+                for j in range(u0, u0 + w):
+                    dh[b * H + j] *= mask[b * H + j]
+    if t < 0:
+        return
+    for b in range(c.nact[t]):
+        row = t * B + b
+        lstm_bwd_row(gates + row * G, aux + row * H, cs + row * H,
+                     (dH + row * H) if has_dH else NULL, dh + b * H, dc + b * H,
+                     dxw + row * G, relu, H, u0, w)
+
+
 def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floating[::1] bh,
             const floating[:, ::1] mask, bint masked, bint relu, bint keep,
             const int64_t[::1] nact, const int64_t[::1] bounds, floating[:, :, ::1] hs,
             floating[:, :, ::1] cs,
             floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux,
-            bint zero_h0=False):
+            bint zero_h0=False, Py_ssize_t col_width=0):
     """Run every chunk ``[bounds[k], bounds[k+1])`` of the sorted batch, one team task
-    each (``fastseq_ext.team``); buffers as above."""
+    each (``fastseq_ext.team``); buffers as above. ``col_width > 0`` (a multiple of 16):
+    column-split steps instead, one task per block of that many hidden units (bounds
+    unused)."""
     cdef Chunks c
     if xw.shape[0] == 0 or xw.shape[1] == 0:
         return
@@ -132,8 +209,15 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
     c.f0, c.f1, c.f2, c.f3 = masked, relu, keep, zero_h0
     c.nact, c.bounds = &nact[0], &bounds[0]
     c.T, c.B, c.H = xw.shape[0], xw.shape[1], R.shape[0]
-    c.task32, c.task64 = _forward_task[float], _forward_task[double]
     c.f64 = floating is double
+    if col_width > 0:
+        c.task32, c.task64 = _forward_cols_task[float], _forward_cols_task[double]
+        with nogil:
+            if masked:                        # step 0's masked input (later ones: tasks)
+                mask_rows(&hs[0, 0, 0], &mask[0, 0], &hm[0, 0, 0], nact[0], c.H)
+            run_column_steps(&c, col_width, False, False)
+        return
+    c.task32, c.task64 = _forward_task[float], _forward_task[double]
     with nogil:
         run_chunks(<int>(bounds.shape[0] - 1), &c)
 
@@ -143,9 +227,10 @@ def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked
              const floating[:, :, ::1] cs, const floating[:, :, ::1] gates,
              const floating[:, :, ::1] aux, const floating[:, :, ::1] dH, bint has_dH,
              floating[:, ::1] dh, floating[:, ::1] dc, floating[:, :, ::1] dxw,
-             bint need_dh0=True):
+             bint need_dh0=True, Py_ssize_t col_width=0):
     """BPTT over every chunk (one team task each); ``dh``/``dc`` in: final-state
-    gradients, out: initial (meaningless without ``need_dh0``)."""
+    gradients, out: initial (meaningless without ``need_dh0``). ``col_width``: as in
+    :func:`forward`."""
     cdef Chunks c
     if dxw.shape[0] == 0 or dxw.shape[1] == 0:
         return
@@ -155,8 +240,13 @@ def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked
     c.f0, c.f1, c.f2, c.f3 = masked, relu, has_dH, need_dh0
     c.nact, c.bounds = &nact[0], &bounds[0]
     c.T, c.B, c.H = dxw.shape[0], dxw.shape[1], RT.shape[1]
-    c.task32, c.task64 = _backward_task[float], _backward_task[double]
     c.f64 = floating is double
+    if col_width > 0:
+        c.task32, c.task64 = _backward_cols_task[float], _backward_cols_task[double]
+        with nogil:
+            run_column_steps(&c, col_width, True, need_dh0)
+        return
+    c.task32, c.task64 = _backward_task[float], _backward_task[double]
     with nogil:
         run_chunks(<int>(bounds.shape[0] - 1), &c)
 

@@ -19,6 +19,10 @@ cdef struct Chunks:
     const int64_t* bounds
     Py_ssize_t T, B, H
     bint f0, f1, f2, f3
+    # column-split steps (one task per block of ``width`` hidden units, every active row):
+    # the step ``t`` a task works on and ``prev``, the step whose dh GEMM a backward task
+    # runs first (-1: none)
+    Py_ssize_t t, prev, width
     bint f64                              # which of the two tasks runs
     void (*task32)(Chunks*, int, float*) noexcept nogil
     void (*task64)(Chunks*, int, double*) noexcept nogil
@@ -26,3 +30,12 @@ cdef struct Chunks:
 
 # c.task32(c, k) or c.task64(c, k) for every chunk k in [0, n), as team tasks
 cdef void run_chunks(int n, Chunks* c) noexcept nogil
+
+
+# Column-split steps: for each step t in order (backward: in reverse), c.task32/64(c, k)
+# for every block k of ``width`` hidden units, as team tasks (the call returns when the
+# step is done). Forward: c.t = t, c.prev = -1. Backward: c.t = t and c.prev = the step
+# run before it (-1 for the first), then, with need_dh0, c.t = -1 and c.prev = that last
+# step (its dh GEMM alone). Steps without active rows are skipped.
+cdef void run_column_steps(Chunks* c, Py_ssize_t width, bint backward,
+                           bint need_dh0) noexcept nogil

@@ -28,6 +28,30 @@ cdef void run_chunks(int n, Chunks* c) noexcept nogil:
     fs_team_run(n, _chunk_task, c)
 
 
+cdef void run_column_steps(Chunks* c, Py_ssize_t width, bint backward,
+                           bint need_dh0) noexcept nogil:
+    cdef int n_blocks = <int>((c.H + width - 1) // width)
+    cdef Py_ssize_t t, prev = -1
+    c.width = width
+    if not backward:
+        c.prev = -1
+        for t in range(c.T):
+            if c.nact[t] == 0:
+                break
+            c.t = t
+            fs_team_run(n_blocks, _chunk_task, c)
+        return
+    for t in range(c.T - 1, -1, -1):
+        if c.nact[t] == 0:
+            continue
+        c.t, c.prev = t, prev
+        fs_team_run(n_blocks, _chunk_task, c)
+        prev = t
+    if need_dh0 and prev >= 0:
+        c.t, c.prev = -1, prev
+        fs_team_run(n_blocks, _chunk_task, c)
+
+
 def workers():
     """Worker threads started so far in this process (the caller of a call is not one)."""
     return fs_team_workers()

@@ -175,6 +175,37 @@ def test_both_weight_gradient_layouts_give_the_same_bits(rng, cell_name, monkeyp
                 np.testing.assert_array_equal(got[0], got[1])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("cell_name", ["lstm", "lstm_relu"])
+def test_column_split_steps_give_the_same_bits_as_row_chunks(rng, cell_name, dtype,
+                                                             monkeypatch):
+    """Small batches with a large weight run each step as blocks of hidden units (one team
+    task each, all rows): forward outputs, every gradient, dh0 / dc0, and inference
+    without saved buffers are bitwise those of the row chunks, ragged, masked, with odd H
+    (a last block narrower than a vector), zero and non-zero h0, 2 and 3 threads."""
+    cell = make_cell(cell_name)
+    shapes = SHAPES + [(5, 6, 37, [5, 2, 5, 0, 1, 4], True), (3, 16, 64, None, False)]
+    for T, B, H, lengths, masked in shapes:
+        c = _case(rng, cell, T, B, H, lengths, masked)
+        if B % 2:
+            c["h0"] = np.zeros_like(c["h0"])
+        for n_threads in (2, 3):
+            got = {}
+            for mode in ("rows", "cols"):
+                monkeypatch.setattr(cython_cpu, "COLUMN_SPLIT_MIN_BYTES",
+                                    1 << 60 if mode == "rows" else 0)
+                monkeypatch.setattr(cython_cpu, "COLUMN_SPLIT_MAX_ROWS", 1 << 20)
+                got[mode] = _run_backend(cython_cpu, cell, c, dtype, n_threads)
+                k = {name: _cast(c[name], dtype) for name in ("xw", "R", "bh", "h0", "c0")}
+                got[mode]["infer"] = cython_cpu.forward(
+                    cell, k["xw"], k["R"], k["bh"], k["h0"], k["c0"], c["lengths"],
+                    n_threads=n_threads, need_grad=False)[0]
+            assert cython_cpu._column_width(cell, B, H, 4, n_threads, masked, True) > 0
+            for name, value in got["rows"].items():
+                np.testing.assert_array_equal(got["cols"][name], value,
+                                              err_msg=f"T={T} B={B} H={H} {name}")
+
+
 @pytest.mark.parametrize("cell_name", ["lstm", "gru", "gru_classic", "rnn"])
 def test_pooled_buffers_holding_garbage_do_not_leak(rng, cell_name):
     """Internal buffers are reused across calls (cython_cpu.POOL): fill every buffer a

@@ -31,6 +31,16 @@ in the call, or ``n_threads=1``) runs as one chunk on the calling thread. With t
 splitting pays from about 2^20 multiply-adds (LSTM B16 T200 H32 training, 2 threads:
 1.41 ms split against 1.64 ms on one chunk; through the Python pool, whose wake-up costs
 more than half of such a recurrence, split 1.65 ms).
+
+Small batches of an LSTM with a large recurrent weight (:func:`_column_width`: R of 2 MB or
+more, fewer than 16 rows per thread) split each step by hidden units instead, one team
+call per step: each thread then reads only its columns of R, which at B = 16, H = 512
+(R is 4 MB, usually cold in cache after the optimizer's pass) made the word model's
+training epoch 152 -> 136 ms (2 threads, min of 6 rounds). Same bits as the row chunks.
+
+A zero initial state (training from scratch) skips step 0's recurrent GEMM and its rows of
+dR, and ``backward(need_dh0=False)`` skips step 0's dh GEMM (word model: 1/3 of the
+recurrent GEMMs, T = 3).
 """
 from __future__ import annotations
 
@@ -140,6 +150,28 @@ def _chunk_bounds(lengths_sorted, n_threads, macs_per_row_step):
 
 
 
+# column-split steps (see fastseq_ext.lstm) for the LSTM and the PyTorch-form GRU: with few
+# rows per thread and a large recurrent weight, row chunks make every thread stream all of
+# R at every step; column blocks of hidden units read 1/n of it each (one team call per
+# step). Used when R has at least COLUMN_SPLIT_MIN_BYTES and a row chunk would get fewer
+# than COLUMN_SPLIT_MAX_ROWS rows
+COLUMN_SPLIT_MIN_BYTES = 1 << 21
+COLUMN_SPLIT_MAX_ROWS = 16
+
+
+def _column_width(cell, B, H, itemsize, n_threads, masked, keep):
+    """Hidden units per block of the column-split steps (a multiple of 16, so blocks are
+    whole vectors), or 0 for row chunks."""
+    if (n_threads < 2 or DISPATCH != "team" or (masked and not keep)
+            or cell.kind != "lstm"):
+        return 0
+    if (cell.n_gates * H * H * itemsize < COLUMN_SPLIT_MIN_BYTES
+            or B >= COLUMN_SPLIT_MAX_ROWS * n_threads):
+        return 0
+    width = (H + n_threads - 1) // n_threads
+    return (width + 15) // 16 * 16
+
+
 def _default_dispatch():
     choice = os.environ.get("FASTSEQ_CYTHON_THREADS", "").strip().lower()
     return choice if choice in ("team", "python") else "team"
@@ -230,10 +262,12 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     lease = Lease([hs, cs, hm, gates, aux], POOL)
     relu = cell.activation == "relu"
     bounds = _chunk_bounds(lengths, n, H * GH)
+    cols = _column_width(cell, B, H, np.dtype(dtype).itemsize, n, masked, keep)
+    split = dict(col_width=cols) if cols else {}        # LSTM kernels only
     if B and T:
         kernel = _FORWARD[key]
         _run(lambda bounds: kernel(xw_s, R, bh, mask, masked, relu, keep, nact, bounds, hs,
-                                   cs, hm, gates, aux, inp.zero_h0), bounds)
+                                   cs, hm, gates, aux, inp.zero_h0, **split), bounds)
         if nact[T - 1] < B:
             _zero_padding(hs, lengths)
     return finish_forward(cell, inp, hs, cs, hm, gates, aux, lease=lease, saved=keep)
@@ -266,6 +300,7 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, dR_
     gru_after = key == ("gru", True)
     dhw = POOL.take((T, B, GH), dtype) if gru_after else dxw
     bounds = _chunk_bounds(cache["lengths"], n, H * GH)
+    cols = _column_width(cell, B, H, np.dtype(dtype).itemsize, n, masked, True)
     if B and T:
         # the dh GEMMs read R^T row-major (NN GEMM)
         RT, own_RT = weight_transposed(cache, R, POOL, _reduce.transpose_into)
@@ -275,7 +310,8 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, dR_
                                        dh, dxw, need_dh0), bounds)
         elif cell.kind == "lstm":
             _run(lambda bounds: kernel(RT, mask, masked, relu, nact, bounds, cs, gates, aux,
-                                       dH, has_dH, dh, dc, dxw, need_dh0), bounds)
+                                       dH, has_dH, dh, dc, dxw, need_dh0, col_width=cols),
+                 bounds)
         elif gru_after:
             _run(lambda bounds: kernel(RT, mask, masked, relu, nact, bounds, hs, gates, aux,
                                        dH, has_dH, dh, dxw, dhw, need_dh0), bounds)

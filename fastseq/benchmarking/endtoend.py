@@ -98,7 +98,7 @@ def layers_fit_runner(backend, n_threads):
             _, _, _, cache = stack_forward(backend, "lstm", params, x, training=True,
                                            n_threads=n_threads)
             stack_backward(params, cache, d_out=d_out[:, :x.shape[1]],
-                           n_threads=n_threads)
+                           n_threads=n_threads, state_grad=False)
     return fn
 
 

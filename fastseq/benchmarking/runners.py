@@ -90,7 +90,9 @@ def fastseq_runner(backend, case, n_threads, seed=0):
         def fn():
             _, _, _, cache = stack_forward(engine, cell, params, x, training=True,
                                            n_threads=n_threads)
-            return stack_backward(params, cache, d_out=dout, n_threads=n_threads)
+            # no initial state given, so none needs a gradient (as in PyTorch's module(x))
+            return stack_backward(params, cache, d_out=dout, n_threads=n_threads,
+                                  state_grad=False)
     else:
         # streaming: the layer's input projection for one step, then the recurrence
         W, b_ih = params["weight_ih_l0"], params["bias_ih_l0"]

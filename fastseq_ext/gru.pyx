@@ -15,9 +15,9 @@ from libc.stdint cimport int64_t
 import numpy as np
 
 from fastseq_ext._smallgemm cimport step_gemm, step_gemm_xb
-from fastseq_ext.team cimport Chunks, run_chunks
+from fastseq_ext.team cimport Chunks, run_chunks, run_column_steps
 from fastseq_ext._step cimport check_buf, check_step, copy_state
-from fastseq_ext._cells cimport gru_bwd_row, gru_fwd_row
+from fastseq_ext._cells cimport gru_bwd_row, gru_fwd_row, mask_rows
 from fastseq_ext.activations cimport act_grad, activate_inplace, sigmoid_inplace
 
 
@@ -269,13 +269,88 @@ cdef inline void _backward_classic_task(Chunks* c, int k, floating* tag) noexcep
 
 
 
+# ------------------------------------------------------------- column-split steps
+# the PyTorch-form GRU's steps as blocks of hidden units, one team task each over every
+# active row (see fastseq_ext.lstm): a task computes its units' r, z and hw_n column
+# segments and their pointwise update; the same bits as the row chunks
+
+# step c.t, units [k * width, ...) of every active row; buffers as in _forward_chunk
+cdef inline void _forward_cols_task(Chunks* c, int k, floating* tag) noexcept nogil:
+    cdef const floating* xw = <const floating*>c.r[0]
+    cdef const floating* R = <const floating*>c.r[1]
+    cdef const floating* bh = <const floating*>c.r[2]
+    cdef const floating* mask = <const floating*>c.r[3]
+    cdef floating* hs = <floating*>c.w[0]
+    cdef floating* hm = <floating*>c.w[1]
+    cdef floating* gates = <floating*>c.w[2]
+    cdef floating* aux = <floating*>c.w[3]
+    cdef bint masked = c.f0, relu = c.f1, keep = c.f2
+    cdef Py_ssize_t T = c.T, B = c.B, H = c.H, G = 3 * H, t = c.t, b, j, g, row, srow
+    cdef Py_ssize_t u0 = k * c.width, w = min(H, u0 + c.width) - u0
+    cdef Py_ssize_t n = c.nact[t], s = t if keep else 0
+    cdef int kk = 0 if c.f3 and t == 0 else <int>H
+    cdef const floating* h_in = (hm + s * B * H) if masked else (hs + t * B * H)
+    for g in range(2):                    # r, z: xw + b + h_masked @ R
+        step_gemm_xb(<int>n, <int>w, kk, h_in, <int>H, R + g * H + u0, <int>G,
+                     xw + t * B * G + g * H + u0, <int>G, bh + g * H + u0,
+                     gates + s * B * G + g * H + u0, <int>G)
+    step_gemm_xb(<int>n, <int>w, kk, h_in, <int>H, R + 2 * H + u0, <int>G, NULL, 0,
+                 bh + 2 * H + u0, gates + s * B * G + 2 * H + u0, <int>G)     # hw_n
+    for b in range(n):
+        row = t * B + b
+        srow = s * B + b
+        gru_fwd_row(gates + srow * G, xw + row * G + 2 * H, aux + srow * H, hs + row * H,
+                    hs + (row + B) * H, relu, H, u0, w)
+    if masked and t + 1 < T:             # the next step's masked input, these units
+        for b in range(c.nact[t + 1]):
+            for j in range(u0, u0 + w):
+                hm[((t + 1) * B + b) * H + j] = hs[((t + 1) * B + b) * H + j] * mask[b * H + j]
+
+
+# step c.t (pointwise) after step c.prev's dh GEMM (c.prev = -1: none; c.t = -1: the GEMM
+# alone, dh0), units [k * width, ...) of every active row; buffers as in _backward_chunk
+cdef inline void _backward_cols_task(Chunks* c, int k, floating* tag) noexcept nogil:
+    cdef const floating* RT = <const floating*>c.r[0]
+    cdef const floating* mask = <const floating*>c.r[1]
+    cdef const floating* hs = <const floating*>c.r[2]
+    cdef const floating* gates = <const floating*>c.r[3]
+    cdef const floating* aux = <const floating*>c.r[4]
+    cdef const floating* dH = <const floating*>c.r[5]
+    cdef floating* dh = <floating*>c.w[0]
+    cdef floating* dxw = <floating*>c.w[1]
+    cdef floating* dhw = <floating*>c.w[2]
+    cdef floating* dtmp = <floating*>c.w[3]
+    cdef bint masked = c.f0, relu = c.f1, has_dH = c.f2
+    cdef Py_ssize_t B = c.B, H = c.H, G = 3 * H, t = c.t, p = c.prev, b, j, row, n
+    cdef Py_ssize_t u0 = k * c.width, w = min(H, u0 + c.width) - u0
+    if p >= 0:                            # dh_p-1 = dh z + (dhw_p @ R^T) * mask, these units
+        n = c.nact[p]
+        if masked:
+            step_gemm(<int>n, <int>w, <int>G, dhw + p * B * G, <int>G, RT + u0, <int>H, 0,
+                      dtmp + u0, <int>H)
+            for b in range(n):
+                for j in range(u0, u0 + w):
+                    dh[b * H + j] += dtmp[b * H + j] * mask[b * H + j]
+        else:
+            step_gemm(<int>n, <int>w, <int>G, dhw + p * B * G, <int>G, RT + u0, <int>H, 1,
+                      dh + u0, <int>H)
+    if t < 0:
+        return
+    for b in range(c.nact[t]):
+        row = t * B + b
+        gru_bwd_row(gates + row * G, aux + row * H, hs + row * H,
+                    (dH + row * H) if has_dH else NULL, dh + b * H, dxw + row * G,
+                    dhw + row * G, relu, H, u0, w)
+
+
 # ----------------------------------------------------------------- Python entry points
 # both forward forms take the same buffers; only the chunk function differs
 cdef void _forward(const floating[:, :, ::1] xw, const floating[:, ::1] R,
                    const floating[::1] bh, const floating[:, ::1] mask, bint masked, bint relu,
                    bint keep, const int64_t[::1] nact, const int64_t[::1] bounds,
                    floating[:, :, ::1] hs, floating[:, :, ::1] hm, floating[:, :, ::1] gates,
-                   floating[:, :, ::1] aux, bint classic, bint zero_h0):
+                   floating[:, :, ::1] aux, bint classic, bint zero_h0,
+                   Py_ssize_t col_width):
     cdef Chunks c
     if xw.shape[0] == 0 or xw.shape[1] == 0:
         return
@@ -284,11 +359,18 @@ cdef void _forward(const floating[:, :, ::1] xw, const floating[:, ::1] R,
     c.f0, c.f1, c.f2, c.f3 = masked, relu, keep, zero_h0
     c.nact, c.bounds = &nact[0], &bounds[0]
     c.T, c.B, c.H = xw.shape[0], xw.shape[1], R.shape[0]
+    c.f64 = floating is double
+    if col_width > 0 and not classic:
+        c.task32, c.task64 = _forward_cols_task[float], _forward_cols_task[double]
+        with nogil:
+            if masked:                        # step 0's masked input (later ones: tasks)
+                mask_rows(&hs[0, 0, 0], &mask[0, 0], &hm[0, 0, 0], nact[0], c.H)
+            run_column_steps(&c, col_width, False, False)
+        return
     if classic:
         c.task32, c.task64 = _forward_classic_task[float], _forward_classic_task[double]
     else:
         c.task32, c.task64 = _forward_task[float], _forward_task[double]
-    c.f64 = floating is double
     with nogil:
         run_chunks(<int>(bounds.shape[0] - 1), &c)
 
@@ -298,11 +380,11 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
             const int64_t[::1] nact, const int64_t[::1] bounds, floating[:, :, ::1] hs,
             floating[:, :, ::1] cs,
             floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux,
-            bint zero_h0=False):
+            bint zero_h0=False, Py_ssize_t col_width=0):
     """PyTorch-form GRU over every chunk ``[bounds[k], bounds[k+1])``, one team task each
-    (cs unused)."""
+    (cs unused); ``col_width > 0``: column-split steps (as in fastseq_ext.lstm)."""
     _forward(xw, R, bh, mask, masked, relu, keep, nact, bounds, hs, hm, gates, aux, False,
-             zero_h0)
+             zero_h0, col_width)
 
 
 def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked, bint relu,
@@ -310,9 +392,9 @@ def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked
              const floating[:, :, ::1] hs, const floating[:, :, ::1] gates,
              const floating[:, :, ::1] aux, const floating[:, :, ::1] dH, bint has_dH,
              floating[:, ::1] dh, floating[:, :, ::1] dxw, floating[:, :, ::1] dhw,
-             bint need_dh0=True):
+             bint need_dh0=True, Py_ssize_t col_width=0):
     """BPTT of the PyTorch-form GRU; ``dh`` in: final-state gradient, out: initial
-    (meaningless without ``need_dh0``)."""
+    (meaningless without ``need_dh0``); ``col_width``: as in :func:`forward`."""
     cdef Chunks c
     cdef Py_ssize_t B = dxw.shape[1]
     if dxw.shape[0] == 0 or B == 0:
@@ -324,8 +406,13 @@ def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked
     c.f0, c.f1, c.f2, c.f3 = masked, relu, has_dH, need_dh0
     c.nact, c.bounds = &nact[0], &bounds[0]
     c.T, c.B, c.H = dxw.shape[0], B, RT.shape[1]
-    c.task32, c.task64 = _backward_task[float], _backward_task[double]
     c.f64 = floating is double
+    if col_width > 0:
+        c.task32, c.task64 = _backward_cols_task[float], _backward_cols_task[double]
+        with nogil:
+            run_column_steps(&c, col_width, True, need_dh0)
+        return
+    c.task32, c.task64 = _backward_task[float], _backward_task[double]
     with nogil:
         run_chunks(<int>(bounds.shape[0] - 1), &c)
 
@@ -337,7 +424,7 @@ def forward_classic(const floating[:, :, ::1] xw, const floating[:, ::1] R,
                     floating[:, :, ::1] gates, floating[:, :, ::1] aux, bint zero_h0=False):
     """Classic (Keras ``reset_after=False``) GRU over every chunk (cs unused)."""
     _forward(xw, R, bh, mask, masked, relu, keep, nact, bounds, hs, hm, gates, aux, True,
-             zero_h0)
+             zero_h0, 0)
 
 
 def backward_classic(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked,

@@ -176,7 +176,7 @@ def test_both_weight_gradient_layouts_give_the_same_bits(rng, cell_name, monkeyp
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("cell_name", ["lstm", "lstm_relu"])
+@pytest.mark.parametrize("cell_name", ["lstm", "lstm_relu", "gru", "gru_relu"])
 def test_column_split_steps_give_the_same_bits_as_row_chunks(rng, cell_name, dtype,
                                                              monkeypatch):
     """Small batches with a large weight run each step as blocks of hidden units (one team

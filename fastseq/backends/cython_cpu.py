@@ -32,7 +32,7 @@ splitting pays from about 2^20 multiply-adds (LSTM B16 T200 H32 training, 2 thre
 1.41 ms split against 1.64 ms on one chunk; through the Python pool, whose wake-up costs
 more than half of such a recurrence, split 1.65 ms).
 
-Small batches of an LSTM with a large recurrent weight (:func:`_column_width`: R of 256 KB
+Small batches of an LSTM or PyTorch-form GRU with a large recurrent weight (:func:`_column_width`: R of 256 KB
 or more, fewer than 8 rows per thread) split each step by hidden units instead, one team
 call per step: each thread reads only its columns of R, and a batch too small for row
 chunks still uses every thread (forward B8 H512, 2 threads: 1.90 -> 0.94 ms). Same bits
@@ -150,7 +150,8 @@ def _chunk_bounds(lengths_sorted, n_threads, macs_per_row_step):
 
 
 
-# column-split steps of the LSTM (see fastseq_ext.lstm): with few rows per thread, row
+# column-split steps of the LSTM and the PyTorch-form GRU (see fastseq_ext.lstm): with few
+# rows per thread, row
 # chunks make every thread stream all of R at every step for a thin GEMM (or leave the
 # batch on one thread: fewer than 2 * MIN_CHUNK_ROWS rows); column blocks of hidden units
 # read 1/n of R each, over every row (one team call per step). Used when R has at least
@@ -166,7 +167,8 @@ def _column_width(cell, B, H, itemsize, n_threads, masked, keep):
     """Hidden units per block of the column-split steps (a multiple of 16, so blocks are
     whole vectors), or 0 for row chunks."""
     if (n_threads < 2 or DISPATCH != "team" or (masked and not keep)
-            or cell.kind != "lstm"):
+            or (cell.kind, cell.reset_after) not in (("lstm", True), ("lstm", False),
+                                                     ("gru", True))):
         return 0
     if (cell.n_gates * H * H * itemsize < COLUMN_SPLIT_MIN_BYTES
             or B >= COLUMN_SPLIT_MAX_ROWS * n_threads):
@@ -266,7 +268,7 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     relu = cell.activation == "relu"
     bounds = _chunk_bounds(lengths, n, H * GH)
     cols = _column_width(cell, B, H, np.dtype(dtype).itemsize, n, masked, keep)
-    split = dict(col_width=cols) if cols else {}        # LSTM kernels only
+    split = dict(col_width=cols) if cols else {}   # LSTM and PyTorch-form GRU kernels
     if B and T:
         kernel = _FORWARD[key]
         _run(lambda bounds: kernel(xw_s, R, bh, mask, masked, relu, keep, nact, bounds, hs,
@@ -317,7 +319,8 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, dR_
                  bounds)
         elif gru_after:
             _run(lambda bounds: kernel(RT, mask, masked, relu, nact, bounds, hs, gates, aux,
-                                       dH, has_dH, dh, dxw, dhw, need_dh0), bounds)
+                                       dH, has_dH, dh, dxw, dhw, need_dh0, col_width=cols),
+                 bounds)
         else:
             _run(lambda bounds: kernel(RT, mask, masked, relu, nact, bounds, hs, hm, gates,
                                        dH, has_dH, dh, dxw, need_dh0), bounds)

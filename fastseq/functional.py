@@ -331,7 +331,7 @@ def forward(cell, params, x, lengths=None, h0=None, c0=None, *, batch_first=True
     return ForwardResult(out, h_n, c_n, fcache)
 
 
-def backward(cache, d_output=None, dh_n=None, dc_n=None, *, n_threads=None):
+def backward(cache, d_output=None, dh_n=None, dc_n=None, *, n_threads=None, state_grad=True):
     """Gradients through a :func:`forward` call made with ``training=True`` (or False).
 
     Parameters
@@ -340,6 +340,8 @@ def backward(cache, d_output=None, dh_n=None, dc_n=None, *, n_threads=None):
     d_output : gradient on ``output`` (same shape), or None for zero
     dh_n, dc_n : gradients on ``h_n`` / ``c_n`` ``[L*D, B, H]``, or None for zero
     n_threads : int or None; defaults to the value given to forward
+    state_grad : False when the initial states need no gradient (``dh0`` and ``dc0`` are
+        then None, and the engines skip the last dh GEMM of each direction)
 
     Returns
     -------
@@ -369,7 +371,8 @@ def backward(cache, d_output=None, dh_n=None, dc_n=None, *, n_threads=None):
     if n_threads is None:
         n_threads = cache["n_threads"]
     dx, grads, dh0, dc0 = layers.stack_backward(cache["params"], stack, d_output, dh_n,
-                                                dc_n, n_threads=n_threads)
+                                                dc_n, n_threads=n_threads,
+                                                state_grad=state_grad)
     dx = np.asarray(dx, dtype=dtype)
     if cache["batch_first"]:
         dx = np.ascontiguousarray(np.swapaxes(dx, 0, 1))

@@ -38,7 +38,8 @@ def test_api_version_and_signatures():
         "forward": "(cell, params, x, lengths=None, h0=None, c0=None, *, batch_first=True, "
                    "backend='auto', training=False, dropout=0.0, recurrent_dropout=0.0, "
                    "random_state=None, n_threads=None)",
-        "backward": "(cache, d_output=None, dh_n=None, dc_n=None, *, n_threads=None)",
+        "backward": "(cache, d_output=None, dh_n=None, dc_n=None, *, n_threads=None, "
+                    "state_grad=True)",
         "step": "(cell, params, x_t, h=None, c=None, *, backend='auto')",
         "validate_params": "(cell, params)",
     }
@@ -95,6 +96,14 @@ def test_forward_backward_match_pytorch_fixture(name, backend, dtype):
     assert_close(g.dh0, v["dh0"], rtol * 10, "dh0")
     if c0 is not None:
         assert_close(g.dc0, v["dc0"], rtol * 10, "dc0")
+    # without the initial states' gradient: none returned, every other one the same bits
+    res = F.forward(name, params, v["x"], v["lengths"], v["h0"], c0, backend=backend,
+                    training=True)
+    g2 = F.backward(res.cache, v["w_out"], v["w_h"], v.get("w_c"), state_grad=False)
+    assert g2.dh0 is None and g2.dc0 is None
+    np.testing.assert_array_equal(g2.dx, g.dx)
+    for k in g.grads:
+        np.testing.assert_array_equal(g2.grads[k], g.grads[k], err_msg=k)
 
 
 # ---------------------------------------------------------------- engines vs the oracle

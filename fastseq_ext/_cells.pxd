@@ -108,9 +108,14 @@ cdef inline void gru_bwd_row(const floating* g, const floating* hw_n, const floa
                            d + H, d + 2 * H, e, e + H, e + 2 * H, relu, w)
 
 
-# hm[b, j] = h[b, j] * mask[b, j] for the rows b < n ([n, H] each, rows contiguous)
+# hm[b, j] = h[b, j] * mask[b, j] for the rows b < n ([n, H] each, rows contiguous) and the
+# units j in [u0, u0 + w) (all of them by default)
 cdef inline void mask_rows(const floating* h, const floating* mask, floating* hm,
-                           Py_ssize_t n, Py_ssize_t H) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n * H):
-        hm[i] = h[i] * mask[i]
+                           Py_ssize_t n, Py_ssize_t H, Py_ssize_t u0=0,
+                           Py_ssize_t w=-1) noexcept nogil:
+    cdef Py_ssize_t b, j
+    if w < 0:
+        w = H
+    for b in range(n):
+        for j in range(u0, u0 + w):
+            hm[b * H + j] = h[b * H + j] * mask[b * H + j]

@@ -285,7 +285,7 @@ cdef inline void _forward_cols_task(Chunks* c, int k, floating* tag) noexcept no
     cdef floating* gates = <floating*>c.w[2]
     cdef floating* aux = <floating*>c.w[3]
     cdef bint masked = c.f0, relu = c.f1, keep = c.f2
-    cdef Py_ssize_t T = c.T, B = c.B, H = c.H, G = 3 * H, t = c.t, b, j, g, row, srow
+    cdef Py_ssize_t T = c.T, B = c.B, H = c.H, G = 3 * H, t = c.t, b, g, row, srow
     cdef Py_ssize_t u0 = k * c.width, w = min(H, u0 + c.width) - u0
     cdef Py_ssize_t n = c.nact[t], s = t if keep else 0
     cdef int kk = 0 if c.f3 and t == 0 else <int>H
@@ -302,9 +302,7 @@ cdef inline void _forward_cols_task(Chunks* c, int k, floating* tag) noexcept no
         gru_fwd_row(gates + srow * G, xw + row * G + 2 * H, aux + srow * H, hs + row * H,
                     hs + (row + B) * H, relu, H, u0, w)
     if masked and t + 1 < T:             # the next step's masked input, these units
-        for b in range(c.nact[t + 1]):
-            for j in range(u0, u0 + w):
-                hm[((t + 1) * B + b) * H + j] = hs[((t + 1) * B + b) * H + j] * mask[b * H + j]
+        mask_rows(hs + (t + 1) * B * H, mask, hm + (t + 1) * B * H, c.nact[t + 1], H, u0, w)
 
 
 # step c.t (pointwise) after step c.prev's dh GEMM (c.prev = -1: none; c.t = -1: the GEMM

@@ -136,9 +136,9 @@ cdef inline void _forward_cols_task(Chunks* c, int k, floating* tag) noexcept no
     cdef floating* gates = <floating*>c.w[3]
     cdef floating* aux = <floating*>c.w[4]
     cdef bint masked = c.f0, relu = c.f1, keep = c.f2
-    cdef Py_ssize_t T = c.T, B = c.B, H = c.H, G = 4 * H, t = c.t, b, j, g, row, srow
+    cdef Py_ssize_t T = c.T, B = c.B, H = c.H, G = 4 * H, t = c.t, b, g, row, srow
     cdef Py_ssize_t u0 = k * c.width, w = min(H, u0 + c.width) - u0
-    cdef Py_ssize_t n = c.nact[t], s = t if keep else 0, n_next
+    cdef Py_ssize_t n = c.nact[t], s = t if keep else 0
     cdef int kk = 0 if c.f3 and t == 0 else <int>H
     cdef const floating* h_in = (hm + s * B * H) if masked else (hs + t * B * H)
     for g in range(4):
@@ -152,10 +152,7 @@ cdef inline void _forward_cols_task(Chunks* c, int k, floating* tag) noexcept no
                      cs + (row + B if keep else b) * H, aux + srow * H, hs + (row + B) * H,
                      relu, H, u0, w)
     if masked and t + 1 < T:             # the next step's masked input, these units
-        n_next = c.nact[t + 1]
-        for b in range(n_next):
-            for j in range(u0, u0 + w):
-                hm[((t + 1) * B + b) * H + j] = hs[((t + 1) * B + b) * H + j] * mask[b * H + j]
+        mask_rows(hs + (t + 1) * B * H, mask, hm + (t + 1) * B * H, c.nact[t + 1], H, u0, w)
 
 
 # step c.t (pointwise) after step c.prev's dh GEMM (c.prev = -1: none; c.t = -1: the GEMM

@@ -401,8 +401,9 @@ def stack_backward(params, cache, d_out=None, dh_n=None, dc_n=None, n_threads=No
     with ``input_grad=False`` (dense input features that need no gradient) ``dx`` is None
     and its GEMM is skipped; with ``state_grad=False`` (the initial states need no
     gradient, as in training from zero or detached states) ``dh0`` and ``dc0`` are None
-    and a backend with ``supports_need_dh0`` skips each direction's step-0 ``dh`` GEMM. ``out``: optional ``{name: array}`` of C-contiguous arrays
-    shaped and typed like the gradients (slices of a flat gradient buffer); the weight
+    and a backend with ``supports_need_dh0`` skips each direction's step-0 ``dh`` GEMM.
+    ``out``: optional ``{name: array}`` of C-contiguous arrays shaped and typed like the
+    gradients (slices of a flat gradient buffer); the weight
     gradients are written into them where the backend can (``grads`` then holds those
     very arrays), saving an allocation and a copy of each.
     """

@@ -81,8 +81,8 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
 # dhw: [T, B, 3H] OUT gradient of hw = [da_r, da_z, da_n * r]   dtmp: [B, H] workspace
 # without need_dh0 step 0's dh GEMM is skipped (dh OUT meaningless)
 cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked, bint relu,
-                          bint need_dh0, const int64_t* nact, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
-                          Py_ssize_t lo, Py_ssize_t hi, const floating* hs,
+                          bint need_dh0, const int64_t* nact, Py_ssize_t T, Py_ssize_t B,
+                          Py_ssize_t H, Py_ssize_t lo, Py_ssize_t hi, const floating* hs,
                           const floating* gates, const floating* aux, const floating* dH,
                           bint has_dH, floating* dh, floating* dxw, floating* dhw,
                           floating* dtmp) noexcept nogil:
@@ -158,9 +158,9 @@ cdef void _forward_chunk_classic(const floating* xw, const floating* R, const fl
 # dtmp2: [B, H] workspace (d(r*h_masked) = da_n @ R_n^T); without need_dh0 step 0's dh GEMM
 # is skipped (dh OUT meaningless)
 cdef void _backward_chunk_classic(const floating* RT, const floating* mask, bint masked,
-                                  bint relu, bint need_dh0, const int64_t* nact, Py_ssize_t T, Py_ssize_t B,
-                                  Py_ssize_t H, Py_ssize_t lo, Py_ssize_t hi,
-                                  const floating* hs, const floating* hm,
+                                  bint relu, bint need_dh0, const int64_t* nact,
+                                  Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo,
+                                  Py_ssize_t hi, const floating* hs, const floating* hm,
                                   const floating* gates, const floating* dH, bint has_dH,
                                   floating* dh, floating* dxw, floating* dtmp,
                                   floating* dtmp2) noexcept nogil:

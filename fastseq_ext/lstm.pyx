@@ -71,8 +71,7 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
 # dxw: [T, B, 4H] OUT dgates (= gradient of xw and of the preactivations)
 cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked, bint relu,
                           bint need_dh0, const int64_t* nact, Py_ssize_t T, Py_ssize_t B,
-                          Py_ssize_t H,
-                          Py_ssize_t lo, Py_ssize_t hi, const floating* cs,
+                          Py_ssize_t H, Py_ssize_t lo, Py_ssize_t hi, const floating* cs,
                           const floating* gates, const floating* aux, const floating* dH,
                           bint has_dH, floating* dh, floating* dc,
                           floating* dxw) noexcept nogil:

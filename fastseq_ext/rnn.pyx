@@ -54,8 +54,8 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
 # dh: [B, H] in: dh_T; OUT: dh0 (need_dh0; else step 0's dh GEMM is skipped and dh is left
 #   meaningless)   dxw: [T, B, H] OUT
 cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked, bint relu,
-                          bint need_dh0, const int64_t* nact, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
-                          Py_ssize_t lo, Py_ssize_t hi, const floating* hs,
+                          bint need_dh0, const int64_t* nact, Py_ssize_t T, Py_ssize_t B,
+                          Py_ssize_t H, Py_ssize_t lo, Py_ssize_t hi, const floating* hs,
                           const floating* dH, bint has_dH, floating* dh,
                           floating* dxw) noexcept nogil:
     cdef Py_ssize_t t, n, b, j, row

@@ -32,11 +32,11 @@ splitting pays from about 2^20 multiply-adds (LSTM B16 T200 H32 training, 2 thre
 1.41 ms split against 1.64 ms on one chunk; through the Python pool, whose wake-up costs
 more than half of such a recurrence, split 1.65 ms).
 
-Small batches of an LSTM or PyTorch-form GRU with a large recurrent weight (:func:`_column_width`: R of 256 KB
-or more, fewer than 8 rows per thread) split each step by hidden units instead, one team
-call per step: each thread reads only its columns of R, and a batch too small for row
-chunks still uses every thread (forward B8 H512, 2 threads: 1.90 -> 0.94 ms). Same bits
-as the row chunks.
+Small batches of an LSTM or PyTorch-form GRU with a large recurrent weight
+(:func:`_column_width`: R of 256 KB or more, fewer than 8 rows per thread) split each step
+by hidden units instead, one team call per step: each thread reads only its columns of R,
+and a batch too small for row chunks still uses every thread (forward B8 H512, 2 threads:
+1.90 -> 0.94 ms). Same bits as the row chunks.
 
 A zero initial state (training from scratch) skips step 0's recurrent GEMM and its rows of
 dR, and ``backward(need_dh0=False)`` skips step 0's dh GEMM (word model: 1/3 of the
@@ -151,11 +151,11 @@ def _chunk_bounds(lengths_sorted, n_threads, macs_per_row_step):
 
 
 # column-split steps of the LSTM and the PyTorch-form GRU (see fastseq_ext.lstm): with few
-# rows per thread, row
-# chunks make every thread stream all of R at every step for a thin GEMM (or leave the
-# batch on one thread: fewer than 2 * MIN_CHUNK_ROWS rows); column blocks of hidden units
-# read 1/n of R each, over every row (one team call per step). Used when R has at least
-# COLUMN_SPLIT_MIN_BYTES and a row chunk would get fewer than COLUMN_SPLIT_MAX_ROWS rows.
+# rows per thread, row chunks make every thread stream all of R at every step for a thin
+# GEMM (or leave the batch on one thread: fewer than 2 * MIN_CHUNK_ROWS rows); column
+# blocks of hidden units read 1/n of R each, over every row (one team call per step).
+# Used when R has at least COLUMN_SPLIT_MIN_BYTES and a row chunk would get fewer than
+# COLUMN_SPLIT_MAX_ROWS rows.
 # Measured (forward, 2 threads, rows -> columns): B8 H512 T10 1.90 -> 0.94 ms, B4 H1024
 # 7.8 -> 4.4, B8 H2048 32 -> 22-24, B8 H256 T20 1.11 -> 0.74, B8 H128 0.39 -> 0.25 (its
 # training step even); at 8 rows per thread no gain (B16 H512, H1024: 7.2 against 7.9)

@@ -21,11 +21,14 @@ from fastseq_ext._smallgemm cimport (fs_gemm_f32, fs_gemm_f64, gemm_tn, step_gem
 
 cdef void _outer(const int64_t* nact, Py_ssize_t T, Py_ssize_t B, const floating* A,
                  Py_ssize_t lda, Py_ssize_t K, const floating* D, Py_ssize_t ldd,
-                 Py_ssize_t N, floating* dR, Py_ssize_t ldr, bint out_t) noexcept nogil:
+                 Py_ssize_t N, floating* dR, Py_ssize_t ldr, bint out_t,
+                 bint overwrite) noexcept nogil:
     """dR[:K, :N] += sum_t A[t, :nact[t], :K]^T @ D[t, :nact[t], :N] (pointers at the
     first used column), or with ``out_t`` its transpose dR[:N, :K] += D^T @ A; full steps
-    merged into one GEMM."""
+    merged into one GEMM. ``overwrite``: the first GEMM writes dR instead of adding to it
+    (the caller's dR needs no zero fill when nact[0] > 0)."""
     cdef Py_ssize_t t = 0, t1, n, rows
+    cdef int beta = 0 if overwrite else 1
     while t < T:
         n = nact[t]
         if n == 0:
@@ -39,10 +42,11 @@ cdef void _outer(const int64_t* nact, Py_ssize_t T, Py_ssize_t B, const floating
             rows = n
         if out_t:
             gemm_tn(<int>N, <int>K, <int>rows, D + t * B * ldd, <int>ldd, A + t * B * lda,
-                    <int>lda, 1, dR, <int>ldr)
+                    <int>lda, beta, dR, <int>ldr)
         else:
             gemm_tn(<int>K, <int>N, <int>rows, A + t * B * lda, <int>lda, D + t * B * ldd,
-                    <int>ldd, 1, dR, <int>ldr)
+                    <int>ldd, beta, dR, <int>ldr)
+        beta = 1
         t = t1
 
 
@@ -71,14 +75,15 @@ cdef struct _Outer:
     const void* A
     const void* D
     void* dR
-    bint out_t
+    bint out_t, overwrite
 
 
 cdef inline void _outer_task(_Outer* j, int k, floating* tag) noexcept nogil:
     cdef Py_ssize_t c0 = k * j.width
     cdef Py_ssize_t c1 = min(j.N, c0 + j.width)
     _outer(j.nact, j.T, j.B, <const floating*>j.A, j.lda, j.K, <const floating*>j.D + c0,
-           j.ldd, c1 - c0, <floating*>j.dR + c0 * (j.ldr if j.out_t else 1), j.ldr, j.out_t)
+           j.ldd, c1 - c0, <floating*>j.dR + c0 * (j.ldr if j.out_t else 1), j.ldr, j.out_t,
+           j.overwrite)
 
 
 cdef void _outer_f32(void* j, int k) noexcept nogil:
@@ -98,10 +103,13 @@ cdef void _outer_f64(void* j, int k) noexcept nogil:
 # n_threads > 1: the N columns are split into one block per thread, one team task each
 # (fastseq_ext.team; each task owns its columns: race-free, and the same blocks and order
 # on every call)
+# overwrite: = instead of += (dR's prior content is never read: no zero fill needed; only
+#   when nact[0] > 0, since no step means no write)
 def accumulate_outer(const int64_t[::1] nact, Py_ssize_t B, const floating[::1] A,
                      Py_ssize_t lda, Py_ssize_t a_col, Py_ssize_t K, const floating[::1] D,
                      Py_ssize_t ldd, Py_ssize_t d_col, Py_ssize_t N, floating[::1] dR,
-                     Py_ssize_t ldr, Py_ssize_t r_col, int n_threads=1, bint out_t=False):
+                     Py_ssize_t ldr, Py_ssize_t r_col, int n_threads=1, bint out_t=False,
+                     bint overwrite=False):
     cdef _Outer job
     cdef Py_ssize_t T = nact.shape[0]
     if B == 0 or K == 0 or N == 0 or T == 0:
@@ -111,6 +119,7 @@ def accumulate_outer(const int64_t[::1] nact, Py_ssize_t B, const floating[::1] 
     job.A, job.lda = &A[a_col], lda
     job.D, job.ldd = &D[d_col], ldd
     job.dR, job.ldr, job.out_t = &dR[r_col * (ldr if out_t else 1)], ldr, out_t
+    job.overwrite = overwrite
     with nogil:
         run_tasks(<int>((N + job.width - 1) // job.width),
                   _outer_f32 if floating is float else _outer_f64, &job)

@@ -249,19 +249,25 @@ class _NanEmpty:
 @pytest.mark.parametrize("cell_name", CELLS)
 def test_every_buffer_left_unfilled_is_written(rng, cell_name, monkeypatch):
     """Buffers allocated without a zero fill (dxw of a batch without padding, pooled
-    buffers, step outputs) are fully written by the kernels: NaN-filled instead, results
-    still match the reference."""
+    buffers, step outputs, dR) are fully written by the kernels: NaN-filled instead,
+    results still match the reference (also with h0 = 0, whose step 0 adds nothing to dR:
+    at T = 1 no GEMM writes it)."""
     monkeypatch.setattr(cython_cpu, "np", _NanEmpty())
     cython_cpu.POOL.clear()
     cell = make_cell(cell_name)
-    for lengths, masked in ((None, False), (None, True), ([4, 4, 2, 0, 3, 1, 4, 4, 2], True)):
-        c = _case(rng, cell, 4, 9, 6, lengths, masked)
+    for T, lengths, masked, zero_h0 in ((4, None, False, False), (4, None, True, False),
+                                        (4, [4, 4, 2, 0, 3, 1, 4, 4, 2], True, False),
+                                        (4, [4, 1, 1, 0, 3, 1, 4, 4, 2], False, True),
+                                        (1, None, True, True)):
+        c = _case(rng, cell, T, 9, 6, lengths, masked)
+        if zero_h0:
+            c["h0"] = np.zeros_like(c["h0"])
         expected = _run_backend(reference, cell, c, np.float64, None)
         for n_threads in (1, 2):
             got = _run_backend(cython_cpu, cell, c, np.float64, n_threads)
             for name, value in got.items():
                 assert_close(value, expected[name], RTOL[np.float64],
-                             f"{cell_name} {lengths} {name}")
+                             f"{cell_name} T={T} {lengths} {name}")
     cython_cpu.POOL.clear()
 
 

@@ -202,20 +202,26 @@ def _run(call, bounds):
 
 
 # specs: [(A flat [T(+1)*B*H], first column, columns)]; D: [T, B, GH] dgates
-# dR: [H*GH] OUT += sum_t A[t, :nact]^T @ D[t, :nact] per spec's columns, stored [H, GH],
-#     or ([GH, H], out_t) its transpose, the weight's own layout
+# dR: [H*GH] OUT = sum_t A[t, :nact]^T @ D[t, :nact] per spec's columns, stored [H, GH],
+#     or ([GH, H], out_t) its transpose, the weight's own layout (the specs' columns
+#     cover all GH)
 # db: [GH] float64 OUT += column sums of D's active rows
 def _weight_grads(specs, nact, B, H, GH, D, dR, db, k, out_t, zero_h0=False):
     """The weight-gradient reductions on ``k`` threads (the engine's own GEMM, no BLAS):
     dR's columns split in blocks (each thread owns its columns: race-free, the same blocks
     and order for a given ``k`` whichever :data:`DISPATCH`). ``zero_h0``: the ``A`` rows
-    of step 0 are zero (they hold ``h0``), so the GEMMs start at step 1."""
+    of step 0 are zero (they hold ``h0``), so the GEMMs start at step 1. dR's content on
+    entry is never read (the first GEMM of each column overwrites it; with no row at all
+    dR is zero-filled here), so the caller need not clear it."""
     d_flat = D.reshape(-1)
     ldr = H if out_t else GH
     nact_all = nact
     if zero_h0:
         nact, d_flat = nact[1:], d_flat[B * GH:]
         specs = [(A[B * H:], col, N) for A, col, N in specs]
+    if len(nact) == 0 or nact[0] == 0:
+        dR[...] = 0
+        specs = []
     if k > 1 and DISPATCH == "python":
         blocks = column_blocks(GH, k)                   # as accumulate_outer splits
 
@@ -225,14 +231,14 @@ def _weight_grads(specs, nact, B, H, GH, D, dR, db, k, out_t, zero_h0=False):
                 a, b = max(lo, col), min(hi, col + N)
                 if b > a:
                     _reduce.accumulate_outer(nact, B, A, H, 0, H, d_flat, GH, a, b - a,
-                                             dR, ldr, a, 1, out_t)
+                                             dR, ldr, a, 1, out_t, True)
             _reduce.accumulate_bias(nact_all, D, db, lo, hi)
 
         _WORKERS.each(block, blocks)
     else:
         for A, col, N in specs:
             _reduce.accumulate_outer(nact, B, A, H, 0, H, d_flat, GH, col, N, dR, ldr,
-                                     col, k, out_t)
+                                     col, k, out_t, True)
         _reduce.accumulate_bias(nact_all, D, db, 0, GH)
 
 
@@ -334,8 +340,9 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, dR_
                          f"({GH}, {H})")
     out_t = int(np.sum(nact)) < OUT_T_MAX_ROWS
     if out_t and dR_out is not None:
-        dR = dR_out
-        dR[...] = 0
+        dR = dR_out                 # _weight_grads writes every element (no zero fill)
+    elif B and T:
+        dR = np.empty((GH, H) if out_t else (H, GH), dtype)
     else:
         dR = np.zeros((GH, H) if out_t else (H, GH), dtype)
     db64 = np.zeros(GH, np.float64)

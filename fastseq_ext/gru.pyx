@@ -21,18 +21,6 @@ from fastseq_ext._cells cimport gru_bwd_row, gru_fwd_row, mask_rows
 from fastseq_ext.activations cimport act_grad, activate_inplace, sigmoid_inplace
 
 
-cdef inline void _mask_rows(const floating* hs, const floating* mask, floating* hm,
-                            Py_ssize_t t, Py_ssize_t s, Py_ssize_t B, Py_ssize_t H,
-                            Py_ssize_t lo, Py_ssize_t n) noexcept nogil:
-    """hm[s, b] = hs[t, b] * mask[b] for the rows [lo, n)."""
-    cdef Py_ssize_t b, j, row, srow
-    for b in range(lo, n):
-        row = t * B + b
-        srow = s * B + b
-        for j in range(H):
-            hm[srow * H + j] = hs[row * H + j] * mask[b * H + j]
-
-
 cdef inline void _blend(floating* h_new, const floating* z, const floating* nn,
                         const floating* h_prev, Py_ssize_t H) noexcept nogil:
     """h' = (1 - z) * n + z * h."""
@@ -62,7 +50,7 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
         s = t if keep else 0        # slot of the saved buffers (one slot without keep)
         h_in = hs + (t * B + lo) * H
         if masked:
-            _mask_rows(hs, mask, hm, t, s, B, H, lo, n)
+            mask_rows(hs + (t * B + lo) * H, mask + lo * H, hm + (s * B + lo) * H, n - lo, H)
             h_in = hm + (s * B + lo) * H
         # [xw_r + b_r, xw_z + b_z] + h_masked @ R[:, :2H]; b_hn + h_masked @ R[:, 2H:]
         k = 0 if zero_h0 and t == 0 else H
@@ -129,7 +117,7 @@ cdef void _forward_chunk_classic(const floating* xw, const floating* R, const fl
         s = t if keep else 0        # slot of the saved buffers (one slot without keep)
         h_in = hs + (t * B + lo) * H
         if masked:
-            _mask_rows(hs, mask, hm, t, s, B, H, lo, n)
+            mask_rows(hs + (t * B + lo) * H, mask + lo * H, hm + (s * B + lo) * H, n - lo, H)
             h_in = hm + (s * B + lo) * H
         # [r, z] preactivation = xw + b + h_masked @ R[:, :2H] (h and r * h zero at step 0
         # with zero_h0: k = 0)

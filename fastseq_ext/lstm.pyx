@@ -34,7 +34,7 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
                          Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo,
                          Py_ssize_t hi, floating* hs, floating* cs, floating* hm,
                          floating* gates, floating* aux) noexcept nogil:
-    cdef Py_ssize_t G = 4 * H, t, n, b, j, row, s, srow
+    cdef Py_ssize_t G = 4 * H, t, n, b, row, s, srow
     cdef const floating* h_in
     for t in range(T):
         n = min(hi, nact[t])
@@ -43,11 +43,7 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
         s = t if keep else 0        # slot of the saved buffers (one slot without keep)
         h_in = hs + (t * B + lo) * H
         if masked:
-            for b in range(lo, n):
-                row = t * B + b
-                srow = s * B + b
-                for j in range(H):
-                    hm[srow * H + j] = hs[row * H + j] * mask[b * H + j]
+            mask_rows(hs + (t * B + lo) * H, mask + lo * H, hm + (s * B + lo) * H, n - lo, H)
             h_in = hm + (s * B + lo) * H
         # preactivation = xw + b_hh + h_masked @ R
         k = 0 if zero_h0 and t == 0 else H
@@ -115,13 +111,14 @@ cdef inline void _backward_task(Chunks* c, int k, floating* tag) noexcept nogil:
 
 
 # ------------------------------------------------------------- column-split steps
-# Small batches with a large weight (B = 16, H = 512: R is 4 MB): row chunks would make every
-# thread stream all of R at every step. Instead each step is split into blocks of hidden
-# units, one team task each over every active row: a task computes its units' four gate
-# column segments (reading only its columns of R) and their pointwise update; the team call
-# returns when the step is done, so the next step reads a complete h. Each element is
-# computed exactly as in the row chunks (the GEMM's per-element order does not depend on the
-# columns computed with it; blocks are whole vectors), so the results are the same bits.
+# Few rows per thread with a large weight (B = 8, H = 512: R is 4 MB): row chunks would make
+# every thread stream all of R at every step for a thin GEMM, or leave a small batch on one
+# thread. Instead each step is split into blocks of hidden units, one team task each over
+# every active row: a task computes its units' four gate column segments (reading only its
+# columns of R) and their pointwise update; the team call returns when the step is done,
+# so the next step reads a complete h. Each element is computed exactly as in the row
+# chunks (the GEMM's per-element order does not depend on the columns computed with it;
+# blocks are whole vectors), so the results are the same bits.
 
 # step c.t, units [k * width, ...) of every active row; buffers as in _forward_chunk
 cdef inline void _forward_cols_task(Chunks* c, int k, floating* tag) noexcept nogil:

@@ -11,6 +11,7 @@ from fastseq_ext._smallgemm cimport step_gemm
 from fastseq_ext.team cimport Chunks, run_chunks
 from fastseq_ext._step cimport check_buf, check_step, copy_state
 from fastseq_ext.activations cimport act_grad, activate_inplace
+from fastseq_ext._cells cimport mask_rows
 
 
 # xw: [T, B, H]  R: [H, H]  bh: [H]  mask: [B, H] (read iff masked)  nact: [T]
@@ -39,10 +40,7 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
         h_in = hs + (t * B + lo) * H
         if masked:
             s = t if keep else 0    # slot of hm (one slot without keep)
-            for b in range(lo, n):
-                row = t * B + b
-                for j in range(H):
-                    hm[(s * B + b) * H + j] = hs[row * H + j] * mask[b * H + j]
+            mask_rows(hs + (t * B + lo) * H, mask + lo * H, hm + (s * B + lo) * H, n - lo, H)
             h_in = hm + (s * B + lo) * H
         step_gemm(<int>(n - lo), <int>H, <int>(0 if zero_h0 and t == 0 else H), h_in, <int>H,
                   R, <int>H, 1, hs + ((t + 1) * B + lo) * H, <int>H)

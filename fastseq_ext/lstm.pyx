@@ -17,7 +17,8 @@ from libc.stdint cimport int64_t
 
 from fastseq_ext._smallgemm cimport step_gemm, step_gemm_xb
 from fastseq_ext.team cimport Chunks, run_chunks, run_column_steps
-from fastseq_ext._step cimport check_buf, check_step, copy_state
+cimport numpy as cnp
+from fastseq_ext._step cimport copy_state, data, dim, step_dtype
 from fastseq_ext._cells cimport lstm_bwd_row, lstm_fwd_row, mask_rows
 
 
@@ -244,28 +245,48 @@ def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked
         run_chunks(<int>(bounds.shape[0] - 1), &c)
 
 
-# one step for streaming inference; shapes in fastseq_ext/_step.pxd
-def step(const floating[:, ::1] xw_t, const floating[:, ::1] R, const floating[::1] bh,
-         const floating[:, ::1] mask, bint masked, bint relu, const floating[:, ::1] h,
-         const floating[:, ::1] c, bint has_c, floating[:, :, ::1] hs, floating[:, :, ::1] cs,
-         floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux):
-    """One LSTM step: hs[1], cs[1] OUT from h, c (c = 0 without has_c)."""
-    cdef Py_ssize_t B = xw_t.shape[0], GH = xw_t.shape[1], H = R.shape[0]
+# one step, typed: xw [B, 4H], R [H, 4H], bh [4H], mask/h/c [B, H]; hs, cs [2, B, H] OUT;
+# hm, aux [1, B, H], gates [1, B, 4H] work space
+cdef void _step(const floating* xw, const floating* R, const floating* bh,
+                const floating* mask, bint masked, bint relu, const floating* h,
+                const floating* c, bint has_c, floating* hs, floating* cs, floating* hm,
+                floating* gates, floating* aux, Py_ssize_t B, Py_ssize_t H) noexcept nogil:
     cdef int64_t nact = B
-    check_step(4, B, GH, H, R.shape[1], bh.shape[0], h.shape[0], h.shape[1], masked,
-               mask.shape[0], mask.shape[1], hs.shape[0], hs.shape[1], hs.shape[2])
-    check_buf(cs.shape[0] - 1, cs.shape[1], cs.shape[2], B, H, True)
-    if has_c:
-        check_buf(1, c.shape[0], c.shape[1], B, H, True)
-    check_buf(hm.shape[0], hm.shape[1], hm.shape[2], B, H, masked)
-    check_buf(gates.shape[0], gates.shape[1], gates.shape[2], B, GH, True)
-    check_buf(aux.shape[0], aux.shape[1], aux.shape[2], B, H, True)
+    copy_state(hs, h, B * H, True)
+    copy_state(cs, c, B * H, has_c)
+    _forward_chunk(xw, R, bh, mask, masked, relu, True, False, &nact, 1, B, H, 0, B, hs, cs,
+                   hm, gates, aux)
+
+
+# one step for streaming inference; arguments and checks in fastseq_ext/_step.pxd
+def step(xw_t, R, bh, mask, bint masked, bint relu, h, c, bint has_c, state, hm, gates,
+         aux):
+    """One LSTM step: ``state [4, B, H]`` OUT: ``[h, h_new, c, c_new]`` from h, c (c = 0
+    without has_c)."""
+    cdef int tn = step_dtype(xw_t)
+    cdef Py_ssize_t B = dim(xw_t, 0), GH = dim(xw_t, 1), H = GH // 4
+    if GH != 4 * H:
+        raise ValueError("step: xw_t must have 4 * H columns")
+    cdef char* p_xw = data(xw_t, tn, 2, B, GH, 0, True, False)
+    cdef char* p_R = data(R, tn, 2, H, GH, 0, True, False)
+    cdef char* p_bh = data(bh, tn, 1, GH, 0, 0, True, False)
+    cdef char* p_mask = data(mask, tn, 2, B, H, 0, masked, False)
+    cdef char* p_h = data(h, tn, 2, B, H, 0, True, False)
+    cdef char* p_c = data(c, tn, 2, B, H, 0, has_c, False)
+    cdef char* p_hs = data(state, tn, 3, 4, B, H, True, True)
+    cdef char* p_cs = p_hs + 2 * B * H * (4 if tn == cnp.NPY_FLOAT else 8)
+    cdef char* p_hm = data(hm, tn, 3, 1, B, H, masked, True)
+    cdef char* p_gates = data(gates, tn, 3, 1, B, GH, True, True)
+    cdef char* p_aux = data(aux, tn, 3, 1, B, H, True, True)
     if B == 0 or H == 0:
         return
     with nogil:
-        copy_state(&hs[0, 0, 0], &h[0, 0], B * H, True)
-        copy_state(&cs[0, 0, 0], &c[0, 0], B * H, has_c)
-        _forward_chunk(&xw_t[0, 0], &R[0, 0], &bh[0], &mask[0, 0], masked, relu, True, False,
-                       &nact, 1,
-                       B, H, 0, B, &hs[0, 0, 0], &cs[0, 0, 0], &hm[0, 0, 0],
-                       &gates[0, 0, 0], &aux[0, 0, 0])
+        if tn == cnp.NPY_FLOAT:
+            _step[float](<float*>p_xw, <float*>p_R, <float*>p_bh, <float*>p_mask, masked,
+                         relu, <float*>p_h, <float*>p_c, has_c, <float*>p_hs, <float*>p_cs,
+                         <float*>p_hm, <float*>p_gates, <float*>p_aux, B, H)
+        else:
+            _step[double](<double*>p_xw, <double*>p_R, <double*>p_bh, <double*>p_mask,
+                          masked, relu, <double*>p_h, <double*>p_c, has_c, <double*>p_hs,
+                          <double*>p_cs, <double*>p_hm, <double*>p_gates, <double*>p_aux,
+                          B, H)

@@ -421,6 +421,55 @@ def test_step_fast_and_checked_paths_agree(rng, cell_name):
         cython_cpu.step(cell, k["xw"][0], k["R"][:, :-1].copy(), k["bh"], k["h0"], k["c0"])
 
 
+
+@pytest.mark.parametrize("cell_name", ["lstm", "gru", "gru_classic", "rnn"])
+def test_step_kernel_checks_every_array(rng, cell_name):
+    """The step kernels take plain arrays and check them in C (fastseq_ext/_step.pxd): a
+    wrong dtype, shape, order or a read-only output raises, never reads or writes out of
+    bounds; read-only inputs are fine."""
+    cell = make_cell(cell_name)
+    key = (cell.kind, cell.reset_after)
+    kernel = cython_cpu._STEP[key]
+    B, H = 2, 3
+    GH = cell.n_gates * H
+    f = np.float32
+    n_state = 4 if cell.kind == "lstm" else 2
+
+    def args(**over):
+        a = dict(xw=rng.standard_normal((B, GH)).astype(f),
+                 R=rng.standard_normal((H, GH)).astype(f), bh=np.zeros(GH, f),
+                 mask=np.ones((B, H), f), masked=False, relu=False,
+                 h=np.zeros((B, H), f), c=np.zeros((B, H), f), has_c=cell.kind == "lstm",
+                 state=np.empty((n_state, B, H), f), hm=np.empty((1, B, H), f),
+                 gates=np.empty((1, B, GH), f), aux=np.empty((1, B, H), f))
+        a.update(over)
+        return list(a.values())
+
+    good = args()
+    for i in (0, 1, 2, 3, 6, 7):                        # xw, R, bh, mask, h, c
+        good[i].flags.writeable = False
+    kernel(*good)                                       # read-only inputs are accepted
+    reference_h = reference.step(cell, good[0], good[1], good[2], good[6],
+                                 good[7] if cell.has_cell_state else None)[0]
+    assert_close(good[9][1], reference_h, 1e-5, "h")
+    bad = [dict(xw=rng.standard_normal((B, GH))),                 # float64 among float32
+           dict(R=np.zeros((H + 1, GH), f)), dict(bh=np.zeros(GH + 1, f)),
+           dict(h=np.zeros((B, H + 1), f)), dict(state=np.empty((n_state, B + 1, H), f)),
+           dict(state=np.empty((n_state, B, H + 1), f)[:, :, :H]),     # not C-contiguous
+           dict(gates=np.empty((1, B, GH - 1), f)) if cell.kind != "rnn" else
+           dict(hm=np.empty((1, B, H + 1), f), masked=True),
+           dict(mask=np.ones((B + 1, H), f), masked=True),
+           dict(R=np.asfortranarray(rng.standard_normal((H, GH)).astype(f))),
+           dict(state=list(np.zeros((n_state, B, H))))]
+    ro = np.empty((n_state, B, H), f)
+    ro.flags.writeable = False
+    bad.append(dict(state=ro))
+    if cell.kind == "lstm":
+        bad.append(dict(c=np.zeros((B + 1, H), f)))
+    for over in bad:
+        with pytest.raises((ValueError, TypeError), match="step"):
+            kernel(*args(**over))
+
 def test_zero_batch_and_zero_steps(rng):
     cell = make_cell("lstm")
     for T, B in ((0, 3), (3, 0)):

@@ -402,16 +402,14 @@ def column_sums(x):
     return out.astype(x.dtype)
 
 
+# the step kernels take plain arrays and check them with NumPy's C API (fastseq_ext/_step.pxd)
 _STEP = {
     ("rnn", True): _rnn.step,
     ("lstm", True): _lstm.step,
     ("gru", True): _gru.step,
     ("gru", False): _gru.step_classic,
 }
-# the step kernels specialised per dtype: calling a fused def function dispatches on its
-# arguments' types at every call (~1.3 us), most of a small step's cost
-_STEP_SPEC = {key: {np.dtype(np.float32): fn["float"], np.dtype(np.float64): fn["double"]}
-              for key, fn in _STEP.items()}
+
 
 def _make_step_workspace(B, H, GH, dtype):
     # hm, gates, aux, mask placeholder, dummy
@@ -423,20 +421,18 @@ _STEP_WORKSPACES = StepWorkspaces(_make_step_workspace)
 
 
 def _step_call(cell, key, dtype, xw_t, R, bh, h, c, rmask):
-    """Run the step kernel; its typed arguments raise ValueError/TypeError on a dtype,
-    layout or shape they do not accept."""
+    """Run the step kernel; it raises ValueError/TypeError on a dtype, layout or shape it
+    does not accept."""
     B, GH = xw_t.shape
     H = GH // cell.n_gates
     hm, gates, aux, ones, dummy = _STEP_WORKSPACES.get(B, H, GH, dtype)
-    hs = np.empty((2, B, H), dtype)
-    cs = np.empty((2, B, H), dtype) if cell.has_cell_state else dummy
+    # one allocation for the new state: [h, h_new] (LSTM: [h, h_new, c, c_new]); views of it
+    # are returned
+    state = np.empty((4 if key[0] == "lstm" else 2, B, H), dtype)
     masked = rmask is not None
-    _STEP_SPEC[key][dtype](xw_t, R, bh, rmask if masked else ones, masked,
-                           cell.activation == "relu", h, h if c is None else c,
-                           c is not None, hs, cs, hm if masked else dummy,
-                           gates if key[0] != "rnn" else dummy,
-                           aux if key[0] != "rnn" else dummy)
-    return hs[1], (cs[1] if cell.has_cell_state else None)
+    _STEP[key](xw_t, R, bh, rmask if masked else ones, masked, cell.activation == "relu",
+               h, dummy if c is None else c, c is not None, state, hm, gates, aux)
+    return (state[1], state[3]) if key[0] == "lstm" else (state[1], None)
 
 
 def step(cell, xw_t, R, bh, h, c=None, rmask=None):

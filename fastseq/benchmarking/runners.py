@@ -94,16 +94,28 @@ def fastseq_runner(backend, case, n_threads, seed=0):
             return stack_backward(params, cache, d_out=dout, n_threads=n_threads,
                                   state_grad=False)
     else:
-        # streaming: the layer's input projection for one step, then the recurrence
-        W, b_ih = params["weight_ih_l0"], params["bias_ih_l0"]
+        # streaming: the layer's input projection for one step (the engine's own GEMM, the
+        # bias added by it, into a buffer reused every step, as a streaming loop would),
+        # then the recurrence
+        WT = np.ascontiguousarray(params["weight_ih_l0"].T)
+        b_ih = params["bias_ih_l0"]
         R = np.ascontiguousarray(params["weight_hh_l0"].T)
         b_hh = params["bias_hh_l0"]
         x_t = x[0]
+        xw_t = np.empty((case.B, WT.shape[1]), dtype=x.dtype)
         h = np.zeros((case.B, case.H), dtype=x.dtype)
         c = np.zeros_like(h) if cell.has_cell_state else None
+        gemm = getattr(engine, "matmul_into", None)
+
+        def project():
+            if gemm is not None:
+                gemm(x_t, WT, xw_t, False, 1, False, b_ih)
+            else:
+                np.matmul(x_t, WT, out=xw_t)
+                np.add(xw_t, b_ih, out=xw_t)
 
         def fn():
-            xw_t = x_t @ W.T + b_ih
+            project()
             return engine.step(cell, xw_t, R, b_hh, h, c)
     return Runner(backend, fn, scope, info=dict(backend=backend))
 

@@ -306,7 +306,10 @@ def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
         :func:`stack_backward` has run (as :class:`fastseq.network.Network` does). The
         engine reads them as ``R``, and its backward reads the C-contiguous
         ``params[name]`` itself as ``R^T`` instead of transposing ``R`` again. Without it,
-        each ``weight_hh`` is transposed here (:func:`fastseq._transpose.transposed`).
+        a backend that ``accepts_weight_rows`` gets ``weight_hh.T`` as a view (and reads
+        the weight's rows, or copies it itself), any other gets each ``weight_hh``
+        transposed here (:func:`fastseq._transpose.transposed`). Either way the
+        parameters must not change between this call and :func:`stack_backward`.
 
     Returns
     -------
@@ -336,6 +339,7 @@ def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
     caches = []
     extra = {} if need_grad or not getattr(backend, "supports_need_grad", False) \
         else dict(need_grad=False)
+    rows_ok = getattr(backend, "accepts_weight_rows", False)
 
     def run_direction(layer, direction, layer_input):
         k = layer * D + direction
@@ -343,7 +347,10 @@ def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
         W, W_hh = params["weight_ih" + s], params["weight_hh" + s]
         R = None if weight_hh_t is None else weight_hh_t.get("weight_hh" + s)
         if R is None:                               # [H, G*H], as the engine reads it
-            R = W_hh.T if W_hh.T.flags.c_contiguous else transposed(W_hh)
+            if W_hh.T.flags.c_contiguous or (rows_ok and W_hh.flags.c_contiguous):
+                R = W_hh.T      # (a view; an engine that accepts_weight_rows takes it)
+            else:
+                R = transposed(W_hh)
         b_ih, b_hh = params["bias_ih" + s], params["bias_hh" + s]
         seq = layer_input if direction == 0 else reverse_padded(layer_input, lengths)
         gemm = getattr(backend, "matmul_into", None)

@@ -73,7 +73,8 @@ import threading
 import numpy as np
 
 from ._config import resolve_threads
-from ._transpose import transpose_into
+from ._transpose import TRANSPOSE_SPLIT_MIN, transpose_into
+from .backends import get_backend
 from .cells import make_cell
 from .layers import param_shapes, stack_backward, stack_forward
 
@@ -127,10 +128,6 @@ def make_config(*, n_features=None, vocab_size=None, embedding_dim=None, cell="l
 
 
 # ---------------------------------------------------------------- transposed copies
-# fewest elements of a weight_hh copy split among threads ([2048, 512] float32: 0.46 ms on
-# one, 0.29 ms on two; cold in cache 0.78 / 0.47)
-TRANSPOSE_SPLIT_MIN = 1 << 16
-
 # dest: [M, N] C-contiguous OUT;  src_t: [N, M] C-contiguous, dest = src_t.T.
 def _copy_into(dest, src):
     if src.ndim == 2 and src.flags.f_contiguous and not src.flags.c_contiguous \
@@ -300,9 +297,13 @@ class Network:
         them), at once for a pass whose cache is not returned. A cache from
         :meth:`forward_train` is therefore good for one :meth:`backward`, and the weights
         must not change in between (the optimizer steps after it); one never
-        backpropagated just drops its copies."""
+        backpropagated just drops its copies.
+
+        An engine that ``accepts_weight_rows`` (the Cython one) gets no copies: it reads a
+        short LSTM recurrence's weight rows directly and makes any other copy itself."""
         params = dict(self.rnn_params)
-        if not self._hh_names:
+        if not self._hh_names or getattr(get_backend(self.backend), "accepts_weight_rows",
+                                         False):
             return params, None, None
         with _HH_POOL_LOCK:
             lease = self._hh_pool.pop() if self._hh_pool else None

@@ -49,3 +49,34 @@ cdef inline void step_gemm_xb(int m, int n, int k, const floating* A, int lda,
     else:
         fs_gemm_x_f64(0, m, n, k, A, lda, B, ldb, 2 if X != NULL else 3, X, ldx, bias, C,
                       ldc)
+
+
+cdef extern from "_gemm_wrows.h" nogil:
+    size_t fs_wrows_scratch_f32(int n, int k)
+    size_t fs_wrows_scratch_f64(int n, int k)
+    void fs_gemm_xbt_f32(int m, int n, int k, const float* A, int lda, const float* W,
+                         int ldw, const float* X, int ldx, const float* bias, float* C,
+                         int ldc, float* scratch)
+    void fs_gemm_xbt_f64(int m, int n, int k, const double* A, int lda, const double* W,
+                         int ldw, const double* X, int ldx, const double* bias, double* C,
+                         int ldc, double* scratch)
+
+
+# step_gemm_xb with the weight given as its transpose W [n, k] (PyTorch's weight_hh; see
+# _gemm_wrows.h): C = X + bias + A @ W^T, the same bits; scratch: wrows_scratch(n, k)
+# elements of the caller's
+cdef inline void step_gemm_xbt(int m, int n, int k, const floating* A, int lda,
+                               const floating* W, int ldw, const floating* X, int ldx,
+                               const floating* bias, floating* C, int ldc,
+                               floating* scratch) noexcept nogil:
+    if floating is float:
+        fs_gemm_xbt_f32(m, n, k, A, lda, W, ldw, X, ldx, bias, C, ldc, scratch)
+    else:
+        fs_gemm_xbt_f64(m, n, k, A, lda, W, ldw, X, ldx, bias, C, ldc, scratch)
+
+
+cdef inline size_t wrows_scratch(int n, int k, floating* tag) noexcept nogil:
+    if floating is float:
+        return fs_wrows_scratch_f32(n, k)
+    else:
+        return fs_wrows_scratch_f64(n, k)

@@ -15,7 +15,7 @@ so the two engines' caches are interchangeable. Called by ``fastseq.backends.cyt
 from cython cimport floating
 from libc.stdint cimport int64_t
 
-from fastseq_ext._smallgemm cimport step_gemm, step_gemm_xb
+from fastseq_ext._smallgemm cimport step_gemm, step_gemm_xb, step_gemm_xbt, wrows_scratch
 from fastseq_ext.team cimport Chunks, run_chunks, run_column_steps
 cimport numpy as cnp
 from fastseq_ext._step cimport copy_state, data, dim, step_dtype
@@ -34,7 +34,8 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
                          bint zero_h0, const int64_t* nact,
                          Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo,
                          Py_ssize_t hi, floating* hs, floating* cs, floating* hm,
-                         floating* gates, floating* aux) noexcept nogil:
+                         floating* gates, floating* aux, bint weight_rows=False,
+                         floating* scratch=NULL) noexcept nogil:
     cdef Py_ssize_t G = 4 * H, t, n, b, row, s, srow
     cdef const floating* h_in
     for t in range(T):
@@ -48,8 +49,14 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
             h_in = hm + (s * B + lo) * H
         # preactivation = xw + b_hh + h_masked @ R
         k = 0 if zero_h0 and t == 0 else H
-        step_gemm_xb(<int>(n - lo), <int>G, <int>k, h_in, <int>H, R, <int>G,
-                     xw + (t * B + lo) * G, <int>G, bh, gates + (s * B + lo) * G, <int>G)
+        if weight_rows:                 # R holds weight_hh [4H, H] = R^T (_gemm_wrows.h)
+            step_gemm_xbt(<int>(n - lo), <int>G, <int>k, h_in, <int>H, R, <int>H,
+                          xw + (t * B + lo) * G, <int>G, bh, gates + (s * B + lo) * G,
+                          <int>G, scratch)
+        else:
+            step_gemm_xb(<int>(n - lo), <int>G, <int>k, h_in, <int>H, R, <int>G,
+                         xw + (t * B + lo) * G, <int>G, bh, gates + (s * B + lo) * G,
+                         <int>G)
         for b in range(lo, n):
             row = t * B + b
             srow = s * B + b
@@ -95,10 +102,14 @@ cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked,
 
 # the chunk functions as team tasks (see fastseq_ext.team.Chunks)
 cdef inline void _forward_task(Chunks* c, int k, floating* tag) noexcept nogil:
+    cdef floating* scratch = NULL
+    if c.weight_rows:                   # this chunk's work space for the step GEMM
+        scratch = <floating*>c.w[5] + k * wrows_scratch(<int>(4 * c.H), <int>c.H, tag)
     _forward_chunk(<const floating*>c.r[0], <const floating*>c.r[1], <const floating*>c.r[2],
                    <const floating*>c.r[3], c.f0, c.f1, c.f2, c.f3, c.nact, c.T, c.B, c.H,
                    c.bounds[k], c.bounds[k + 1], <floating*>c.w[0], <floating*>c.w[1],
-                   <floating*>c.w[2], <floating*>c.w[3], <floating*>c.w[4])
+                   <floating*>c.w[2], <floating*>c.w[3], <floating*>c.w[4], c.weight_rows,
+                   scratch)
 
 
 
@@ -138,10 +149,18 @@ cdef inline void _forward_cols_task(Chunks* c, int k, floating* tag) noexcept no
     cdef Py_ssize_t n = c.nact[t], s = t if keep else 0
     cdef int kk = 0 if c.f3 and t == 0 else <int>H
     cdef const floating* h_in = (hm + s * B * H) if masked else (hs + t * B * H)
-    for g in range(4):
-        step_gemm_xb(<int>n, <int>w, kk, h_in, <int>H, R + g * H + u0, <int>G,
-                     xw + t * B * G + g * H + u0, <int>G, bh + g * H + u0,
-                     gates + s * B * G + g * H + u0, <int>G)
+    cdef floating* scratch
+    if c.weight_rows:                   # R holds weight_hh [4H, H]: its rows g*H + u0 ...
+        scratch = <floating*>c.w[5] + k * wrows_scratch(<int>G, <int>H, tag)
+        for g in range(4):
+            step_gemm_xbt(<int>n, <int>w, kk, h_in, <int>H, R + (g * H + u0) * H, <int>H,
+                          xw + t * B * G + g * H + u0, <int>G, bh + g * H + u0,
+                          gates + s * B * G + g * H + u0, <int>G, scratch)
+    else:
+        for g in range(4):
+            step_gemm_xb(<int>n, <int>w, kk, h_in, <int>H, R + g * H + u0, <int>G,
+                         xw + t * B * G + g * H + u0, <int>G, bh + g * H + u0,
+                         gates + s * B * G + g * H + u0, <int>G)
     for b in range(n):
         row = t * B + b
         srow = s * B + b
@@ -184,25 +203,45 @@ cdef inline void _backward_cols_task(Chunks* c, int k, floating* tag) noexcept n
                      dxw + row * G, relu, H, u0, w)
 
 
+def wrows_scratch_size(Py_ssize_t H, bint f64):
+    """Elements of work space one chunk of :func:`forward` needs with ``weight_rows``."""
+    if f64:
+        return wrows_scratch(<int>(4 * H), <int>H, <double*>NULL)
+    return wrows_scratch(<int>(4 * H), <int>H, <float*>NULL)
+
+
 def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floating[::1] bh,
             const floating[:, ::1] mask, bint masked, bint relu, bint keep,
             const int64_t[::1] nact, const int64_t[::1] bounds, floating[:, :, ::1] hs,
             floating[:, :, ::1] cs,
             floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux,
-            bint zero_h0=False, Py_ssize_t col_width=0):
+            bint zero_h0=False, Py_ssize_t col_width=0, bint weight_rows=False,
+            floating[::1] scratch=None):
     """Run every chunk ``[bounds[k], bounds[k+1])`` of the sorted batch, one team task
     each (``fastseq_ext.team``); buffers as above. ``col_width > 0`` (a multiple of 16):
     column-split steps instead, one task per block of that many hidden units (bounds
-    unused)."""
+    unused). ``weight_rows``: ``R`` is given as its transpose, PyTorch's ``weight_hh
+    [4H, H]`` (``_gemm_wrows.h``; the same bits), and ``scratch`` holds
+    :func:`wrows_scratch_size` elements per task (chunk, or block of units)."""
     cdef Chunks c
     if xw.shape[0] == 0 or xw.shape[1] == 0:
         return
+    cdef Py_ssize_t n_tasks = bounds.shape[0] - 1
+    if col_width > 0:
+        n_tasks = (R.shape[1 if weight_rows else 0] + col_width - 1) // col_width
+    if weight_rows and (R.shape[0] != 4 * R.shape[1] or scratch is None
+                        or <size_t>scratch.shape[0] < n_tasks
+                        * wrows_scratch(<int>R.shape[0], <int>R.shape[1], <floating*>NULL)):
+        raise ValueError("weight_rows: R must be weight_hh [4H, H], with "
+                         "wrows_scratch_size(H, dtype) elements of scratch per task")
+    c.weight_rows = weight_rows
+    c.w[5] = &scratch[0] if weight_rows else NULL
     c.r[0], c.r[1], c.r[2], c.r[3] = &xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0]
     c.w[0], c.w[1], c.w[2], c.w[3] = &hs[0, 0, 0], &cs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0]
     c.w[4] = &aux[0, 0, 0]
     c.f0, c.f1, c.f2, c.f3 = masked, relu, keep, zero_h0
     c.nact, c.bounds = &nact[0], &bounds[0]
-    c.T, c.B, c.H = xw.shape[0], xw.shape[1], R.shape[0]
+    c.T, c.B, c.H = xw.shape[0], xw.shape[1], (R.shape[1] if weight_rows else R.shape[0])
     c.f64 = floating is double
     if col_width > 0:
         c.task32, c.task64 = _forward_cols_task[float], _forward_cols_task[double]

@@ -19,6 +19,9 @@ cdef struct Chunks:
     const int64_t* bounds
     Py_ssize_t T, B, H
     bint f0, f1, f2, f3
+    # forward row chunks: R holds the weight's rows (weight_hh [G*H, H], not R = its
+    # transpose) and the step GEMM reads it through _gemm_wrows.h
+    bint weight_rows
     # column-split steps (one task per block of ``width`` hidden units, every active row):
     # the step ``t`` a task works on and ``prev``, the step whose dh GEMM a backward task
     # runs first (-1: none)

@@ -206,6 +206,90 @@ def test_column_split_steps_give_the_same_bits_as_row_chunks(rng, cell_name, dty
                                               err_msg=f"T={T} B={B} H={H} {name}")
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_weight_rows_give_the_same_bits_as_R(rng, dtype, monkeypatch):
+    """An LSTM given R as ``weight_hh.T`` (an F-ordered view, ``accepts_weight_rows``)
+    reads the weight's rows in its step GEMM (``_gemm_wrows.h``) or copies it first:
+    outputs, every gradient and inference are bitwise those of a C-contiguous R; ragged,
+    masked, odd H, more rows than a vector, zero and non-zero h0, row chunks and column
+    split, 1 to 3 threads."""
+    cell = make_cell("lstm")
+    real = cython_cpu._weight_rows
+    monkeypatch.setattr(cython_cpu, "COLUMN_SPLIT_MIN_BYTES", 0)
+    shapes = SHAPES + [(3, 16, 40, None, False), (5, 6, 37, [5, 2, 5, 0, 1, 4], True),
+                       (4, 40, 9, list(rng.integers(0, 5, 40)), False),
+                       (2, 20, 17, None, True)]
+    for T, B, H, lengths, masked in shapes:
+        c = _case(rng, cell, T, B, H, lengths, masked)
+        if B % 2:
+            c["h0"] = np.zeros_like(c["h0"])
+        k = {name: _cast(c[name], dtype) for name in ("xw", "R", "bh", "h0", "c0", "rmask")}
+        weight_hh = np.ascontiguousarray(k["R"].T)
+        for n_threads in (1, 2, 3):
+            got = {}
+            for mode in ("R", "rows", "copy"):
+                pick = {"rows": lambda *a: (True, real(*a)[1]), "copy": lambda *a: (False, 0),
+                        "R": real}[mode]
+                monkeypatch.setattr(cython_cpu, "_weight_rows", pick)
+                R = k["R"] if mode == "R" else weight_hh.T
+                H_all, (h_T, c_T), cache = cython_cpu.forward(
+                    cell, k["xw"], R, k["bh"], k["h0"], k["c0"], c["lengths"],
+                    rmask=k["rmask"], n_threads=n_threads)
+                grads = cython_cpu.backward(cell, cache, _cast(c["dH"], dtype),
+                                            _cast(c["dh_T"], dtype), _cast(c["dc_T"], dtype),
+                                            n_threads=n_threads)
+                infer = cython_cpu.forward(cell, k["xw"], R, k["bh"], k["h0"], k["c0"],
+                                           c["lengths"], n_threads=n_threads,
+                                           need_grad=False)[0]
+                got[mode] = dict(H_all=H_all, h_T=h_T, c_T=c_T, dxw=grads[0], dR=grads[1],
+                                 dbh=grads[2], dh0=grads[3], dc0=grads[4], infer=infer)
+            for mode in ("rows", "copy"):
+                for name, value in got["R"].items():
+                    np.testing.assert_array_equal(
+                        got[mode][name], value,
+                        err_msg=f"{mode} T={T} B={B} H={H} threads={n_threads} {name}")
+    # the rule: the word model's layer (B16 T3 H512 float32, 2 threads) reads rows, with
+    # the steps split by units; one row per task, or a long recurrence, copies
+    monkeypatch.undo()
+    assert cython_cpu._weight_rows(cell, 3, 16, 512, 4, 2, False, True, 2) == (True, 256)
+    assert cython_cpu._weight_rows(cell, 3, 1, 512, 4, 2, False, True, 1)[0] is False
+    assert cython_cpu._weight_rows(cell, 100, 16, 512, 4, 2, False, True, 2)[0] is False
+    assert cython_cpu._weight_rows(make_cell("gru"), 3, 16, 512, 4, 2, False, True, 2)[0] \
+        is False
+    assert cython_cpu._weight_rows(cell, 3, 32, 512, 4, 2, False, True, 2)[0] is True
+    monkeypatch.setattr(cython_cpu, "DISPATCH", "python")   # one kernel call per chunk
+    assert cython_cpu._weight_rows(cell, 3, 32, 512, 4, 2, False, True, 2)[0] is False
+
+
+def test_layers_give_the_same_bits_with_and_without_weight_rows(rng, monkeypatch):
+    """stack_forward hands an engine that accepts_weight_rows ``weight_hh.T`` as a view
+    and Network makes no copies for it: a 2-layer LSTM's training step and inference are
+    bitwise those of the copies made above the engine."""
+    from fastseq.layers import init_params, stack_backward, stack_forward
+    from fastseq.network import Network
+    monkeypatch.setattr(cython_cpu, "COLUMN_SPLIT_MIN_BYTES", 0)
+    cell = make_cell("lstm")
+    T, B, I, H = 3, 16, 5, 48
+    params = init_params(cell, I, H, num_layers=2, random_state=1)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    d_out = rng.standard_normal((T, B, H)).astype(np.float32)
+    got = {}
+    for accepts in (True, False):
+        monkeypatch.setattr(cython_cpu, "accepts_weight_rows", accepts)
+        out, h_n, c_n, cache = stack_forward("cython", cell, params, x, n_threads=2)
+        dx, grads, _, _ = stack_backward(params, cache, d_out=d_out, n_threads=2,
+                                         state_grad=False)
+        net = Network(dict(cell="lstm", units=H, num_layers=2, n_features=I, n_outputs=3,
+                           output="many-to-one"), backend="cython", n_threads=2)
+        net.init_weights(random_state=0)
+        scores, ncache = net.forward_train(x, training=True)
+        flat_grad = net.backward(ncache, np.ones_like(scores)).copy()
+        got[accepts] = dict(out=out, h_n=h_n, c_n=c_n, dx=dx, net=scores, net_grad=flat_grad,
+                            predict=net.forward(x), **grads)
+    for name, value in got[False].items():
+        np.testing.assert_array_equal(got[True][name], value, err_msg=name)
+
+
 @pytest.mark.parametrize("cell_name", ["lstm", "gru", "gru_classic", "rnn"])
 def test_pooled_buffers_holding_garbage_do_not_leak(rng, cell_name):
     """Internal buffers are reused across calls (cython_cpu.POOL): fill every buffer a

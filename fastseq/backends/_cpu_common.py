@@ -76,9 +76,12 @@ class ForwardInputs:
     zero_h0: bool           # h0 is all zeros: step 0's recurrent product can be skipped
 
 
-def prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask):
+def prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask, rows_ok=False):
     """Check the forward arguments (errors name the argument and the expected shape) and
-    sort the batch by length."""
+    sort the batch by length. ``rows_ok``: an ``R`` that is the transposed view of a
+    C-contiguous ``weight_hh`` of the right dtype (F-ordered) stays such a view instead of
+    being copied (the engine reads the weight's rows itself, or transposes it faster than
+    NumPy's element-wise copy)."""
     check_cell(cell)
     xw = np.asarray(xw)
     if xw.ndim != 3:
@@ -91,7 +94,8 @@ def prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask):
         raise ValueError(f"R has shape {R.shape}; expected (H, {G}*H) with {G}*H == "
                          f"xw.shape[2] == {GH}")
     H = R.shape[0]
-    R = np.ascontiguousarray(R, dtype=dtype)
+    if not (rows_ok and R.dtype == dtype and R.flags.f_contiguous and H > 1):
+        R = np.ascontiguousarray(R, dtype=dtype)
     bh = as_array(bh, "bh", (GH,), dtype)
     h0 = as_array(h0, "h0", (B, H), dtype)
     if cell.has_cell_state:

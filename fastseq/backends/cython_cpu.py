@@ -41,6 +41,15 @@ and a batch too small for row chunks still uses every thread (forward B8 H512, 2
 A zero initial state (training from scratch) skips step 0's recurrent GEMM and its rows of
 dR, and ``backward(need_dh0=False)`` skips step 0's dh GEMM (word model: 1/3 of the
 recurrent GEMMs, T = 3).
+
+``R`` may come as the transposed view of PyTorch's C-contiguous ``weight_hh``
+(:data:`accepts_weight_rows`; :func:`fastseq.layers.stack_forward` passes it so): a short
+LSTM recurrence whose tasks fill the vector lanes then reads the weight's rows in its step
+GEMM (:func:`_weight_rows`, ``fastseq_ext/_gemm_wrows.h``; same bits), anything else gets
+its R copy here, and the backward reads ``weight_hh`` itself as ``R^T``. Training changes
+the weights after every batch, so this saves a copy of each recurrent weight per batch
+(0.5-0.7 ms for ``[2048, 512]`` float32 cold in cache, more than the word model's two
+recurrent steps).
 """
 from __future__ import annotations
 
@@ -51,6 +60,7 @@ import numpy as np
 from ..cells import CellSpec
 from .._config import resolve_threads
 from .._threads import WorkerPool, column_blocks
+from .._transpose import TRANSPOSE_SPLIT_MIN
 from ._cpu_common import (BufferPool, Lease, StepWorkspaces, as_array, dtype_of,
                           finish_forward, prepare_backward, prepare_forward,
                           weight_transposed)
@@ -81,6 +91,10 @@ supports_need_grad = True
 supports_dR_out = True
 # backward(need_dh0=False) skips step 0's dh GEMM when the initial state needs no gradient
 supports_need_dh0 = True
+# forward takes R as the transposed view of a C-contiguous weight_hh (R = weight_hh.T):
+# a short LSTM recurrence reads the weight's rows directly (no copy; see _weight_rows),
+# anything else gets its R copy here; either way backward reads weight_hh itself as R^T
+accepts_weight_rows = True
 
 # fewest rows a thread's chunk gets; below 2x this the batch runs as one chunk
 MIN_CHUNK_ROWS = 4
@@ -163,18 +177,43 @@ COLUMN_SPLIT_MIN_BYTES = 1 << 18
 COLUMN_SPLIT_MAX_ROWS = 8
 
 
-def _column_width(cell, B, H, itemsize, n_threads, masked, keep):
+def _column_width(cell, B, H, itemsize, n_threads, masked, keep, max_rows=None):
     """Hidden units per block of the column-split steps (a multiple of 16, so blocks are
-    whole vectors), or 0 for row chunks."""
+    whole vectors), or 0 for row chunks. ``max_rows``: the batch size from which row
+    chunks are used (default ``COLUMN_SPLIT_MAX_ROWS * n_threads``)."""
     if (n_threads < 2 or DISPATCH != "team" or (masked and not keep)
             or (cell.kind, cell.reset_after) not in (("lstm", True), ("lstm", False),
                                                      ("gru", True))):
         return 0
-    if (cell.n_gates * H * H * itemsize < COLUMN_SPLIT_MIN_BYTES
-            or B >= COLUMN_SPLIT_MAX_ROWS * n_threads):
+    if max_rows is None:
+        max_rows = COLUMN_SPLIT_MAX_ROWS * n_threads
+    if cell.n_gates * H * H * itemsize < COLUMN_SPLIT_MIN_BYTES or B >= max_rows:
         return 0
     width = (H + n_threads - 1) // n_threads
     return (width + 15) // 16 * 16
+
+
+# Weight rows: training changes weight_hh after every batch, so the R = weight_hh^T the
+# step GEMM reads must be copied again for every batch; cold in cache after the
+# optimizer's pass, a [2048, 512] float32 copy takes 0.5-0.7 ms, more than the two
+# recurrent steps of a 3-token window. For a recurrence of at most WEIGHT_ROWS_MAX_T steps
+# whose tasks fill the vector lanes (rows per task: at least 3/4 of a multiple of 16
+# float32 / 8 float64) the LSTM kernel reads weight_hh's rows instead (_gemm_wrows.h, the
+# same bits), with the steps split by hidden units whenever the batch fits one vector.
+# Forward of the word model's layer (B16 T3 H512, 2 threads), copy + row chunks ->
+# weight rows + column split: 829 -> 521 us warm, 1075 -> 747 us cold.
+WEIGHT_ROWS_MAX_T = 16
+
+
+def _weight_rows(cell, T, B, H, itemsize, n_threads, masked, keep, n_chunks):
+    """(read weight_hh's rows?, column width to use with them)."""
+    if ((cell.kind, cell.reset_after) != ("lstm", True) or T > WEIGHT_ROWS_MAX_T or B == 0
+            or (DISPATCH == "python" and n_chunks > 1)):     # one scratch per team task
+        return False, 0
+    lanes = 64 // itemsize
+    cols = _column_width(cell, B, H, itemsize, n_threads, masked, keep, max_rows=lanes + 1)
+    rows = B if cols else -(-B // max(1, n_chunks))
+    return rows * 4 >= -(-rows // lanes) * lanes * 3, cols
 
 
 def _default_dispatch():
@@ -251,14 +290,29 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     buffers instead of ``T``: less memory and memory traffic, and the cache cannot be
     passed to :func:`backward`."""
     key = _check_cell(cell)
-    inp = prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask)
+    inp = prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask, rows_ok=True)
     dtype, T, B, H, GH = inp.dtype, inp.T, inp.B, inp.H, inp.GH
     xw_s, R, bh, nact, mask, masked = inp.xw, inp.R, inp.bh, inp.nact, inp.mask, inp.masked
     lengths = inp.lengths
     n = resolve_threads(n_threads)
+    itemsize = np.dtype(dtype).itemsize
+    keep = bool(need_grad)
+    bounds = _chunk_bounds(lengths, n, H * GH)
+    cols = _column_width(cell, B, H, itemsize, n, masked, keep)
+    # R given as weight_hh.T (F-ordered, see accepts_weight_rows): its rows are weight_hh
+    W_rows = R.T if not R.flags.c_contiguous else None
+    extra = {} if W_rows is None else dict(RT=W_rows)    # backward's R^T: weight_hh itself
+    use_rows = False
+    if W_rows is not None:
+        use_rows, rows_cols = _weight_rows(cell, T, B, H, itemsize, n, masked, keep,
+                                           len(bounds) - 1)
+        if use_rows:
+            cols = rows_cols
+        else:                               # the R copy the kernels read, pooled
+            R = POOL.take((H, GH), dtype)
+            _reduce.transpose_into(R, W_rows, n if R.size >= TRANSPOSE_SPLIT_MIN else 1)
 
     # saved for BPTT, pooled: they live as long as the cache (see _cpu_common.Lease)
-    keep = bool(need_grad)
     slots = T if keep else min(T, 1)      # time slots of the buffers only BPTT reads
     hs = POOL.take((T + 1, B, H), dtype)
     hs[0] = inp.h0
@@ -270,18 +324,26 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     hm = POOL.take((slots, B, H), dtype) if masked else _dummy(dtype)
     gates = POOL.take((slots, B, GH), dtype) if cell.kind != "rnn" else _dummy(dtype)
     aux = POOL.take((slots, B, H), dtype) if cell.kind != "rnn" else _dummy(dtype)
-    lease = Lease([hs, cs, hm, gates, aux], POOL)
+    pooled = [hs, cs, hm, gates, aux]
+    if W_rows is not None and not use_rows:
+        pooled.append(R)
     relu = cell.activation == "relu"
-    bounds = _chunk_bounds(lengths, n, H * GH)
-    cols = _column_width(cell, B, H, np.dtype(dtype).itemsize, n, masked, keep)
     split = dict(col_width=cols) if cols else {}   # LSTM and PyTorch-form GRU kernels
+    if use_rows:
+        tasks = -(-H // cols) if cols else len(bounds) - 1
+        scratch = POOL.take((tasks * _lstm.wrows_scratch_size(H, itemsize == 8),), dtype)
+        pooled.append(scratch)
+        split.update(weight_rows=True, scratch=scratch)
+        R = W_rows
+    lease = Lease(pooled, POOL)
     if B and T:
         kernel = _FORWARD[key]
         _run(lambda bounds: kernel(xw_s, R, bh, mask, masked, relu, keep, nact, bounds, hs,
                                    cs, hm, gates, aux, inp.zero_h0, **split), bounds)
         if nact[T - 1] < B:
             _zero_padding(hs, lengths)
-    return finish_forward(cell, inp, hs, cs, hm, gates, aux, lease=lease, saved=keep)
+    return finish_forward(cell, inp, hs, cs, hm, gates, aux, lease=lease, saved=keep,
+                          **extra)
 
 
 def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, dR_out=None,

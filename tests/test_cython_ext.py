@@ -766,6 +766,30 @@ def test_step_matmul_rows_do_not_depend_on_the_other_rows(rng, dtype, N, K):
         np.testing.assert_array_equal(one, full[m:m + 1])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("N", [1, 3, 4, 5, 8, 9, 15])
+def test_step_matmul_columns_do_not_depend_on_the_other_columns(rng, dtype, trans_a, N):
+    """A few columns run on half-width vectors (at most 8 float32 / 4 float64 columns) or
+    a padded vector, many on full vectors: each column is the same bits either way, with
+    and without a bias, over one or two passes of k."""
+    for K in (3, 301):
+        A = rng.standard_normal((K, 19) if trans_a else (19, K)).astype(dtype)
+        B = rng.standard_normal((K, N + 40)).astype(dtype)
+        bias = rng.standard_normal(N + 40).astype(dtype)
+        for with_bias in (False, True):
+            if with_bias and trans_a:
+                continue
+            wide = np.empty((19, N + 40), dtype)
+            narrow = np.empty((19, N), dtype)
+            extra = (bias,) if with_bias else ()
+            extra_n = (bias[:N].copy(),) if with_bias else ()
+            _reduce.step_matmul(A, B, wide, False, trans_a, 1, False, *extra)
+            _reduce.step_matmul(A, np.ascontiguousarray(B[:, :N]), narrow, False, trans_a,
+                                1, False, *extra_n)
+            np.testing.assert_array_equal(narrow, wide[:, :N], err_msg=f"K={K}")
+
+
 def test_step_matmul_propagates_nan_and_checks_shapes(rng):
     A = rng.standard_normal((4, 8)).astype(np.float32)
     B = rng.standard_normal((8, 20)).astype(np.float32)

@@ -2,12 +2,13 @@
 module), so a streaming step needs no Python-side checks or copies.
 
 Every step entry point takes ``xw_t [B, G*H]``, ``R [H, G*H]``, ``bh [G*H]``, ``mask [B, H]``
-(read iff masked), ``h, c [B, H]`` (``c`` read iff has_c), the new state ``state`` OUT
-(``[h, h_new]``: ``[2, B, H]``, or ``[h, h_new, c, c_new]``: ``[4, B, H]`` for the LSTM,
-one allocation), and the workspace ``hm [1, B, H]`` (iff masked), ``gates [1, B, G*H]`` /
+(read iff masked), ``h, c [B, H]`` (``c`` read iff has_c), and the workspace ``work``
+(``[h, h_new]``: ``[2, B, H]``, or ``[h, h_new, c, c_new]``: ``[4, B, H]`` for the LSTM),
+``hm [1, B, H]`` (iff masked), ``gates [1, B, G*H]`` /
 ``aux [1, B, H]`` (LSTM and GRU), all NumPy arrays of one dtype (float32 or float64). An
 argument that does not match raises ValueError or TypeError (the adapter then re-checks its
-arguments one by one and names the bad one).
+arguments one by one and names the bad one). They return ``(h_new, c_new)`` (``c_new``
+None but for the LSTM), new arrays made here (:func:`new_state`).
 
 The entry points take their arrays as plain objects and check them here with NumPy's C API
 (type, dtype, dimensions, C order, writability: a few nanoseconds each) instead of typed
@@ -18,7 +19,6 @@ cimport numpy as cnp
 from cython cimport floating
 from libc.string cimport memcpy, memset
 
-cnp.import_array()
 
 
 cdef inline int step_dtype(object xw_t) except -1:
@@ -55,6 +55,21 @@ cdef inline char* data(object a, int tn, int ndim, Py_ssize_t n0, Py_ssize_t n1,
             raise ValueError("step: arrays must be C-contiguous (workspaces writable)")
     return <char*>cnp.PyArray_DATA(arr)
 
+
+
+cdef inline object new_state(object work, Py_ssize_t slot, int tn, Py_ssize_t B,
+                             Py_ssize_t H):
+    """A new ``[B, H]`` array of type ``tn`` holding ``work[slot]`` (the work space is
+    reused by the next step, so the caller gets a copy of its part)."""
+    cdef cnp.npy_intp dims[2]
+    cdef size_t nbytes = B * H * (4 if tn == cnp.NPY_FLOAT else 8)
+    dims[0] = B
+    dims[1] = H
+    out = cnp.PyArray_EMPTY(2, dims, tn, 0)
+    if nbytes:
+        memcpy(cnp.PyArray_DATA(<cnp.ndarray>out),
+               <char*>cnp.PyArray_DATA(<cnp.ndarray>work) + slot * nbytes, nbytes)
+    return out
 
 
 cdef inline void copy_state(floating* dst, const floating* src, Py_ssize_t n,

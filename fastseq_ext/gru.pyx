@@ -10,16 +10,18 @@ Pointwise loops store to one array each where two stores would share a base poin
 run-time offset (gcc does not vectorize those loops otherwise).
 """
 from cython cimport floating
+cimport numpy as cnp
 from libc.stdint cimport int64_t
 
 import numpy as np
 
 from fastseq_ext._smallgemm cimport step_gemm, step_gemm_xb
 from fastseq_ext.team cimport Chunks, run_chunks, run_column_steps
-cimport numpy as cnp
-from fastseq_ext._step cimport copy_state, data, dim, step_dtype
+from fastseq_ext._step cimport copy_state, data, dim, new_state, step_dtype
 from fastseq_ext._cells cimport gru_bwd_row, gru_fwd_row, mask_rows
 from fastseq_ext.activations cimport act_grad, activate_inplace, sigmoid_inplace
+
+cnp.import_array()              # NumPy's C API (the step entry points, _step.pxd)
 
 
 cdef inline void _blend(floating* h_new, const floating* z, const floating* nn,
@@ -442,63 +444,24 @@ def backward_classic(const floating[:, ::1] RT, const floating[:, ::1] mask, bin
 
 
 # one step, typed: xw [B, 3H], R [H, 3H], bh [3H], mask/h [B, H]; hs [2, B, H] OUT;
-# hm, aux [1, B, H], gates [1, B, 3H] work space
-cdef void _step_typed(const floating* xw, const floating* R, const floating* bh,
-                const floating* mask, bint masked, bint relu, const floating* h,
-                floating* hs, floating* hm, floating* gates, floating* aux, Py_ssize_t B,
-                Py_ssize_t H) noexcept nogil:
+# hm, aux [1, B, H], gates [1, B, 3H] work space; classic: the reset_after=False form
+cdef void _step_typed(bint classic, const floating* xw, const floating* R,
+                      const floating* bh, const floating* mask, bint masked, bint relu,
+                      const floating* h, floating* hs, floating* hm, floating* gates,
+                      floating* aux, Py_ssize_t B, Py_ssize_t H) noexcept nogil:
     cdef int64_t nact = B
     copy_state(hs, h, B * H, True)
-    _forward_chunk(xw, R, bh, mask, masked, relu, True, False, &nact, 1, B, H, 0, B, hs, hm, gates, aux)
+    if classic:
+        _forward_chunk_classic(xw, R, bh, mask, masked, relu, True, False, &nact, 1, B, H, 0,
+                               B, hs, hm, gates, aux)
+    else:
+        _forward_chunk(xw, R, bh, mask, masked, relu, True, False, &nact, 1, B, H, 0, B, hs,
+                       hm, gates, aux)
 
 
-# one step for streaming inference; arguments and checks in fastseq_ext/_step.pxd
-def step(xw_t, R, bh, mask, bint masked, bint relu, h, c, bint has_c, state, hm, gates,
-         aux):
-    """One PyTorch-form GRU step (``state [2, B, H]`` OUT: ``[h, h_new]``; c
-    unused)."""
-    cdef int tn = step_dtype(xw_t)
-    cdef Py_ssize_t B = dim(xw_t, 0), GH = dim(xw_t, 1), H = GH // 3
-    if GH != 3 * H:
-        raise ValueError("step: xw_t must have 3 * H columns")
-    cdef char* p_xw = data(xw_t, tn, 2, B, GH, 0, True, False)
-    cdef char* p_R = data(R, tn, 2, H, GH, 0, True, False)
-    cdef char* p_bh = data(bh, tn, 1, GH, 0, 0, True, False)
-    cdef char* p_mask = data(mask, tn, 2, B, H, 0, masked, False)
-    cdef char* p_h = data(h, tn, 2, B, H, 0, True, False)
-    cdef char* p_hs = data(state, tn, 3, 2, B, H, True, True)
-    cdef char* p_hm = data(hm, tn, 3, 1, B, H, masked, True)
-    cdef char* p_gates = data(gates, tn, 3, 1, B, GH, True, True)
-    cdef char* p_aux = data(aux, tn, 3, 1, B, H, True, True)
-    if B == 0 or H == 0:
-        return
-    with nogil:
-        if tn == cnp.NPY_FLOAT:
-            _step_typed[float](<float*>p_xw, <float*>p_R, <float*>p_bh, <float*>p_mask,
-                                 masked, relu, <float*>p_h, <float*>p_hs, <float*>p_hm,
-                                 <float*>p_gates, <float*>p_aux, B, H)
-        else:
-            _step_typed[double](<double*>p_xw, <double*>p_R, <double*>p_bh,
-                                  <double*>p_mask, masked, relu, <double*>p_h, <double*>p_hs,
-                                  <double*>p_hm, <double*>p_gates, <double*>p_aux, B, H)
-
-
-# one step, typed: xw [B, 3H], R [H, 3H], bh [3H], mask/h [B, H]; hs [2, B, H] OUT;
-# hm, aux [1, B, H], gates [1, B, 3H] work space
-cdef void _step_classic_typed(const floating* xw, const floating* R, const floating* bh,
-                        const floating* mask, bint masked, bint relu, const floating* h,
-                        floating* hs, floating* hm, floating* gates, floating* aux, Py_ssize_t B,
-                        Py_ssize_t H) noexcept nogil:
-    cdef int64_t nact = B
-    copy_state(hs, h, B * H, True)
-    _forward_chunk_classic(xw, R, bh, mask, masked, relu, True, False, &nact, 1, B, H, 0, B, hs, hm, gates, aux)
-
-
-# one step for streaming inference; arguments and checks in fastseq_ext/_step.pxd
-def step_classic(xw_t, R, bh, mask, bint masked, bint relu, h, c, bint has_c, state, hm,
+# both step entry points; arguments and checks in fastseq_ext/_step.pxd
+cdef tuple _step(bint classic, xw_t, R, bh, mask, bint masked, bint relu, h, work, hm,
                  gates, aux):
-    """One classic-form GRU step (``state [2, B, H]`` OUT: ``[h, h_new]``; c
-    unused)."""
     cdef int tn = step_dtype(xw_t)
     cdef Py_ssize_t B = dim(xw_t, 0), GH = dim(xw_t, 1), H = GH // 3
     if GH != 3 * H:
@@ -508,18 +471,33 @@ def step_classic(xw_t, R, bh, mask, bint masked, bint relu, h, c, bint has_c, st
     cdef char* p_bh = data(bh, tn, 1, GH, 0, 0, True, False)
     cdef char* p_mask = data(mask, tn, 2, B, H, 0, masked, False)
     cdef char* p_h = data(h, tn, 2, B, H, 0, True, False)
-    cdef char* p_hs = data(state, tn, 3, 2, B, H, True, True)
+    cdef char* p_hs = data(work, tn, 3, 2, B, H, True, True)
     cdef char* p_hm = data(hm, tn, 3, 1, B, H, masked, True)
     cdef char* p_gates = data(gates, tn, 3, 1, B, GH, True, True)
     cdef char* p_aux = data(aux, tn, 3, 1, B, H, True, True)
-    if B == 0 or H == 0:
-        return
-    with nogil:
-        if tn == cnp.NPY_FLOAT:
-            _step_classic_typed[float](<float*>p_xw, <float*>p_R, <float*>p_bh, <float*>p_mask,
-                                         masked, relu, <float*>p_h, <float*>p_hs, <float*>p_hm,
-                                         <float*>p_gates, <float*>p_aux, B, H)
-        else:
-            _step_classic_typed[double](<double*>p_xw, <double*>p_R, <double*>p_bh,
-                                          <double*>p_mask, masked, relu, <double*>p_h, <double*>p_hs,
-                                          <double*>p_hm, <double*>p_gates, <double*>p_aux, B, H)
+    if B and H:
+        with nogil:
+            if tn == cnp.NPY_FLOAT:
+                _step_typed[float](classic, <float*>p_xw, <float*>p_R, <float*>p_bh,
+                                   <float*>p_mask, masked, relu, <float*>p_h, <float*>p_hs,
+                                   <float*>p_hm, <float*>p_gates, <float*>p_aux, B, H)
+            else:
+                _step_typed[double](classic, <double*>p_xw, <double*>p_R, <double*>p_bh,
+                                    <double*>p_mask, masked, relu, <double*>p_h,
+                                    <double*>p_hs, <double*>p_hm, <double*>p_gates,
+                                    <double*>p_aux, B, H)
+    return new_state(work, 1, tn, B, H), None
+
+
+def step(xw_t, R, bh, mask, bint masked, bint relu, h, c, bint has_c, work, hm, gates,
+         aux):
+    """One PyTorch-form GRU step: ``(h_new, None)``; ``work [2, B, H]``: ``[h, h_new]``;
+    c unused."""
+    return _step(False, xw_t, R, bh, mask, masked, relu, h, work, hm, gates, aux)
+
+
+def step_classic(xw_t, R, bh, mask, bint masked, bint relu, h, c, bint has_c, work, hm,
+                 gates, aux):
+    """One classic-form GRU step: ``(h_new, None)``; ``work [2, B, H]``: ``[h, h_new]``;
+    c unused."""
+    return _step(True, xw_t, R, bh, mask, masked, relu, h, work, hm, gates, aux)

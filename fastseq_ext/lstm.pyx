@@ -13,13 +13,15 @@ Buffers and their meaning are those of the Numba engine (``fastseq.backends.numb
 so the two engines' caches are interchangeable. Called by ``fastseq.backends.cython_cpu``.
 """
 from cython cimport floating
+cimport numpy as cnp
 from libc.stdint cimport int64_t
 
 from fastseq_ext._smallgemm cimport step_gemm, step_gemm_xb, step_gemm_xbt, wrows_scratch
 from fastseq_ext.team cimport Chunks, run_chunks, run_column_steps
-cimport numpy as cnp
-from fastseq_ext._step cimport copy_state, data, dim, step_dtype
+from fastseq_ext._step cimport copy_state, data, dim, new_state, step_dtype
 from fastseq_ext._cells cimport lstm_bwd_row, lstm_fwd_row, mask_rows
+
+cnp.import_array()              # NumPy's C API (the step entry points, _step.pxd)
 
 
 # xw: [T, B, 4H]  R: [H, 4H]  bh: [4H]  mask: [B, H] (read iff masked)  nact: [T]
@@ -298,10 +300,10 @@ cdef void _step(const floating* xw, const floating* R, const floating* bh,
 
 
 # one step for streaming inference; arguments and checks in fastseq_ext/_step.pxd
-def step(xw_t, R, bh, mask, bint masked, bint relu, h, c, bint has_c, state, hm, gates,
+def step(xw_t, R, bh, mask, bint masked, bint relu, h, c, bint has_c, work, hm, gates,
          aux):
-    """One LSTM step: ``state [4, B, H]`` OUT: ``[h, h_new, c, c_new]`` from h, c (c = 0
-    without has_c)."""
+    """One LSTM step from h, c (c = 0 without has_c): ``(h_new, c_new)``; ``work [4, B,
+    H]``: ``[h, h_new, c, c_new]``."""
     cdef int tn = step_dtype(xw_t)
     cdef Py_ssize_t B = dim(xw_t, 0), GH = dim(xw_t, 1), H = GH // 4
     if GH != 4 * H:
@@ -312,20 +314,20 @@ def step(xw_t, R, bh, mask, bint masked, bint relu, h, c, bint has_c, state, hm,
     cdef char* p_mask = data(mask, tn, 2, B, H, 0, masked, False)
     cdef char* p_h = data(h, tn, 2, B, H, 0, True, False)
     cdef char* p_c = data(c, tn, 2, B, H, 0, has_c, False)
-    cdef char* p_hs = data(state, tn, 3, 4, B, H, True, True)
+    cdef char* p_hs = data(work, tn, 3, 4, B, H, True, True)
     cdef char* p_cs = p_hs + 2 * B * H * (4 if tn == cnp.NPY_FLOAT else 8)
     cdef char* p_hm = data(hm, tn, 3, 1, B, H, masked, True)
     cdef char* p_gates = data(gates, tn, 3, 1, B, GH, True, True)
     cdef char* p_aux = data(aux, tn, 3, 1, B, H, True, True)
-    if B == 0 or H == 0:
-        return
-    with nogil:
-        if tn == cnp.NPY_FLOAT:
-            _step[float](<float*>p_xw, <float*>p_R, <float*>p_bh, <float*>p_mask, masked,
-                         relu, <float*>p_h, <float*>p_c, has_c, <float*>p_hs, <float*>p_cs,
-                         <float*>p_hm, <float*>p_gates, <float*>p_aux, B, H)
-        else:
-            _step[double](<double*>p_xw, <double*>p_R, <double*>p_bh, <double*>p_mask,
-                          masked, relu, <double*>p_h, <double*>p_c, has_c, <double*>p_hs,
-                          <double*>p_cs, <double*>p_hm, <double*>p_gates, <double*>p_aux,
-                          B, H)
+    if B and H:
+        with nogil:
+            if tn == cnp.NPY_FLOAT:
+                _step[float](<float*>p_xw, <float*>p_R, <float*>p_bh, <float*>p_mask, masked,
+                             relu, <float*>p_h, <float*>p_c, has_c, <float*>p_hs, <float*>p_cs,
+                             <float*>p_hm, <float*>p_gates, <float*>p_aux, B, H)
+            else:
+                _step[double](<double*>p_xw, <double*>p_R, <double*>p_bh, <double*>p_mask,
+                              masked, relu, <double*>p_h, <double*>p_c, has_c, <double*>p_hs,
+                              <double*>p_cs, <double*>p_hm, <double*>p_gates, <double*>p_aux,
+                              B, H)
+    return (new_state(work, 1, tn, B, H), new_state(work, 3, tn, B, H))

@@ -5,14 +5,16 @@ Same structure and buffers as :mod:`fastseq_ext.lstm` (see there): the RNN store
 row ``hs[t+1]`` doubles as the preactivation buffer.
 """
 from cython cimport floating
+cimport numpy as cnp
 from libc.stdint cimport int64_t
 
 from fastseq_ext._smallgemm cimport step_gemm
 from fastseq_ext.team cimport Chunks, run_chunks
-cimport numpy as cnp
-from fastseq_ext._step cimport copy_state, data, dim, step_dtype
+from fastseq_ext._step cimport copy_state, data, dim, new_state, step_dtype
 from fastseq_ext.activations cimport act_grad, activate_inplace
 from fastseq_ext._cells cimport mask_rows
+
+cnp.import_array()              # NumPy's C API (the step entry points, _step.pxd)
 
 
 # xw: [T, B, H]  R: [H, H]  bh: [H]  mask: [B, H] (read iff masked)  nact: [T]
@@ -148,38 +150,35 @@ def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked
 # one step, typed: xw [B, H], R [H, H], bh [H], mask/h [B, H]; hs [2, B, H] OUT;
 # hm [1, B, H] work space
 cdef void _step_typed(const floating* xw, const floating* R, const floating* bh,
-                const floating* mask, bint masked, bint relu, const floating* h,
-                floating* hs, floating* hm, Py_ssize_t B,
-                Py_ssize_t H) noexcept nogil:
+                      const floating* mask, bint masked, bint relu, const floating* h,
+                      floating* hs, floating* hm, Py_ssize_t B, Py_ssize_t H) noexcept nogil:
     cdef int64_t nact = B
     copy_state(hs, h, B * H, True)
     _forward_chunk(xw, R, bh, mask, masked, relu, True, False, &nact, 1, B, H, 0, B, hs, hm)
 
 
 # one step for streaming inference; arguments and checks in fastseq_ext/_step.pxd
-def step(xw_t, R, bh, mask, bint masked, bint relu, h, c, bint has_c, state, hm, gates,
+def step(xw_t, R, bh, mask, bint masked, bint relu, h, c, bint has_c, work, hm, gates,
          aux):
-    """One step of the simple RNN (``state [2, B, H]`` OUT: ``[h, h_new]``;
-    c, gates, aux unused)."""
+    """One step of the simple RNN: ``(h_new, None)``; ``work [2, B, H]``: ``[h, h_new]``;
+    c, gates, aux unused."""
     cdef int tn = step_dtype(xw_t)
-    cdef Py_ssize_t B = dim(xw_t, 0), GH = dim(xw_t, 1), H = GH // 1
-    if GH != 1 * H:
-        raise ValueError("step: xw_t must have 1 * H columns")
-    cdef char* p_xw = data(xw_t, tn, 2, B, GH, 0, True, False)
-    cdef char* p_R = data(R, tn, 2, H, GH, 0, True, False)
-    cdef char* p_bh = data(bh, tn, 1, GH, 0, 0, True, False)
+    cdef Py_ssize_t B = dim(xw_t, 0), H = dim(xw_t, 1)
+    cdef char* p_xw = data(xw_t, tn, 2, B, H, 0, True, False)
+    cdef char* p_R = data(R, tn, 2, H, H, 0, True, False)
+    cdef char* p_bh = data(bh, tn, 1, H, 0, 0, True, False)
     cdef char* p_mask = data(mask, tn, 2, B, H, 0, masked, False)
     cdef char* p_h = data(h, tn, 2, B, H, 0, True, False)
-    cdef char* p_hs = data(state, tn, 3, 2, B, H, True, True)
+    cdef char* p_hs = data(work, tn, 3, 2, B, H, True, True)
     cdef char* p_hm = data(hm, tn, 3, 1, B, H, masked, True)
-    if B == 0 or H == 0:
-        return
-    with nogil:
-        if tn == cnp.NPY_FLOAT:
-            _step_typed[float](<float*>p_xw, <float*>p_R, <float*>p_bh, <float*>p_mask,
-                                 masked, relu, <float*>p_h, <float*>p_hs, <float*>p_hm,
-                                 B, H)
-        else:
-            _step_typed[double](<double*>p_xw, <double*>p_R, <double*>p_bh,
-                                  <double*>p_mask, masked, relu, <double*>p_h, <double*>p_hs,
-                                  <double*>p_hm, B, H)
+    if B and H:
+        with nogil:
+            if tn == cnp.NPY_FLOAT:
+                _step_typed[float](<float*>p_xw, <float*>p_R, <float*>p_bh, <float*>p_mask,
+                                   masked, relu, <float*>p_h, <float*>p_hs, <float*>p_hm,
+                                   B, H)
+            else:
+                _step_typed[double](<double*>p_xw, <double*>p_R, <double*>p_bh,
+                                    <double*>p_mask, masked, relu, <double*>p_h,
+                                    <double*>p_hs, <double*>p_hm, B, H)
+    return new_state(work, 1, tn, B, H), None

@@ -524,7 +524,7 @@ def test_step_kernel_checks_every_array(rng, cell_name):
                  R=rng.standard_normal((H, GH)).astype(f), bh=np.zeros(GH, f),
                  mask=np.ones((B, H), f), masked=False, relu=False,
                  h=np.zeros((B, H), f), c=np.zeros((B, H), f), has_c=cell.kind == "lstm",
-                 state=np.empty((n_state, B, H), f), hm=np.empty((1, B, H), f),
+                 work=np.empty((n_state, B, H), f), hm=np.empty((1, B, H), f),
                  gates=np.empty((1, B, GH), f), aux=np.empty((1, B, H), f))
         a.update(over)
         return list(a.values())
@@ -532,22 +532,29 @@ def test_step_kernel_checks_every_array(rng, cell_name):
     good = args()
     for i in (0, 1, 2, 3, 6, 7):                        # xw, R, bh, mask, h, c
         good[i].flags.writeable = False
-    kernel(*good)                                       # read-only inputs are accepted
-    reference_h = reference.step(cell, good[0], good[1], good[2], good[6],
-                                 good[7] if cell.has_cell_state else None)[0]
-    assert_close(good[9][1], reference_h, 1e-5, "h")
+    h_new, c_new = kernel(*good)                        # read-only inputs are accepted
+    reference_h, reference_c = reference.step(cell, good[0], good[1], good[2], good[6],
+                                              good[7] if cell.has_cell_state else None)
+    assert_close(h_new, reference_h, 1e-5, "h")
+    np.testing.assert_array_equal(h_new, good[9][1])    # new arrays, copied from the work
+    assert not np.shares_memory(h_new, good[9])
+    if cell.has_cell_state:
+        assert_close(c_new, reference_c, 1e-5, "c")
+        assert not np.shares_memory(c_new, good[9])
+    else:
+        assert c_new is None
     bad = [dict(xw=rng.standard_normal((B, GH))),                 # float64 among float32
            dict(R=np.zeros((H + 1, GH), f)), dict(bh=np.zeros(GH + 1, f)),
-           dict(h=np.zeros((B, H + 1), f)), dict(state=np.empty((n_state, B + 1, H), f)),
-           dict(state=np.empty((n_state, B, H + 1), f)[:, :, :H]),     # not C-contiguous
+           dict(h=np.zeros((B, H + 1), f)), dict(work=np.empty((n_state, B + 1, H), f)),
+           dict(work=np.empty((n_state, B, H + 1), f)[:, :, :H]),      # not C-contiguous
            dict(gates=np.empty((1, B, GH - 1), f)) if cell.kind != "rnn" else
            dict(hm=np.empty((1, B, H + 1), f), masked=True),
            dict(mask=np.ones((B + 1, H), f), masked=True),
            dict(R=np.asfortranarray(rng.standard_normal((H, GH)).astype(f))),
-           dict(state=list(np.zeros((n_state, B, H))))]
+           dict(work=list(np.zeros((n_state, B, H))))]
     ro = np.empty((n_state, B, H), f)
     ro.flags.writeable = False
-    bad.append(dict(state=ro))
+    bad.append(dict(work=ro))
     if cell.kind == "lstm":
         bad.append(dict(c=np.zeros((B + 1, H), f)))
     for over in bad:

@@ -474,8 +474,10 @@ _STEP = {
 
 
 def _make_step_workspace(B, H, GH, dtype):
-    # hm, gates, aux, mask placeholder, dummy
-    return (np.empty((1, B, H), dtype), np.empty((1, B, GH), dtype),
+    # work [4, B, H] and its [2, B, H] view (LSTM / others), hm, gates, aux, mask
+    # placeholder, dummy
+    work = np.empty((4, B, H), dtype)
+    return (work, work[:2], np.empty((1, B, H), dtype), np.empty((1, B, GH), dtype),
             np.empty((1, B, H), dtype), np.ones((1, 1), dtype), _dummy(dtype))
 
 
@@ -483,18 +485,15 @@ _STEP_WORKSPACES = StepWorkspaces(_make_step_workspace)
 
 
 def _step_call(cell, key, dtype, xw_t, R, bh, h, c, rmask):
-    """Run the step kernel; it raises ValueError/TypeError on a dtype, layout or shape it
-    does not accept."""
+    """Run the step kernel, which returns new ``(h, c)`` arrays; it raises
+    ValueError/TypeError on a dtype, layout or shape it does not accept."""
     B, GH = xw_t.shape
-    H = GH // cell.n_gates
-    hm, gates, aux, ones, dummy = _STEP_WORKSPACES.get(B, H, GH, dtype)
-    # one allocation for the new state: [h, h_new] (LSTM: [h, h_new, c, c_new]); views of it
-    # are returned
-    state = np.empty((4 if key[0] == "lstm" else 2, B, H), dtype)
+    work4, work2, hm, gates, aux, ones, dummy = _STEP_WORKSPACES.get(
+        B, GH // cell.n_gates, GH, dtype)
     masked = rmask is not None
-    _STEP[key](xw_t, R, bh, rmask if masked else ones, masked, cell.activation == "relu",
-               h, dummy if c is None else c, c is not None, state, hm, gates, aux)
-    return (state[1], state[3]) if key[0] == "lstm" else (state[1], None)
+    return _STEP[key](xw_t, R, bh, rmask if masked else ones, masked,
+                      cell.activation == "relu", h, dummy if c is None else c, c is not None,
+                      work4 if key[0] == "lstm" else work2, hm, gates, aux)
 
 
 def step(cell, xw_t, R, bh, h, c=None, rmask=None):

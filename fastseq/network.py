@@ -300,7 +300,8 @@ class Network:
         backpropagated just drops its copies.
 
         An engine that ``accepts_weight_rows`` (the Cython one) gets no copies: it reads a
-        short LSTM recurrence's weight rows directly and makes any other copy itself."""
+        short LSTM or GRU recurrence's weight rows directly and makes any other copy
+        itself."""
         params = dict(self.rnn_params)
         if not self._hh_names or getattr(get_backend(self.backend), "accepts_weight_rows",
                                          False):

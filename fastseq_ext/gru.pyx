@@ -15,7 +15,7 @@ from libc.stdint cimport int64_t
 
 import numpy as np
 
-from fastseq_ext._smallgemm cimport step_gemm, step_gemm_xb
+from fastseq_ext._smallgemm cimport step_gemm, step_gemm_xb, step_gemm_xbt, wrows_scratch
 from fastseq_ext.team cimport Chunks, run_chunks, run_column_steps
 from fastseq_ext._step cimport copy_state, data, dim, new_state, step_dtype
 from fastseq_ext._cells cimport gru_bwd_row, gru_fwd_row, mask_rows
@@ -43,7 +43,8 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
                          bint zero_h0, const int64_t* nact,
                          Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo,
                          Py_ssize_t hi, floating* hs, floating* hm, floating* gates,
-                         floating* aux) noexcept nogil:
+                         floating* aux, bint weight_rows=False,
+                         floating* scratch=NULL) noexcept nogil:
     cdef Py_ssize_t G = 3 * H, t, n, b, row, s, k
     cdef const floating* h_in
     for t in range(T):
@@ -57,10 +58,19 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
             h_in = hm + (s * B + lo) * H
         # [xw_r + b_r, xw_z + b_z] + h_masked @ R[:, :2H]; b_hn + h_masked @ R[:, 2H:]
         k = 0 if zero_h0 and t == 0 else H
-        step_gemm_xb(<int>(n - lo), <int>(2 * H), <int>k, h_in, <int>H, R, <int>G,
-                     xw + (t * B + lo) * G, <int>G, bh, gates + (s * B + lo) * G, <int>G)
-        step_gemm_xb(<int>(n - lo), <int>H, <int>k, h_in, <int>H, R + 2 * H, <int>G,
-                     NULL, 0, bh + 2 * H, gates + (s * B + lo) * G + 2 * H, <int>G)
+        if weight_rows:                 # R holds weight_hh [3H, H] = R^T (_gemm_wrows.h)
+            step_gemm_xbt(<int>(n - lo), <int>(2 * H), <int>k, h_in, <int>H, R, <int>H,
+                          xw + (t * B + lo) * G, <int>G, bh, gates + (s * B + lo) * G,
+                          <int>G, scratch)
+            step_gemm_xbt(<int>(n - lo), <int>H, <int>k, h_in, <int>H, R + 2 * H * H,
+                          <int>H, NULL, 0, bh + 2 * H, gates + (s * B + lo) * G + 2 * H,
+                          <int>G, scratch)
+        else:
+            step_gemm_xb(<int>(n - lo), <int>(2 * H), <int>k, h_in, <int>H, R, <int>G,
+                         xw + (t * B + lo) * G, <int>G, bh, gates + (s * B + lo) * G,
+                         <int>G)
+            step_gemm_xb(<int>(n - lo), <int>H, <int>k, h_in, <int>H, R + 2 * H, <int>G,
+                         NULL, 0, bh + 2 * H, gates + (s * B + lo) * G + 2 * H, <int>G)
         for b in range(lo, n):                   # hw_n = h_masked @ R_n + b_hn is saved
             row = t * B + b
             gru_fwd_row(gates + (s * B + b) * G, xw + row * G + 2 * H, aux + (s * B + b) * H,
@@ -225,10 +235,13 @@ cdef void _backward_chunk_classic(const floating* RT, const floating* mask, bint
 
 # the chunk functions as team tasks (see fastseq_ext.team.Chunks)
 cdef inline void _forward_task(Chunks* c, int k, floating* tag) noexcept nogil:
+    cdef floating* scratch = NULL
+    if c.weight_rows:                   # this chunk's work space for the step GEMM
+        scratch = <floating*>c.w[5] + k * wrows_scratch(<int>(3 * c.H), <int>c.H, tag)
     _forward_chunk(<const floating*>c.r[0], <const floating*>c.r[1], <const floating*>c.r[2],
                    <const floating*>c.r[3], c.f0, c.f1, c.f2, c.f3, c.nact, c.T, c.B, c.H,
                    c.bounds[k], c.bounds[k + 1], <floating*>c.w[0], <floating*>c.w[1],
-                   <floating*>c.w[2], <floating*>c.w[3])
+                   <floating*>c.w[2], <floating*>c.w[3], c.weight_rows, scratch)
 
 
 
@@ -281,12 +294,22 @@ cdef inline void _forward_cols_task(Chunks* c, int k, floating* tag) noexcept no
     cdef Py_ssize_t n = c.nact[t], s = t if keep else 0
     cdef int kk = 0 if c.f3 and t == 0 else <int>H
     cdef const floating* h_in = (hm + s * B * H) if masked else (hs + t * B * H)
-    for g in range(2):                    # r, z: xw + b + h_masked @ R
-        step_gemm_xb(<int>n, <int>w, kk, h_in, <int>H, R + g * H + u0, <int>G,
-                     xw + t * B * G + g * H + u0, <int>G, bh + g * H + u0,
-                     gates + s * B * G + g * H + u0, <int>G)
-    step_gemm_xb(<int>n, <int>w, kk, h_in, <int>H, R + 2 * H + u0, <int>G, NULL, 0,
-                 bh + 2 * H + u0, gates + s * B * G + 2 * H + u0, <int>G)     # hw_n
+    cdef floating* scratch
+    if c.weight_rows:                   # R holds weight_hh [3H, H]: its rows g*H + u0 ...
+        scratch = <floating*>c.w[5] + k * wrows_scratch(<int>G, <int>H, tag)
+        for g in range(2):
+            step_gemm_xbt(<int>n, <int>w, kk, h_in, <int>H, R + (g * H + u0) * H, <int>H,
+                          xw + t * B * G + g * H + u0, <int>G, bh + g * H + u0,
+                          gates + s * B * G + g * H + u0, <int>G, scratch)
+        step_gemm_xbt(<int>n, <int>w, kk, h_in, <int>H, R + (2 * H + u0) * H, <int>H, NULL,
+                      0, bh + 2 * H + u0, gates + s * B * G + 2 * H + u0, <int>G, scratch)
+    else:
+        for g in range(2):                # r, z: xw + b + h_masked @ R
+            step_gemm_xb(<int>n, <int>w, kk, h_in, <int>H, R + g * H + u0, <int>G,
+                         xw + t * B * G + g * H + u0, <int>G, bh + g * H + u0,
+                         gates + s * B * G + g * H + u0, <int>G)
+        step_gemm_xb(<int>n, <int>w, kk, h_in, <int>H, R + 2 * H + u0, <int>G, NULL, 0,
+                     bh + 2 * H + u0, gates + s * B * G + 2 * H + u0, <int>G)     # hw_n
     for b in range(n):
         row = t * B + b
         srow = s * B + b
@@ -339,15 +362,26 @@ cdef void _forward(const floating[:, :, ::1] xw, const floating[:, ::1] R,
                    bint keep, const int64_t[::1] nact, const int64_t[::1] bounds,
                    floating[:, :, ::1] hs, floating[:, :, ::1] hm, floating[:, :, ::1] gates,
                    floating[:, :, ::1] aux, bint classic, bint zero_h0,
-                   Py_ssize_t col_width):
+                   Py_ssize_t col_width, bint weight_rows=False,
+                   floating[::1] scratch=None):
     cdef Chunks c
     if xw.shape[0] == 0 or xw.shape[1] == 0:
         return
+    cdef Py_ssize_t n_tasks = bounds.shape[0] - 1
+    if col_width > 0 and not classic:
+        n_tasks = (R.shape[1 if weight_rows else 0] + col_width - 1) // col_width
+    if weight_rows and (classic or R.shape[0] != 3 * R.shape[1] or scratch is None
+                        or <size_t>scratch.shape[0] < n_tasks
+                        * wrows_scratch(<int>R.shape[0], <int>R.shape[1], <floating*>NULL)):
+        raise ValueError("weight_rows: R must be weight_hh [3H, H] of the PyTorch-form GRU, "
+                         "with wrows_scratch_size(3H, H, dtype) elements of scratch per task")
+    c.weight_rows = weight_rows
+    c.w[5] = &scratch[0] if weight_rows else NULL
     c.r[0], c.r[1], c.r[2], c.r[3] = &xw[0, 0, 0], &R[0, 0], &bh[0], &mask[0, 0]
     c.w[0], c.w[1], c.w[2], c.w[3] = &hs[0, 0, 0], &hm[0, 0, 0], &gates[0, 0, 0], &aux[0, 0, 0]
     c.f0, c.f1, c.f2, c.f3 = masked, relu, keep, zero_h0
     c.nact, c.bounds = &nact[0], &bounds[0]
-    c.T, c.B, c.H = xw.shape[0], xw.shape[1], R.shape[0]
+    c.T, c.B, c.H = xw.shape[0], xw.shape[1], (R.shape[1] if weight_rows else R.shape[0])
     c.f64 = floating is double
     if col_width > 0 and not classic:
         c.task32, c.task64 = _forward_cols_task[float], _forward_cols_task[double]
@@ -369,11 +403,13 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
             const int64_t[::1] nact, const int64_t[::1] bounds, floating[:, :, ::1] hs,
             floating[:, :, ::1] cs,
             floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux,
-            bint zero_h0=False, Py_ssize_t col_width=0):
+            bint zero_h0=False, Py_ssize_t col_width=0, bint weight_rows=False,
+            floating[::1] scratch=None):
     """PyTorch-form GRU over every chunk ``[bounds[k], bounds[k+1])``, one team task each
-    (cs unused); ``col_width > 0``: column-split steps (as in fastseq_ext.lstm)."""
+    (cs unused); ``col_width > 0``: column-split steps; ``weight_rows``: ``R`` given as
+    ``weight_hh [3H, H]`` (both as in fastseq_ext.lstm)."""
     _forward(xw, R, bh, mask, masked, relu, keep, nact, bounds, hs, hm, gates, aux, False,
-             zero_h0, col_width)
+             zero_h0, col_width, weight_rows, scratch)
 
 
 def backward(const floating[:, ::1] RT, const floating[:, ::1] mask, bint masked, bint relu,

@@ -205,11 +205,12 @@ cdef inline void _backward_cols_task(Chunks* c, int k, floating* tag) noexcept n
                      dxw + row * G, relu, H, u0, w)
 
 
-def wrows_scratch_size(Py_ssize_t H, bint f64):
-    """Elements of work space one chunk of :func:`forward` needs with ``weight_rows``."""
+def wrows_scratch_size(Py_ssize_t GH, Py_ssize_t H, bint f64):
+    """Elements of work space one task of a ``forward`` with ``weight_rows`` needs
+    (``weight_hh [GH, H]``; this module's and fastseq_ext.gru's)."""
     if f64:
-        return wrows_scratch(<int>(4 * H), <int>H, <double*>NULL)
-    return wrows_scratch(<int>(4 * H), <int>H, <float*>NULL)
+        return wrows_scratch(<int>GH, <int>H, <double*>NULL)
+    return wrows_scratch(<int>GH, <int>H, <float*>NULL)
 
 
 def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floating[::1] bh,

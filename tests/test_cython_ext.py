@@ -207,13 +207,15 @@ def test_column_split_steps_give_the_same_bits_as_row_chunks(rng, cell_name, dty
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-def test_weight_rows_give_the_same_bits_as_R(rng, dtype, monkeypatch):
-    """An LSTM given R as ``weight_hh.T`` (an F-ordered view, ``accepts_weight_rows``)
-    reads the weight's rows in its step GEMM (``_gemm_wrows.h``) or copies it first:
-    outputs, every gradient and inference are bitwise those of a C-contiguous R; ragged,
-    masked, odd H, more rows than a vector, zero and non-zero h0, row chunks and column
-    split, 1 to 3 threads."""
-    cell = make_cell("lstm")
+@pytest.mark.parametrize("cell_name", ["lstm", "gru", "gru_classic", "rnn"])
+def test_weight_rows_give_the_same_bits_as_R(rng, cell_name, dtype, monkeypatch):
+    """A cell given R as ``weight_hh.T`` (an F-ordered view, ``accepts_weight_rows``)
+    reads the weight's rows in its step GEMM (``_gemm_wrows.h``: the LSTM and the
+    PyTorch-form GRU) or copies it first: outputs, every gradient and inference are
+    bitwise those of a C-contiguous R; ragged, masked, odd H, more rows than a vector,
+    zero and non-zero h0, row chunks and column split, 1 to 3 threads."""
+    cell = make_cell(cell_name)
+    rows_kernel = (cell.kind, cell.reset_after) in (("lstm", True), ("gru", True))
     real = cython_cpu._weight_rows
     monkeypatch.setattr(cython_cpu, "COLUMN_SPLIT_MIN_BYTES", 0)
     shapes = SHAPES + [(3, 16, 40, None, False), (5, 6, 37, [5, 2, 5, 0, 1, 4], True),
@@ -228,8 +230,8 @@ def test_weight_rows_give_the_same_bits_as_R(rng, dtype, monkeypatch):
         for n_threads in (1, 2, 3):
             got = {}
             for mode in ("R", "rows", "copy"):
-                pick = {"rows": lambda *a: (True, real(*a)[1]), "copy": lambda *a: (False, 0),
-                        "R": real}[mode]
+                pick = {"rows": lambda *a: (rows_kernel, real(*a)[1] if rows_kernel else 0),
+                        "copy": lambda *a: (False, 0), "R": real}[mode]
                 monkeypatch.setattr(cython_cpu, "_weight_rows", pick)
                 R = k["R"] if mode == "R" else weight_hh.T
                 H_all, (h_T, c_T), cache = cython_cpu.forward(
@@ -251,24 +253,27 @@ def test_weight_rows_give_the_same_bits_as_R(rng, dtype, monkeypatch):
     # the rule: the word model's layer (B16 T3 H512 float32, 2 threads) reads rows, with
     # the steps split by units; one row per task, or a long recurrence, copies
     monkeypatch.undo()
-    assert cython_cpu._weight_rows(cell, 3, 16, 512, 4, 2, False, True, 2) == (True, 256)
-    assert cython_cpu._weight_rows(cell, 3, 1, 512, 4, 2, False, True, 1)[0] is False
-    assert cython_cpu._weight_rows(cell, 100, 16, 512, 4, 2, False, True, 2)[0] is False
-    assert cython_cpu._weight_rows(make_cell("gru"), 3, 16, 512, 4, 2, False, True, 2)[0] \
-        is False
-    assert cython_cpu._weight_rows(cell, 3, 32, 512, 4, 2, False, True, 2)[0] is True
+    rule = cython_cpu._weight_rows
+    assert rule(cell, 3, 16, 512, 4, 2, False, True, 2) == ((True, 256) if rows_kernel
+                                                            else (False, 0))
+    if not rows_kernel:
+        return
+    assert rule(cell, 3, 1, 512, 4, 2, False, True, 1)[0] is False
+    assert rule(cell, 100, 16, 512, 4, 2, False, True, 2)[0] is False
+    assert rule(cell, 3, 32, 512, 4, 2, False, True, 2)[0] is True
     monkeypatch.setattr(cython_cpu, "DISPATCH", "python")   # one kernel call per chunk
-    assert cython_cpu._weight_rows(cell, 3, 32, 512, 4, 2, False, True, 2)[0] is False
+    assert rule(cell, 3, 32, 512, 4, 2, False, True, 2)[0] is False
 
 
-def test_layers_give_the_same_bits_with_and_without_weight_rows(rng, monkeypatch):
+@pytest.mark.parametrize("cell_name", ["lstm", "gru"])
+def test_layers_give_the_same_bits_with_and_without_weight_rows(rng, cell_name, monkeypatch):
     """stack_forward hands an engine that accepts_weight_rows ``weight_hh.T`` as a view
-    and Network makes no copies for it: a 2-layer LSTM's training step and inference are
-    bitwise those of the copies made above the engine."""
+    and Network makes no copies for it: a 2-layer network's training step and inference
+    are bitwise those of the copies made above the engine."""
     from fastseq.layers import init_params, stack_backward, stack_forward
     from fastseq.network import Network
     monkeypatch.setattr(cython_cpu, "COLUMN_SPLIT_MIN_BYTES", 0)
-    cell = make_cell("lstm")
+    cell = make_cell(cell_name)
     T, B, I, H = 3, 16, 5, 48
     params = init_params(cell, I, H, num_layers=2, random_state=1)
     x = rng.standard_normal((T, B, I)).astype(np.float32)
@@ -279,7 +284,7 @@ def test_layers_give_the_same_bits_with_and_without_weight_rows(rng, monkeypatch
         out, h_n, c_n, cache = stack_forward("cython", cell, params, x, n_threads=2)
         dx, grads, _, _ = stack_backward(params, cache, d_out=d_out, n_threads=2,
                                          state_grad=False)
-        net = Network(dict(cell="lstm", units=H, num_layers=2, n_features=I, n_outputs=3,
+        net = Network(dict(cell=cell_name, units=H, num_layers=2, n_features=I, n_outputs=3,
                            output="many-to-one"), backend="cython", n_threads=2)
         net.init_weights(random_state=0)
         scores, ncache = net.forward_train(x, training=True)

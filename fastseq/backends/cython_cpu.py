@@ -44,8 +44,8 @@ recurrent GEMMs, T = 3).
 
 ``R`` may come as the transposed view of PyTorch's C-contiguous ``weight_hh``
 (:data:`accepts_weight_rows`; :func:`fastseq.layers.stack_forward` passes it so): a short
-LSTM recurrence whose tasks fill the vector lanes then reads the weight's rows in its step
-GEMM (:func:`_weight_rows`, ``fastseq_ext/_gemm_wrows.h``; same bits), anything else gets
+LSTM or PyTorch-form GRU recurrence whose tasks fill the vector lanes then reads the
+weight's rows in its step GEMMs (:func:`_weight_rows`, ``fastseq_ext/_gemm_wrows.h``; same bits), anything else gets
 its R copy here, and the backward reads ``weight_hh`` itself as ``R^T``. Training changes
 the weights after every batch, so this saves a copy of each recurrent weight per batch
 (0.5-0.7 ms for ``[2048, 512]`` float32 cold in cache, more than the word model's two
@@ -92,8 +92,9 @@ supports_dR_out = True
 # backward(need_dh0=False) skips step 0's dh GEMM when the initial state needs no gradient
 supports_need_dh0 = True
 # forward takes R as the transposed view of a C-contiguous weight_hh (R = weight_hh.T):
-# a short LSTM recurrence reads the weight's rows directly (no copy; see _weight_rows),
-# anything else gets its R copy here; either way backward reads weight_hh itself as R^T
+# a short LSTM / PyTorch-form GRU recurrence reads the weight's rows directly (no copy;
+# see _weight_rows), anything else gets its R copy here; either way backward reads
+# weight_hh itself as R^T
 accepts_weight_rows = True
 
 # fewest rows a thread's chunk gets; below 2x this the batch runs as one chunk
@@ -198,8 +199,8 @@ def _column_width(cell, B, H, itemsize, n_threads, masked, keep, max_rows=None):
 # optimizer's pass, a [2048, 512] float32 copy takes 0.5-0.7 ms, more than the two
 # recurrent steps of a 3-token window. For a recurrence of at most WEIGHT_ROWS_MAX_T steps
 # whose tasks fill the vector lanes (rows per task: at least 3/4 of a multiple of 16
-# float32 / 8 float64) the LSTM kernel reads weight_hh's rows instead (_gemm_wrows.h, the
-# same bits), with the steps split by hidden units whenever the batch fits one vector.
+# float32 / 8 float64) the LSTM and PyTorch-form GRU kernels read weight_hh's rows instead
+# (_gemm_wrows.h, the same bits), with the steps split by hidden units whenever the batch fits one vector.
 # Forward of the word model's layer (B16 T3 H512, 2 threads), copy + row chunks ->
 # weight rows + column split: 829 -> 521 us warm, 1075 -> 747 us cold.
 WEIGHT_ROWS_MAX_T = 16
@@ -207,7 +208,8 @@ WEIGHT_ROWS_MAX_T = 16
 
 def _weight_rows(cell, T, B, H, itemsize, n_threads, masked, keep, n_chunks):
     """(read weight_hh's rows?, column width to use with them)."""
-    if ((cell.kind, cell.reset_after) != ("lstm", True) or T > WEIGHT_ROWS_MAX_T or B == 0
+    if ((cell.kind, cell.reset_after) not in (("lstm", True), ("lstm", False), ("gru", True))
+            or T > WEIGHT_ROWS_MAX_T or B == 0
             or (DISPATCH == "python" and n_chunks > 1)):     # one scratch per team task
         return False, 0
     lanes = 64 // itemsize
@@ -331,7 +333,8 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     split = dict(col_width=cols) if cols else {}   # LSTM and PyTorch-form GRU kernels
     if use_rows:
         tasks = -(-H // cols) if cols else len(bounds) - 1
-        scratch = POOL.take((tasks * _lstm.wrows_scratch_size(H, itemsize == 8),), dtype)
+        scratch = POOL.take((tasks * _lstm.wrows_scratch_size(GH, H, itemsize == 8),),
+                            dtype)
         pooled.append(scratch)
         split.update(weight_rows=True, scratch=scratch)
         R = W_rows

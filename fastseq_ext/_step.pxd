@@ -57,6 +57,43 @@ cdef inline char* data(object a, int tn, int ndim, Py_ssize_t n0, Py_ssize_t n1,
 
 
 
+cdef struct StepArgs:
+    int tn                                # NPY_FLOAT or NPY_DOUBLE
+    Py_ssize_t B, H, GH
+    char* xw
+    char* R
+    char* bh
+    char* mask
+    char* h
+    char* work
+    char* hm
+    char* gates
+    char* aux
+
+
+cdef inline int step_args(StepArgs* a, int G, int n_work, bint has_gates, object xw_t,
+                          object R, object bh, object mask, bint masked, object h,
+                          object work, object hm, object gates, object aux) except -1:
+    """Check the arguments every cell's step shares (module docstring; ``G`` gates,
+    ``work [n_work, B, H]``, ``gates``/``aux`` iff ``has_gates``) and fill ``a``."""
+    a.tn = step_dtype(xw_t)
+    a.B = dim(xw_t, 0)
+    a.GH = dim(xw_t, 1)
+    a.H = a.GH // G
+    if a.GH != G * a.H:
+        raise ValueError(f"step: xw_t must have {G} * H columns")
+    a.xw = data(xw_t, a.tn, 2, a.B, a.GH, 0, True, False)
+    a.R = data(R, a.tn, 2, a.H, a.GH, 0, True, False)
+    a.bh = data(bh, a.tn, 1, a.GH, 0, 0, True, False)
+    a.mask = data(mask, a.tn, 2, a.B, a.H, 0, masked, False)
+    a.h = data(h, a.tn, 2, a.B, a.H, 0, True, False)
+    a.work = data(work, a.tn, 3, n_work, a.B, a.H, True, True)
+    a.hm = data(hm, a.tn, 3, 1, a.B, a.H, masked, True)
+    a.gates = data(gates, a.tn, 3, 1, a.B, a.GH, has_gates, True)
+    a.aux = data(aux, a.tn, 3, 1, a.B, a.H, has_gates, True)
+    return 0
+
+
 cdef inline object new_state(object work, Py_ssize_t slot, int tn, Py_ssize_t B,
                              Py_ssize_t H):
     """A new ``[B, H]`` array of type ``tn`` holding ``work[slot]`` (the work space is

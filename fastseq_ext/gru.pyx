@@ -17,7 +17,7 @@ import numpy as np
 
 from fastseq_ext._smallgemm cimport step_gemm, step_gemm_xb, step_gemm_xbt, wrows_scratch
 from fastseq_ext.team cimport Chunks, run_chunks, run_column_steps
-from fastseq_ext._step cimport copy_state, data, dim, new_state, step_dtype
+from fastseq_ext._step cimport StepArgs, copy_state, new_state, step_args
 from fastseq_ext._cells cimport gru_bwd_row, gru_fwd_row, mask_rows
 from fastseq_ext.activations cimport act_grad, activate_inplace, sigmoid_inplace
 
@@ -498,31 +498,20 @@ cdef void _step_typed(bint classic, const floating* xw, const floating* R,
 # both step entry points; arguments and checks in fastseq_ext/_step.pxd
 cdef tuple _step(bint classic, xw_t, R, bh, mask, bint masked, bint relu, h, work, hm,
                  gates, aux):
-    cdef int tn = step_dtype(xw_t)
-    cdef Py_ssize_t B = dim(xw_t, 0), GH = dim(xw_t, 1), H = GH // 3
-    if GH != 3 * H:
-        raise ValueError("step: xw_t must have 3 * H columns")
-    cdef char* p_xw = data(xw_t, tn, 2, B, GH, 0, True, False)
-    cdef char* p_R = data(R, tn, 2, H, GH, 0, True, False)
-    cdef char* p_bh = data(bh, tn, 1, GH, 0, 0, True, False)
-    cdef char* p_mask = data(mask, tn, 2, B, H, 0, masked, False)
-    cdef char* p_h = data(h, tn, 2, B, H, 0, True, False)
-    cdef char* p_hs = data(work, tn, 3, 2, B, H, True, True)
-    cdef char* p_hm = data(hm, tn, 3, 1, B, H, masked, True)
-    cdef char* p_gates = data(gates, tn, 3, 1, B, GH, True, True)
-    cdef char* p_aux = data(aux, tn, 3, 1, B, H, True, True)
-    if B and H:
+    cdef StepArgs a
+    step_args(&a, 3, 2, True, xw_t, R, bh, mask, masked, h, work, hm, gates, aux)
+    if a.B and a.H:
         with nogil:
-            if tn == cnp.NPY_FLOAT:
-                _step_typed[float](classic, <float*>p_xw, <float*>p_R, <float*>p_bh,
-                                   <float*>p_mask, masked, relu, <float*>p_h, <float*>p_hs,
-                                   <float*>p_hm, <float*>p_gates, <float*>p_aux, B, H)
+            if a.tn == cnp.NPY_FLOAT:
+                _step_typed[float](classic, <float*>a.xw, <float*>a.R, <float*>a.bh,
+                                   <float*>a.mask, masked, relu, <float*>a.h, <float*>a.work,
+                                   <float*>a.hm, <float*>a.gates, <float*>a.aux, a.B, a.H)
             else:
-                _step_typed[double](classic, <double*>p_xw, <double*>p_R, <double*>p_bh,
-                                    <double*>p_mask, masked, relu, <double*>p_h,
-                                    <double*>p_hs, <double*>p_hm, <double*>p_gates,
-                                    <double*>p_aux, B, H)
-    return new_state(work, 1, tn, B, H), None
+                _step_typed[double](classic, <double*>a.xw, <double*>a.R, <double*>a.bh,
+                                    <double*>a.mask, masked, relu, <double*>a.h,
+                                    <double*>a.work, <double*>a.hm, <double*>a.gates,
+                                    <double*>a.aux, a.B, a.H)
+    return new_state(work, 1, a.tn, a.B, a.H), None
 
 
 def step(xw_t, R, bh, mask, bint masked, bint relu, h, c, bint has_c, work, hm, gates,

@@ -18,7 +18,7 @@ from libc.stdint cimport int64_t
 
 from fastseq_ext._smallgemm cimport step_gemm, step_gemm_xb, step_gemm_xbt, wrows_scratch
 from fastseq_ext.team cimport Chunks, run_chunks, run_column_steps
-from fastseq_ext._step cimport copy_state, data, dim, new_state, step_dtype
+from fastseq_ext._step cimport StepArgs, copy_state, data, new_state, step_args
 from fastseq_ext._cells cimport lstm_bwd_row, lstm_fwd_row, mask_rows
 
 cnp.import_array()              # NumPy's C API (the step entry points, _step.pxd)
@@ -305,30 +305,20 @@ def step(xw_t, R, bh, mask, bint masked, bint relu, h, c, bint has_c, work, hm, 
          aux):
     """One LSTM step from h, c (c = 0 without has_c): ``(h_new, c_new)``; ``work [4, B,
     H]``: ``[h, h_new, c, c_new]``."""
-    cdef int tn = step_dtype(xw_t)
-    cdef Py_ssize_t B = dim(xw_t, 0), GH = dim(xw_t, 1), H = GH // 4
-    if GH != 4 * H:
-        raise ValueError("step: xw_t must have 4 * H columns")
-    cdef char* p_xw = data(xw_t, tn, 2, B, GH, 0, True, False)
-    cdef char* p_R = data(R, tn, 2, H, GH, 0, True, False)
-    cdef char* p_bh = data(bh, tn, 1, GH, 0, 0, True, False)
-    cdef char* p_mask = data(mask, tn, 2, B, H, 0, masked, False)
-    cdef char* p_h = data(h, tn, 2, B, H, 0, True, False)
-    cdef char* p_c = data(c, tn, 2, B, H, 0, has_c, False)
-    cdef char* p_hs = data(work, tn, 3, 4, B, H, True, True)
-    cdef char* p_cs = p_hs + 2 * B * H * (4 if tn == cnp.NPY_FLOAT else 8)
-    cdef char* p_hm = data(hm, tn, 3, 1, B, H, masked, True)
-    cdef char* p_gates = data(gates, tn, 3, 1, B, GH, True, True)
-    cdef char* p_aux = data(aux, tn, 3, 1, B, H, True, True)
+    cdef StepArgs a
+    step_args(&a, 4, 4, True, xw_t, R, bh, mask, masked, h, work, hm, gates, aux)
+    cdef Py_ssize_t B = a.B, H = a.H
+    cdef char* p_c = data(c, a.tn, 2, B, H, 0, has_c, False)
+    cdef char* p_cs = a.work + 2 * B * H * (4 if a.tn == cnp.NPY_FLOAT else 8)
     if B and H:
         with nogil:
-            if tn == cnp.NPY_FLOAT:
-                _step[float](<float*>p_xw, <float*>p_R, <float*>p_bh, <float*>p_mask, masked,
-                             relu, <float*>p_h, <float*>p_c, has_c, <float*>p_hs, <float*>p_cs,
-                             <float*>p_hm, <float*>p_gates, <float*>p_aux, B, H)
+            if a.tn == cnp.NPY_FLOAT:
+                _step[float](<float*>a.xw, <float*>a.R, <float*>a.bh, <float*>a.mask, masked,
+                             relu, <float*>a.h, <float*>p_c, has_c, <float*>a.work,
+                             <float*>p_cs, <float*>a.hm, <float*>a.gates, <float*>a.aux, B, H)
             else:
-                _step[double](<double*>p_xw, <double*>p_R, <double*>p_bh, <double*>p_mask,
-                              masked, relu, <double*>p_h, <double*>p_c, has_c, <double*>p_hs,
-                              <double*>p_cs, <double*>p_hm, <double*>p_gates, <double*>p_aux,
-                              B, H)
-    return (new_state(work, 1, tn, B, H), new_state(work, 3, tn, B, H))
+                _step[double](<double*>a.xw, <double*>a.R, <double*>a.bh, <double*>a.mask,
+                              masked, relu, <double*>a.h, <double*>p_c, has_c,
+                              <double*>a.work, <double*>p_cs, <double*>a.hm,
+                              <double*>a.gates, <double*>a.aux, B, H)
+    return (new_state(work, 1, a.tn, B, H), new_state(work, 3, a.tn, B, H))

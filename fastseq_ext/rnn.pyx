@@ -10,7 +10,7 @@ from libc.stdint cimport int64_t
 
 from fastseq_ext._smallgemm cimport step_gemm
 from fastseq_ext.team cimport Chunks, run_chunks
-from fastseq_ext._step cimport copy_state, data, dim, new_state, step_dtype
+from fastseq_ext._step cimport StepArgs, copy_state, new_state, step_args
 from fastseq_ext.activations cimport act_grad, activate_inplace
 from fastseq_ext._cells cimport mask_rows
 
@@ -162,23 +162,16 @@ def step(xw_t, R, bh, mask, bint masked, bint relu, h, c, bint has_c, work, hm, 
          aux):
     """One step of the simple RNN: ``(h_new, None)``; ``work [2, B, H]``: ``[h, h_new]``;
     c, gates, aux unused."""
-    cdef int tn = step_dtype(xw_t)
-    cdef Py_ssize_t B = dim(xw_t, 0), H = dim(xw_t, 1)
-    cdef char* p_xw = data(xw_t, tn, 2, B, H, 0, True, False)
-    cdef char* p_R = data(R, tn, 2, H, H, 0, True, False)
-    cdef char* p_bh = data(bh, tn, 1, H, 0, 0, True, False)
-    cdef char* p_mask = data(mask, tn, 2, B, H, 0, masked, False)
-    cdef char* p_h = data(h, tn, 2, B, H, 0, True, False)
-    cdef char* p_hs = data(work, tn, 3, 2, B, H, True, True)
-    cdef char* p_hm = data(hm, tn, 3, 1, B, H, masked, True)
-    if B and H:
+    cdef StepArgs a
+    step_args(&a, 1, 2, False, xw_t, R, bh, mask, masked, h, work, hm, gates, aux)
+    if a.B and a.H:
         with nogil:
-            if tn == cnp.NPY_FLOAT:
-                _step_typed[float](<float*>p_xw, <float*>p_R, <float*>p_bh, <float*>p_mask,
-                                   masked, relu, <float*>p_h, <float*>p_hs, <float*>p_hm,
-                                   B, H)
+            if a.tn == cnp.NPY_FLOAT:
+                _step_typed[float](<float*>a.xw, <float*>a.R, <float*>a.bh, <float*>a.mask,
+                                   masked, relu, <float*>a.h, <float*>a.work, <float*>a.hm,
+                                   a.B, a.H)
             else:
-                _step_typed[double](<double*>p_xw, <double*>p_R, <double*>p_bh,
-                                    <double*>p_mask, masked, relu, <double*>p_h,
-                                    <double*>p_hs, <double*>p_hm, B, H)
-    return new_state(work, 1, tn, B, H), None
+                _step_typed[double](<double*>a.xw, <double*>a.R, <double*>a.bh,
+                                    <double*>a.mask, masked, relu, <double*>a.h,
+                                    <double*>a.work, <double*>a.hm, a.B, a.H)
+    return new_state(work, 1, a.tn, a.B, a.H), None

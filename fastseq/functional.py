@@ -290,7 +290,9 @@ def forward(cell, params, x, lengths=None, h0=None, c0=None, *, batch_first=True
 
     Returns
     -------
-    ForwardResult ``(output, h_n, c_n, cache)``; pass ``cache`` to :func:`backward`.
+    ForwardResult ``(output, h_n, c_n, cache)``; pass ``cache`` to :func:`backward`. The
+    cache reads ``params`` (not a copy, as PyTorch's autograd does): leave them unchanged
+    until :func:`backward` has run (update the weights after it, as an optimizer step does).
     """
     cell = _check_cell(cell)
     num_layers, D, H, I, dtype = validate_params(cell, params)

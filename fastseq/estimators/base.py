@@ -371,7 +371,8 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
         # latest update (what a diverging update is rolled back to: docs/robustness.md)
         epoch_flat = net.flat.copy()
         epoch_opt = optimizer.get_state()
-        step_flat = net.flat.copy()
+        # written whole by every optimizer step (its backup), read only after one: no copy
+        step_flat = np.empty_like(net.flat)
         start = (self.n_iter_, self.t_, len(self.loss_curve_),
                  None if self.validation_scores_ is None else len(self.validation_scores_))
         try:
@@ -415,6 +416,7 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                     l2_mask, max_iter, incremental, early, val, epoch_flat, epoch_opt,
                     step_flat, converged=False):
         best_flat = self._best_flat
+        stepped = False                 # step_flat holds the weights before an update
         self._n_completed = 0
         self._epoch_opt = epoch_opt
         self._epoch_rng = self._live_rng.bit_generator.state
@@ -441,7 +443,9 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                         continue
                     if not np.isfinite(loss):
                         # the weights the last update made give a non-finite loss: undo it
-                        net.flat[...] = step_flat
+                        # (none yet in this call: the weights are those it started from)
+                        if stepped:
+                            net.flat[...] = step_flat
                         self._diverged("loss", epoch, k + 1, n_batches)
                     grad = net.backward(cache, d_out)
                     scale = 1.0
@@ -459,6 +463,7 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                     grad_ok, weights_ok = optimizer.step(
                         net.flat, grad, scale, backup=step_flat,
                         n_threads=resolve_threads(net.n_threads))
+                    stepped = True
                     if not (grad_ok and weights_ok):
                         net.flat[...] = step_flat          # roll the bad update back
                         self._diverged("gradient" if not grad_ok else "weight update",

@@ -332,9 +332,13 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                 decay=self.learning_rate_decay, momentum=self.momentum,
                 nesterov=self.nesterovs_momentum, beta_1=self.beta_1, beta_2=self.beta_2,
                 epsilon=self.epsilon)
+            start_opt = optimizer.get_state()
         else:
             optimizer = Optimizer.from_state(self._optimizer_state)
             optimizer.learning_rate = float(self.learning_rate_init)
+            # the optimizer's state at the start is the saved one: its buffers (a snapshot
+            # nothing writes to) serve as the epoch-start copy too, saving a copy per call
+            start_opt = dict(self._optimizer_state, hyper=optimizer._hyper())
 
         early = self.early_stopping and not incremental
         val = None
@@ -370,7 +374,7 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
         # running epoch (= the end of the last completed one) and the weights before the
         # latest update (what a diverging update is rolled back to: docs/robustness.md)
         epoch_flat = net.flat.copy()
-        epoch_opt = optimizer.get_state()
+        epoch_opt = start_opt
         # written whole by every optimizer step (its backup), read only after one: no copy
         step_flat = np.empty_like(net.flat)
         start = (self.n_iter_, self.t_, len(self.loss_curve_),

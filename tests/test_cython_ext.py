@@ -241,8 +241,8 @@ def test_weight_rows_give_the_same_bits_as_R(rng, cell_name, dtype, monkeypatch)
                                             _cast(c["dh_T"], dtype), _cast(c["dc_T"], dtype),
                                             n_threads=n_threads)
                 infer = cython_cpu.forward(cell, k["xw"], R, k["bh"], k["h0"], k["c0"],
-                                           c["lengths"], n_threads=n_threads,
-                                           need_grad=False)[0]
+                                           c["lengths"], rmask=k["rmask"],
+                                           n_threads=n_threads, need_grad=False)[0]
                 got[mode] = dict(H_all=H_all, h_T=h_T, c_T=c_T, dxw=grads[0], dR=grads[1],
                                  dbh=grads[2], dh0=grads[3], dc0=grads[4], infer=infer)
             for mode in ("rows", "copy"):

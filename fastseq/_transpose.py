@@ -21,12 +21,12 @@ except ImportError:      # pragma: no cover - fastseq_ext not built
     _ext_transpose_into = None
 
 
-# dest: [M, N] OUT = src_t.T     src_t: [N, M]
 # fewest elements of a copy worth splitting among threads ([2048, 512] float32: 0.46 ms on
 # one, 0.29 ms on two; cold in cache 0.78 / 0.47)
 TRANSPOSE_SPLIT_MIN = 1 << 16
 
 
+# dest: [M, N] OUT = src_t.T     src_t: [N, M]
 def transpose_into(dest, src_t, n_threads=1):
     """``dest[...] = src_t.T``; ``n_threads``: row blocks on fastseq_ext's thread team
     (the Cython form only; a copy of a few MB is bound by memory bandwidth, which two cores

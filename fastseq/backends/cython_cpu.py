@@ -45,8 +45,9 @@ recurrent GEMMs, T = 3).
 ``R`` may come as the transposed view of PyTorch's C-contiguous ``weight_hh``
 (:data:`accepts_weight_rows`; :func:`fastseq.layers.stack_forward` passes it so): a short
 LSTM or PyTorch-form GRU recurrence whose tasks fill the vector lanes then reads the
-weight's rows in its step GEMMs (:func:`_weight_rows`, ``fastseq_ext/_gemm_wrows.h``; same bits), anything else gets
-its R copy here, and the backward reads ``weight_hh`` itself as ``R^T``. Training changes
+weight's rows in its step GEMMs (:func:`_weight_rows`, ``fastseq_ext/_gemm_wrows.h``; same
+bits), anything else gets its R copy here, and the backward reads ``weight_hh`` itself as
+``R^T``. Training changes
 the weights after every batch, so this saves a copy of each recurrent weight per batch
 (0.5-0.7 ms for ``[2048, 512]`` float32 cold in cache, more than the word model's two
 recurrent steps).
@@ -200,7 +201,8 @@ def _column_width(cell, B, H, itemsize, n_threads, masked, keep, max_rows=None):
 # recurrent steps of a 3-token window. For a recurrence of at most WEIGHT_ROWS_MAX_T steps
 # whose tasks fill the vector lanes (rows per task: at least 3/4 of a multiple of 16
 # float32 / 8 float64) the LSTM and PyTorch-form GRU kernels read weight_hh's rows instead
-# (_gemm_wrows.h, the same bits), with the steps split by hidden units whenever the batch fits one vector.
+# (_gemm_wrows.h, the same bits), with the steps split by hidden units whenever the batch
+# fits one vector.
 # Forward of the word model's layer (B16 T3 H512, 2 threads), copy + row chunks ->
 # weight rows + column split: 829 -> 521 us warm, 1075 -> 747 us cold.
 WEIGHT_ROWS_MAX_T = 16

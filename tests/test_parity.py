@@ -35,8 +35,12 @@ def _stack_case(rng, cell, num_layers, bidirectional, dtype, T=6, B=9, I=3, H=5)
     """Random params / inputs for a stack, rounded to ``dtype`` (float64 copies too)."""
     params = layers.init_params(cell, I, H, num_layers, bidirectional,
                                 random_state=int(rng.integers(2**31)), dtype=np.float64)
-    # larger than PyTorch's init so the gates leave their linear range
-    params = {k: (2.0 * v).astype(dtype) for k, v in params.items()}
+    # larger than PyTorch's init so the gates leave their linear range; not for the relu
+    # cells, whose unbounded recurrence then explodes (|h| ~ 200 after 6 steps), where
+    # float32 rounding is amplified past any fixed tolerance (numba engine: worst 1.5e-3
+    # over 300 seeds, cython 5.7e-6; at PyTorch's init both stay below 1e-6)
+    scale = 1.0 if cell.endswith("_relu") else 2.0
+    params = {k: (scale * v).astype(dtype) for k, v in params.items()}
     D = 2 if bidirectional else 1
     x = rng.standard_normal((T, B, I)).astype(dtype)
     lengths = rng.integers(0, T + 1, size=B)

@@ -80,3 +80,18 @@ cdef inline size_t wrows_scratch(int n, int k, floating* tag) noexcept nogil:
         return fs_wrows_scratch_f32(n, k)
     else:
         return fs_wrows_scratch_f64(n, k)
+
+
+# The recurrent step's product for the columns [col0, col0 + n) of R [H, G]:
+# C [m, n] = X + bias + A [m, k] @ R[:k, col0:col0 + n], with R given either as itself
+# (row-major, leading dimension G) or, with weight_rows, as its transpose weight_hh [G, H]
+# (rows col0 ..., leading dimension H; _gemm_wrows.h, the same bits; scratch as there).
+# k: H, or 0 for a zero state (C = X + bias).
+cdef inline void step_gemm_cols(bint weight_rows, int m, int n, int k, const floating* A,
+                                int lda, const floating* R, int H, int G, Py_ssize_t col0,
+                                const floating* X, int ldx, const floating* bias,
+                                floating* C, int ldc, floating* scratch) noexcept nogil:
+    if weight_rows:
+        step_gemm_xbt(m, n, k, A, lda, R + col0 * H, H, X, ldx, bias, C, ldc, scratch)
+    else:
+        step_gemm_xb(m, n, k, A, lda, R + col0, G, X, ldx, bias, C, ldc)

@@ -15,7 +15,7 @@ from libc.stdint cimport int64_t
 
 import numpy as np
 
-from fastseq_ext._smallgemm cimport step_gemm, step_gemm_xb, step_gemm_xbt, wrows_scratch
+from fastseq_ext._smallgemm cimport step_gemm, step_gemm_cols, step_gemm_xb, wrows_scratch
 from fastseq_ext.team cimport Chunks, run_chunks, run_column_steps
 from fastseq_ext._step cimport StepArgs, copy_state, new_state, step_args
 from fastseq_ext._cells cimport gru_bwd_row, gru_fwd_row, mask_rows
@@ -58,19 +58,13 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
             h_in = hm + (s * B + lo) * H
         # [xw_r + b_r, xw_z + b_z] + h_masked @ R[:, :2H]; b_hn + h_masked @ R[:, 2H:]
         k = 0 if zero_h0 and t == 0 else H
-        if weight_rows:                 # R holds weight_hh [3H, H] = R^T (_gemm_wrows.h)
-            step_gemm_xbt(<int>(n - lo), <int>(2 * H), <int>k, h_in, <int>H, R, <int>H,
-                          xw + (t * B + lo) * G, <int>G, bh, gates + (s * B + lo) * G,
-                          <int>G, scratch)
-            step_gemm_xbt(<int>(n - lo), <int>H, <int>k, h_in, <int>H, R + 2 * H * H,
-                          <int>H, NULL, 0, bh + 2 * H, gates + (s * B + lo) * G + 2 * H,
-                          <int>G, scratch)
-        else:
-            step_gemm_xb(<int>(n - lo), <int>(2 * H), <int>k, h_in, <int>H, R, <int>G,
-                         xw + (t * B + lo) * G, <int>G, bh, gates + (s * B + lo) * G,
-                         <int>G)
-            step_gemm_xb(<int>(n - lo), <int>H, <int>k, h_in, <int>H, R + 2 * H, <int>G,
-                         NULL, 0, bh + 2 * H, gates + (s * B + lo) * G + 2 * H, <int>G)
+        # (weight_rows: R holds weight_hh [3H, H] = R^T; see step_gemm_cols)
+        step_gemm_cols(weight_rows, <int>(n - lo), <int>(2 * H), <int>k, h_in, <int>H, R,
+                       <int>H, <int>G, 0, xw + (t * B + lo) * G, <int>G, bh,
+                       gates + (s * B + lo) * G, <int>G, scratch)
+        step_gemm_cols(weight_rows, <int>(n - lo), <int>H, <int>k, h_in, <int>H, R, <int>H,
+                       <int>G, 2 * H, NULL, 0, bh + 2 * H, gates + (s * B + lo) * G + 2 * H,
+                       <int>G, scratch)
         for b in range(lo, n):                   # hw_n = h_masked @ R_n + b_hn is saved
             row = t * B + b
             gru_fwd_row(gates + (s * B + b) * G, xw + row * G + 2 * H, aux + (s * B + b) * H,
@@ -294,22 +288,16 @@ cdef inline void _forward_cols_task(Chunks* c, int k, floating* tag) noexcept no
     cdef Py_ssize_t n = c.nact[t], s = t if keep else 0
     cdef int kk = 0 if c.f3 and t == 0 else <int>H
     cdef const floating* h_in = (hm + s * B * H) if masked else (hs + t * B * H)
-    cdef floating* scratch
-    if c.weight_rows:                   # R holds weight_hh [3H, H]: its rows g*H + u0 ...
+    cdef floating* scratch = NULL
+    if c.weight_rows:                   # R holds weight_hh [3H, H] (see step_gemm_cols)
         scratch = <floating*>c.w[5] + k * wrows_scratch(<int>G, <int>H, tag)
-        for g in range(2):
-            step_gemm_xbt(<int>n, <int>w, kk, h_in, <int>H, R + (g * H + u0) * H, <int>H,
-                          xw + t * B * G + g * H + u0, <int>G, bh + g * H + u0,
-                          gates + s * B * G + g * H + u0, <int>G, scratch)
-        step_gemm_xbt(<int>n, <int>w, kk, h_in, <int>H, R + (2 * H + u0) * H, <int>H, NULL,
-                      0, bh + 2 * H + u0, gates + s * B * G + 2 * H + u0, <int>G, scratch)
-    else:
-        for g in range(2):                # r, z: xw + b + h_masked @ R
-            step_gemm_xb(<int>n, <int>w, kk, h_in, <int>H, R + g * H + u0, <int>G,
-                         xw + t * B * G + g * H + u0, <int>G, bh + g * H + u0,
-                         gates + s * B * G + g * H + u0, <int>G)
-        step_gemm_xb(<int>n, <int>w, kk, h_in, <int>H, R + 2 * H + u0, <int>G, NULL, 0,
-                     bh + 2 * H + u0, gates + s * B * G + 2 * H + u0, <int>G)     # hw_n
+    for g in range(2):                    # r, z: xw + b + h_masked @ R
+        step_gemm_cols(c.weight_rows, <int>n, <int>w, kk, h_in, <int>H, R, <int>H, <int>G,
+                       g * H + u0, xw + t * B * G + g * H + u0, <int>G, bh + g * H + u0,
+                       gates + s * B * G + g * H + u0, <int>G, scratch)
+    step_gemm_cols(c.weight_rows, <int>n, <int>w, kk, h_in, <int>H, R, <int>H, <int>G,
+                   2 * H + u0, NULL, 0, bh + 2 * H + u0, gates + s * B * G + 2 * H + u0,
+                   <int>G, scratch)                                              # hw_n
     for b in range(n):
         row = t * B + b
         srow = s * B + b

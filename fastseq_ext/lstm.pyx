@@ -16,7 +16,7 @@ from cython cimport floating
 cimport numpy as cnp
 from libc.stdint cimport int64_t
 
-from fastseq_ext._smallgemm cimport step_gemm, step_gemm_xb, step_gemm_xbt, wrows_scratch
+from fastseq_ext._smallgemm cimport step_gemm, step_gemm_cols, wrows_scratch
 from fastseq_ext.team cimport Chunks, run_chunks, run_column_steps
 from fastseq_ext._step cimport StepArgs, copy_state, data, new_state, step_args
 from fastseq_ext._cells cimport lstm_bwd_row, lstm_fwd_row, mask_rows
@@ -51,14 +51,10 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
             h_in = hm + (s * B + lo) * H
         # preactivation = xw + b_hh + h_masked @ R
         k = 0 if zero_h0 and t == 0 else H
-        if weight_rows:                 # R holds weight_hh [4H, H] = R^T (_gemm_wrows.h)
-            step_gemm_xbt(<int>(n - lo), <int>G, <int>k, h_in, <int>H, R, <int>H,
-                          xw + (t * B + lo) * G, <int>G, bh, gates + (s * B + lo) * G,
-                          <int>G, scratch)
-        else:
-            step_gemm_xb(<int>(n - lo), <int>G, <int>k, h_in, <int>H, R, <int>G,
-                         xw + (t * B + lo) * G, <int>G, bh, gates + (s * B + lo) * G,
-                         <int>G)
+        # (weight_rows: R holds weight_hh [4H, H] = R^T; see step_gemm_cols)
+        step_gemm_cols(weight_rows, <int>(n - lo), <int>G, <int>k, h_in, <int>H, R, <int>H,
+                       <int>G, 0, xw + (t * B + lo) * G, <int>G, bh, gates + (s * B + lo) * G,
+                       <int>G, scratch)
         for b in range(lo, n):
             row = t * B + b
             srow = s * B + b
@@ -151,18 +147,13 @@ cdef inline void _forward_cols_task(Chunks* c, int k, floating* tag) noexcept no
     cdef Py_ssize_t n = c.nact[t], s = t if keep else 0
     cdef int kk = 0 if c.f3 and t == 0 else <int>H
     cdef const floating* h_in = (hm + s * B * H) if masked else (hs + t * B * H)
-    cdef floating* scratch
-    if c.weight_rows:                   # R holds weight_hh [4H, H]: its rows g*H + u0 ...
+    cdef floating* scratch = NULL
+    if c.weight_rows:                   # R holds weight_hh [4H, H] (see step_gemm_cols)
         scratch = <floating*>c.w[5] + k * wrows_scratch(<int>G, <int>H, tag)
-        for g in range(4):
-            step_gemm_xbt(<int>n, <int>w, kk, h_in, <int>H, R + (g * H + u0) * H, <int>H,
-                          xw + t * B * G + g * H + u0, <int>G, bh + g * H + u0,
-                          gates + s * B * G + g * H + u0, <int>G, scratch)
-    else:
-        for g in range(4):
-            step_gemm_xb(<int>n, <int>w, kk, h_in, <int>H, R + g * H + u0, <int>G,
-                         xw + t * B * G + g * H + u0, <int>G, bh + g * H + u0,
-                         gates + s * B * G + g * H + u0, <int>G)
+    for g in range(4):
+        step_gemm_cols(c.weight_rows, <int>n, <int>w, kk, h_in, <int>H, R, <int>H, <int>G,
+                       g * H + u0, xw + t * B * G + g * H + u0, <int>G, bh + g * H + u0,
+                       gates + s * B * G + g * H + u0, <int>G, scratch)
     for b in range(n):
         row = t * B + b
         srow = s * B + b

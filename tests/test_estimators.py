@@ -199,8 +199,14 @@ def test_class_weight_shifts_predictions(rng):
     X = rng.standard_normal((60, 2, 2))
     y = (X[:, 0, 0] > 0).astype(int)
     kw = dict(units=4, max_iter=40, learning_rate_init=0.05, random_state=0)
+    plain = SequenceClassifier(**kw).fit(X, y)
     heavy = SequenceClassifier(class_weight={0: 50.0, 1: 1.0}, **kw).fit(X, y)
-    assert np.mean(heavy.predict(X) == 0) > 0.8
+    # against the same model without weights on the same data (the labels are separable,
+    # so how far the weights push depends on the draw): over 150 draws the mean P(class 0)
+    # rose by 0.27-0.63 and the share predicted 0 by 0.22-0.65 (an absolute "> 80 %
+    # predicted 0" failed on 2 % of them)
+    assert heavy.predict_proba(X)[:, 0].mean() > plain.predict_proba(X)[:, 0].mean() + 0.15
+    assert np.mean(heavy.predict(X) == 0) > np.mean(plain.predict(X) == 0) + 0.1
     balanced = SequenceClassifier(class_weight="balanced", **kw).fit(X, y)
     assert balanced.score(X, y) > 0.8
 

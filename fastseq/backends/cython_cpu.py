@@ -72,6 +72,8 @@ try:
     from fastseq_ext import lstm as _lstm
     from fastseq_ext import reduce as _reduce
     from fastseq_ext import rnn as _rnn
+
+    from ._own_gemm import column_sums, matmul_into  # noqa: F401  (the layers' products)
 except ImportError as exc:  # pragma: no cover - depends on the build
     raise ImportError(
         "the compiled extension fastseq_ext is not built or does not import "
@@ -441,32 +443,6 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, dR_
         if cell.has_cell_state:
             dc = dc[inverse]
     return dxw, dR, dbh, dh, (dc if cell.has_cell_state else None)
-
-
-# a: [M, K] ([K, M] when trans_a), b: [K, N], out: [M, N] OUT; rows contiguous
-def matmul_into(a, b, out, trans_a=False, n_threads=1, split_cols=False, bias=None):
-    """``out = op(a) @ b (+ bias)`` on the engine's own GEMM (``fastseq_ext/_smallgemm.h``),
-    GIL released; ``op(a) = a.T`` when ``trans_a``; ``bias`` (``[N]``, C-contiguous, not
-    with ``trans_a``) starts the accumulators, so it costs no pass of its own.
-    ``n_threads > 1`` splits ``out`` into row blocks (or column blocks, ``split_cols``),
-    one task each on the engine's thread team: the same bits as one thread.
-    :mod:`fastseq.layers` uses it for the input projections, the input-weight gradient
-    ``seq^T @ dxw`` and the input gradient ``dxw @ W`` (84-86 GFLOP/s on one core where
-    OpenBLAS gave 59-64 at ``I = 28``, ``G*H = 512``)."""
-    _reduce.step_matmul(a, b, out, False, trans_a, n_threads, split_cols, bias)
-
-
-# x: [R, N] -> OUT [N] column sums, accumulated in float64 row after row
-def column_sums(x):
-    """Column sums of a 2-D float32/float64 array in the array's dtype, accumulated in
-    float64 in row order (the layers' GRU input-bias gradient: 46 µs for [3200, 96]
-    float32 where NumPy's float32 sum takes 83 µs)."""
-    x = np.ascontiguousarray(x)
-    if x.ndim != 2 or x.dtype not in (np.float32, np.float64):
-        return x.sum(axis=0)
-    out = np.zeros(x.shape[1], np.float64)
-    _reduce.accumulate_bias(np.array([x.shape[0]], np.int64), x.reshape(1, *x.shape), out)
-    return out.astype(x.dtype)
 
 
 # the step kernels take plain arrays and check them with NumPy's C API (fastseq_ext/_step.pxd)

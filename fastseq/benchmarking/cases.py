@@ -2,7 +2,8 @@
 
 A :class:`Case` is one cell at one size, one dtype and one mode:
 
-* ``fwd``   -- forward over ``T`` steps (``stack_forward``, ``training=False``);
+* ``fwd``   -- inference over ``T`` steps (``stack_forward``, ``training=False``,
+  ``need_grad=False``, as the estimators predict; PyTorch under ``no_grad``);
 * ``train`` -- forward + backward over ``T`` steps (``stack_forward`` then
   ``stack_backward``), the work of one training step of one layer;
 * ``step``  -- one streaming step for a batch (input projection + ``backend.step``).

@@ -83,9 +83,11 @@ def fastseq_runner(backend, case, n_threads, seed=0):
         return blas_limits(n_threads)
 
     if case.mode == "fwd":
+        # inference as the estimators' predict runs it (and PyTorch's under no_grad):
+        # nothing kept per step for a backward pass
         def fn():
             return stack_forward(engine, cell, params, x, training=False,
-                                 n_threads=n_threads)
+                                 n_threads=n_threads, need_grad=False)
     elif case.mode == "train":
         def fn():
             _, _, _, cache = stack_forward(engine, cell, params, x, training=True,

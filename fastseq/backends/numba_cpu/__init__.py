@@ -4,8 +4,9 @@ Same interface as :mod:`fastseq.backends.reference` (``forward``, ``backward``, 
 Kernels live one cell per module (:mod:`.rnn`, :mod:`.lstm`, :mod:`.gru`); the mechanics
 shared by all cells (length sorting, batch chunks per thread, BLAS threads, weight-gradient
 reductions) are in :mod:`._loop`, the per-step GEMM in :mod:`.blas`, the vectorizable
-activations in :mod:`.activations`. float32 stays float32; float64 matches the reference
-to ~1e-15.
+activations in :mod:`.activations`; with fastseq_ext built, the per-step products and
+the layers' big products (``matmul_into``) run on its GEMM. float32 stays float32;
+float64 matches the reference to ~1e-15.
 """
 from __future__ import annotations
 
@@ -25,3 +26,13 @@ supports_need_dh0 = True
 
 __all__ = ["name", "forward", "backward", "step", "releases_gil", "supports_need_grad",
            "supports_need_dh0"]
+
+# the layers' input projections and input / input-weight gradients (and the GRU's
+# input-bias sums) on the GEMM the kernels call at every step, when fastseq_ext is built
+# (else the layers use NumPy): see fastseq.backends._own_gemm
+try:
+    from .._own_gemm import column_sums, matmul_into
+except ImportError:  # pragma: no cover - depends on the build
+    pass
+else:
+    __all__ += ["matmul_into", "column_sums"]

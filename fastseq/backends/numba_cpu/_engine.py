@@ -15,6 +15,11 @@ from .._cpu_common import dummy as _dummy
 from ._loop import (POOL, Lease, accumulate_outer, accumulate_rows, make_chunks, run_chunks,
                     threads, zero_padding)
 
+try:            # the extension's reductions run on its thread team (see _reduce_columns)
+    from fastseq_ext import reduce as _ext_reduce
+except ImportError:  # pragma: no cover - depends on the build
+    _ext_reduce = None
+
 # (forward kernel, backward kernel) per cell form
 _KERNELS = {
     ("rnn", True): (rnn.forward_chunk, rnn.backward_chunk),
@@ -45,6 +50,15 @@ def _reduce_columns(specs, bias_src, db, nact, B, GH, n, dtype, zero_h0=False):
         nact = nact[1:]
         specs = [(A[1:], K, D[1:], col, N, out) for A, K, D, col, N, out in specs]
     k = max(1, min(n, GH // 16))
+    if _ext_reduce is not None:
+        # the same products and sums on fastseq_ext's thread team (its column blocks, one
+        # task each; no Python thread hand-over: 0.44 -> 0.2 ms for LSTM B16 T200 H32).
+        # Each column is computed alone in the same order, so the same bits as below
+        for A, K, D, col, N, out in specs:
+            _ext_reduce.accumulate_outer(nact, B, A.reshape(-1), K, 0, K, D.reshape(-1), GH,
+                                         col, N, out.reshape(-1), GH, col, k)
+        _ext_reduce.accumulate_bias(nact_all, bias_src, db, 0, GH)
+        return
     bounds = [(GH * j) // k for j in range(k + 1)]
     iw, fw = _scratch(k, dtype)
 

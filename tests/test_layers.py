@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from fastseq import layers
-from fastseq.backends import reference
+from fastseq.backends import get_backend, reference
+from fastseq.backends.numba_cpu import _engine as numba_engine
 from fastseq.cells import make_cell
 
 from compare import assert_all_close, assert_close
@@ -321,22 +322,27 @@ def test_input_projection_on_own_gemm_matches_numpy_row_by_row(rng, dtype):
 def test_gradients_written_into_given_arrays_are_the_same(rng, backend, cell, state_grad,
                                                           monkeypatch):
     """stack_backward(out=...) writes the weight gradients into the caller's arrays where
-    the backend can (both dR layouts of the Cython engine, ragged rows, bidirectional):
-    the same values as the gradients it returns otherwise, and every name of ``out``
-    ends up holding its gradient. ``state_grad=False`` (no initial-state gradient: step
-    0's dh GEMM skipped where the backend can) changes none of them and gives no dh0."""
+    the backend can (both dR layouts of the Cython engine, and of the Numba engine with
+    fastseq_ext built; ragged rows, bidirectional): the same values as the gradients it
+    returns otherwise, and every name of ``out`` ends up holding its gradient.
+    ``state_grad=False`` (no initial-state gradient: step 0's dh GEMM skipped where the
+    backend can) changes none of them and gives no dh0."""
     if backend == "cython":
         cython_cpu = pytest.importorskip("fastseq.backends.cython_cpu")
+    fills_all = backend == "cython" or (backend == "numba"
+                                        and get_backend("numba").supports_dR_out)
     cell_spec, params, LD = _stack(rng, cell, L=2, bi=True, I=4, H=3)
     params = {k: v.astype(np.float32) for k, v in params.items()}
     T, B = 6, 5
     lengths = np.array([6, 2, 0, 5, 6])
     x = rng.standard_normal((T, B, 4)).astype(np.float32)
     d_out = rng.standard_normal((T, B, 6)).astype(np.float32)
-    for rows in ((0, 1 << 30) if backend == "cython" else (0,)):
+    for rows in ((0, 1 << 30) if fills_all else (0,)):
         if backend == "cython":
             monkeypatch.setattr(cython_cpu, "OUT_T_MAX_ROWS", rows)
-            monkeypatch.setattr(layers, "OUT_T_MAX_ROWS", rows)
+        if backend == "numba":
+            monkeypatch.setattr(numba_engine, "OUT_T_MAX_ROWS", rows)
+        monkeypatch.setattr(layers, "OUT_T_MAX_ROWS", rows)
         _, _, _, cache = layers.stack_forward(backend, cell_spec, params, x, lengths,
                                               n_threads=2)
         _, plain, _, _ = layers.stack_backward(params, cache, d_out, n_threads=2)
@@ -352,5 +358,5 @@ def test_gradients_written_into_given_arrays_are_the_same(rng, backend, cell, st
             np.testing.assert_array_equal(into[name], value, err_msg=name)
             if name in out and into[name] is out[name]:
                 np.testing.assert_array_equal(out[name], value, err_msg=name)
-        if backend == "cython":        # the Cython engine fills every weight array
+        if fills_all:                  # the CPU engines fill every weight array
             assert all(into[name] is out[name] for name in out)

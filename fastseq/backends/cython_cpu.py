@@ -62,8 +62,8 @@ from ..cells import CellSpec
 from .._config import resolve_threads
 from .._threads import WorkerPool, column_blocks
 from .._transpose import TRANSPOSE_SPLIT_MIN
-from ._cpu_common import (BufferPool, Lease, StepWorkspaces, as_array, dtype_of,
-                          finish_forward, prepare_backward, prepare_forward,
+from ._cpu_common import (OUT_T_MAX_ROWS, BufferPool, Lease, StepWorkspaces, as_array,
+                          dtype_of, finish_forward, prepare_backward, prepare_forward,
                           weight_transposed)
 from ._cpu_common import dummy as _dummy
 
@@ -105,11 +105,6 @@ MIN_CHUNK_ROWS = 4
 # fewest recurrent multiply-adds (T * B * H * G*H) worth splitting among threads (tuned
 # for the team dispatch; see the module docstring)
 MIN_PARALLEL_MACS = 1 << 20
-# weight gradients summed over fewer rows than this are computed in the weight's own layout
-# (dR^T = dgates^T @ h): a [2048, 512] transposed copy costs 0.7-1.5 ms, the product over 48
-# rows about as much; over many rows the [H, GH] form is faster (up to 1.4x, measured) and
-# its copy negligible
-OUT_T_MAX_ROWS = 512
 
 _FORWARD = {
     ("rnn", True): _rnn.forward,

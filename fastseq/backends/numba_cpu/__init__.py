@@ -33,6 +33,9 @@ __all__ = ["name", "forward", "backward", "step", "releases_gil", "supports_need
 try:
     from .._own_gemm import column_sums, matmul_into
 except ImportError:  # pragma: no cover - depends on the build
-    pass
+    supports_dR_out = False
 else:
-    __all__ += ["matmul_into", "column_sums"]
+    # backward(..., dR_out=) computes the recurrent weight's gradient in the weight's own
+    # layout, into the caller's array (e.g. the flat gradient buffer: no transposed copy)
+    supports_dR_out = True
+    __all__ += ["matmul_into", "column_sums", "supports_dR_out"]

@@ -9,8 +9,9 @@ import numpy as np
 from ..._transpose import transpose_into
 from ...cells import CellSpec
 from . import gru, lstm, rnn
-from .._cpu_common import (StepWorkspaces, as_array, dtype_of, finish_forward,
-                           prepare_backward, prepare_forward, weight_transposed)
+from .._cpu_common import (OUT_T_MAX_ROWS, StepWorkspaces, as_array, dtype_of,
+                           finish_forward, prepare_backward, prepare_forward,
+                           weight_transposed)
 from .._cpu_common import dummy as _dummy
 from ._loop import (POOL, Lease, accumulate_outer, accumulate_rows, make_chunks, run_chunks,
                     threads, zero_padding)
@@ -39,12 +40,15 @@ def _scratch(n, dtype):
     return np.zeros((n, 16), dtype=np.int32), np.zeros((n, 2), dtype=dtype)
 
 
-def _reduce_columns(specs, bias_src, db, nact, B, GH, n, dtype, zero_h0=False):
+def _reduce_columns(specs, bias_src, db, nact, B, GH, n, dtype, zero_h0=False,
+                    out_t=False):
     """The weight-gradient GEMMs and the bias column sums (``db += sum of bias_src's active
     rows``), split into blocks of the ``G*H`` output columns, one block per thread (BLAS on
     one thread inside each: one level of parallelism). Each column's sum is the same
     whatever the block, and the blocks depend only on ``n``. ``zero_h0``: the ``A`` rows of
-    step 0 are zero (they hold ``h0``), so the GEMMs start at step 1."""
+    step 0 are zero (they hold ``h0``), so the GEMMs start at step 1. ``out_t`` (only with
+    fastseq_ext): each ``out`` is ``[G*H, K]``, the transpose, overwritten (the weight's
+    own layout: no transposed copy afterwards)."""
     nact_all = nact
     if zero_h0:
         nact = nact[1:]
@@ -54,9 +58,13 @@ def _reduce_columns(specs, bias_src, db, nact, B, GH, n, dtype, zero_h0=False):
         # the same products and sums on fastseq_ext's thread team (its column blocks, one
         # task each; no Python thread hand-over: 0.44 -> 0.2 ms for LSTM B16 T200 H32).
         # Each column is computed alone in the same order, so the same bits as below
+        if out_t and (len(nact) == 0 or nact[0] == 0):
+            for spec in specs:
+                spec[5][...] = 0                 # no row: nothing would be written
         for A, K, D, col, N, out in specs:
             _ext_reduce.accumulate_outer(nact, B, A.reshape(-1), K, 0, K, D.reshape(-1), GH,
-                                         col, N, out.reshape(-1), GH, col, k)
+                                         col, N, out.reshape(-1), K if out_t else GH, col, k,
+                                         out_t, out_t)
         _ext_reduce.accumulate_bias(nact_all, bias_src, db, 0, GH)
         return
     bounds = [(GH * j) // k for j in range(k + 1)]
@@ -119,11 +127,17 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     return finish_forward(cell, inp, hs, cs, hm, gates, aux, lease=lease, saved=keep)
 
 
-def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, need_dh0=True):
+def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, need_dh0=True,
+             dR_out=None):
     """BPTT through :func:`forward`; returns ``(dxw, dR, dbh, dh0, dc0)``.
 
     ``need_dh0=False``: the caller does not want the initial state's gradient; step 0's
-    ``dh`` GEMM is skipped and ``dh0``, ``dc0`` come back as None."""
+    ``dh`` GEMM is skipped and ``dh0``, ``dc0`` come back as None.
+
+    ``dR_out`` (with fastseq_ext built, see :data:`supports_dR_out`): an optional
+    C-contiguous ``[G*H, H]`` array of the cache's dtype (the weight's own layout, e.g. a
+    slice of a flat gradient buffer) that receives ``dR.T``, computed in that layout; the
+    returned ``dR`` is then a transposed view of it (no transposed copy)."""
     _, bwd_kernel = _kernels(cell)
     dh, dc, dH, has_dH = prepare_backward(cell, cache, dH_all, dh_T, dc_T)
     T, B, H = cache["shape"]
@@ -158,7 +172,16 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, nee
 
     # weight gradients: dR = sum_t h_masked[t]^T @ dhw[t], dbh = ones^T @ dhw, both as
     # GEMMs over the active rows (steps with a full batch merged into one GEMM)
-    dR = np.zeros((H, GH), dtype)
+    if dR_out is not None:
+        if _ext_reduce is None:
+            raise ValueError("dR_out needs fastseq_ext (see supports_dR_out)")
+        if (not isinstance(dR_out, np.ndarray) or dR_out.shape != (GH, H)
+                or dR_out.dtype != dtype or not dR_out.flags.c_contiguous):
+            raise ValueError(f"dR_out must be a C-contiguous {np.dtype(dtype).name} array of "
+                             f"shape ({GH}, {H})")
+    # over few rows straight into dR_out in its layout; else [H, GH], then one transpose
+    out_t = dR_out is not None and int(np.sum(nact)) < OUT_T_MAX_ROWS
+    dR = dR_out if out_t else np.zeros((H, GH), dtype)
     db64 = np.zeros(GH, np.float64)
     h_src = hm if masked else hs
     d_hw = dhw if gru_after else dxw
@@ -168,7 +191,15 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, nee
             specs = [(h_src, H, dxw, 0, 2 * H, dR), (aux, H, dxw, 2 * H, H, dR)]
         else:
             specs = [(h_src, H, d_hw, 0, GH, dR)]
-        _reduce_columns(specs, d_hw, db64, nact, B, GH, n, dtype, cache.get("zero_h0", False))
+        _reduce_columns(specs, d_hw, db64, nact, B, GH, n, dtype, cache.get("zero_h0", False),
+                        out_t)
+    elif out_t:
+        dR[...] = 0
+    if out_t:
+        dR = dR.T
+    elif dR_out is not None:
+        transpose_into(dR_out, dR, n)
+        dR = dR_out.T
     dbh = db64.astype(dtype)
     POOL.give(([dhw] if gru_after else []) + ([RT] if own_RT else []))
 

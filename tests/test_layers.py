@@ -5,6 +5,7 @@ The gradients themselves are checked against finite differences
 references are PyTorch's own names and shapes (read from the fixtures) and each sequence
 run alone, without batch companions or padding.
 """
+import gc
 import glob
 import os
 
@@ -231,6 +232,32 @@ def test_inference_forward_equals_training_forward(rng, cell):
                 assert np.array_equal(a, b), engine
         with pytest.raises(ValueError, match="need_grad"):
             layers.stack_backward(params, lean[3])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_inference_outputs_are_not_reused_by_later_calls(rng, cell):
+    """With need_grad=False the engines hand back their state buffer itself as the outputs
+    (no copy) when the batch needs no reordering: those outputs must be the caller's own,
+    unchanged by later calls of any kind, and equal to the training forward's."""
+    spec, params, LD = _stack(rng, cell, L=2, bi=False, I=4, H=5)
+    params = {k: v.astype(np.float32) for k, v in params.items()}
+    T, B = 6, 5
+    for lengths in (None, np.array([6, 6, 4, 2, 0])):      # both in the engines' order
+        x = rng.standard_normal((T, B, 4)).astype(np.float32)
+        for engine in _engines():
+            lean = layers.stack_forward(engine, spec, params, x, lengths, training=False,
+                                        n_threads=2, need_grad=False)[:2]   # cache dropped
+            gc.collect()
+            kept = [a.copy() for a in lean]
+            # later calls, inference and training, with other values of the same shapes
+            for need_grad in (False, True, False):
+                layers.stack_forward(engine, spec, params, 10 * x + 1, lengths,
+                                     training=False, n_threads=2, need_grad=need_grad)
+            full = layers.stack_forward(engine, spec, params, x, lengths, training=False,
+                                        n_threads=2)
+            for a, b, c in zip(lean, kept, full[:2]):
+                assert np.array_equal(a, b), engine
+                assert np.array_equal(a, c), engine
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru_classic"])

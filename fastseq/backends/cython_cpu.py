@@ -64,7 +64,7 @@ from .._threads import WorkerPool, column_blocks
 from .._transpose import TRANSPOSE_SPLIT_MIN
 from ._cpu_common import (OUT_T_MAX_ROWS, BufferPool, Lease, StepWorkspaces, as_array,
                           dtype_of, finish_forward, prepare_backward, prepare_forward,
-                          weight_transposed)
+                          state_buffer, weight_transposed)
 from ._cpu_common import dummy as _dummy
 
 try:
@@ -315,7 +315,7 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
 
     # saved for BPTT, pooled: they live as long as the cache (see _cpu_common.Lease)
     slots = T if keep else min(T, 1)      # time slots of the buffers only BPTT reads
-    hs = POOL.take((T + 1, B, H), dtype)
+    hs = state_buffer(POOL, T, B, H, dtype, keep)
     hs[0] = inp.h0
     if cell.has_cell_state:
         cs = POOL.take((T + 1 if keep else 1, B, H), dtype)
@@ -325,7 +325,7 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     hm = POOL.take((slots, B, H), dtype) if masked else _dummy(dtype)
     gates = POOL.take((slots, B, GH), dtype) if cell.kind != "rnn" else _dummy(dtype)
     aux = POOL.take((slots, B, H), dtype) if cell.kind != "rnn" else _dummy(dtype)
-    pooled = [hs, cs, hm, gates, aux]
+    pooled = ([hs] if keep else []) + [cs, hm, gates, aux]
     if W_rows is not None and not use_rows:
         pooled.append(R)
     relu = cell.activation == "relu"

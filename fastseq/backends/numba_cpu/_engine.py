@@ -10,7 +10,7 @@ from ..._transpose import transpose_into
 from ...cells import CellSpec
 from . import gru, lstm, rnn
 from .._cpu_common import (OUT_T_MAX_ROWS, StepWorkspaces, as_array, dtype_of,
-                           finish_forward, prepare_backward, prepare_forward,
+                           finish_forward, prepare_backward, prepare_forward, state_buffer,
                            weight_transposed)
 from .._cpu_common import dummy as _dummy
 from ._loop import (POOL, Lease, accumulate_outer, accumulate_rows, make_chunks, run_chunks,
@@ -99,7 +99,7 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     # saved for BPTT, pooled: they live as long as the cache (see _loop.Lease)
     keep = bool(need_grad)
     slots = T if keep else min(T, 1)
-    hs = POOL.take((T + 1, B, H), dtype)
+    hs = state_buffer(POOL, T, B, H, dtype, keep)
     hs[0] = inp.h0
     if cell.has_cell_state:
         cs = POOL.take((slots + 1 if keep else 1, B, H), dtype)
@@ -109,7 +109,7 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     hm = POOL.take((slots, B, H), dtype) if masked else _dummy(dtype)
     gates = POOL.take((slots, B, GH), dtype) if cell.kind != "rnn" else _dummy(dtype)
     aux = POOL.take((slots, B, H), dtype) if cell.kind != "rnn" else _dummy(dtype)
-    lease = Lease([hs, cs, hm, gates, aux], POOL)
+    lease = Lease(([hs] if keep else []) + [cs, hm, gates, aux], POOL)
     pre = np.empty((B, GH), dtype)
     relu = cell.activation == "relu"
     chunks = make_chunks(lengths, n)

@@ -175,8 +175,13 @@ PROJECT_T_MAX_ROWS = 256
 # from this many rows, a @ W.T runs on the backend's GEMM against a transposed copy of W
 # (the copy then costs a few % of the product; OpenBLAS clears its output first and wakes
 # its own threads): [3200, 32] @ [32, 256] 0.26 ms against NumPy's 0.36, [3584, 128] @
-# [128, 512] 2.15 against 2.37 (2 threads); between the two limits NumPy's GEMM
-PROJECT_NN_MIN_ROWS = 1024
+# [128, 512] 2.15 against 2.37 (2 threads). Also between 256 and 1024 rows, where NumPy's
+# GEMM ran before (medians, 2 threads, own / NumPy): [896, 28] @ [28, 512] 0.14 / 0.29 ms
+# (0.76 inside the seed model's fit, NumPy's row blocks on the Python pool), [896, 128] @
+# [128, 512] 0.61 / 0.76, [512, 64] @ [64, 2048] 0.79 / 0.92; only a large weight over
+# many rows, [896, 512] @ [512, 2048], came out 8 % slower (11.3 / 10.5). Below
+# PROJECT_T_MAX_ROWS rows the transposed form (no copy of W) wins instead
+PROJECT_NN_MIN_ROWS = 256
 
 
 # a: [R, I], W: [G*H, I], bias: [G*H] or None -> OUT [R, G*H] = a @ W.T (+ bias)
@@ -185,10 +190,11 @@ def _times_weight_t(a, W, n_threads, gemm, bias=None):
     ``(W @ a^T)^T``: the weight is the operand read row after row (no transposed copy of
     it), the small ``a^T`` stays in cache, and only the two small matrices are
     transposed; each element is one dot product in ``k`` order, so a row's result does not
-    depend on the others. From :data:`PROJECT_NN_MIN_ROWS` rows on the same GEMM against
-    a transposed copy of ``W``, rows split among the threads; in between, and without a
-    backend GEMM, NumPy's. Both own forms compute each element as the same products in
-    the same order: a row gets the same bits alone or in a batch of either size."""
+    depend on the others. From :data:`PROJECT_NN_MIN_ROWS` rows (now the same limit) on
+    the same GEMM against a transposed copy of ``W``, rows split among the threads;
+    without a backend GEMM (or between the limits, were they set apart) NumPy's. Both own
+    forms compute each element as the same products in the same order: a row gets the
+    same bits alone or in a batch of either size."""
     R = a.shape[0]
     gemm = _own_gemm(gemm, a, W)
     if bias is not None and (bias.dtype != a.dtype or not bias.flags.c_contiguous):

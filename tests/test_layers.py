@@ -323,8 +323,8 @@ def test_input_projection_on_own_gemm_matches_numpy_row_by_row(rng, dtype):
         for n in (1, 3):
             np.testing.assert_array_equal(layers._times_weight_t(a[rows], W, n, gemm),
                                           full[rows])
-    # between the limits NumPy's GEMM; from PROJECT_NN_MIN_ROWS rows the own GEMM against
-    # W^T, whose rows are the same bits as a row projected alone
+    # from PROJECT_NN_MIN_ROWS rows (and between the limits, were they set apart: NumPy's)
+    # the own GEMM against W^T, whose rows are the same bits as a row projected alone
     for R in (layers.PROJECT_T_MAX_ROWS + 3, layers.PROJECT_NN_MIN_ROWS + 5):
         big = rng.standard_normal((R, 29)).astype(dtype)
         got = layers._times_weight_t(big, W, 2, gemm)

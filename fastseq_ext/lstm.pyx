@@ -31,15 +31,21 @@ cnp.import_array()              # NumPy's C API (the step entry points, _step.px
 # keep = False (inference): cs, hm, gates and aux have one time slot (cs: [1, B, H], each
 # row's latest c, updated in place); hs stays [T+1, B, H]
 # zero_h0: h0 is all zeros, so step 0's recurrent product is skipped (k = 0: xw + b_hh)
+# x: NULL, or x [T, B, I] (I = n_in) with WT [I, 4H] = W_ih^T: xw is not read but made one step
+#   at a time, x_t @ WT, into the step's gate rows (the same GEMM and order as the layers'
+#   projection over all rows: the same bits), which the step GEMM then reads as its X: xw
+#   [T, B, 4H] is never written out and read back (see fastseq.layers, FUSE_PROJECTION)
 cdef void _forward_chunk(const floating* xw, const floating* R, const floating* bh,
                          const floating* mask, bint masked, bint relu, bint keep,
                          bint zero_h0, const int64_t* nact,
                          Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, Py_ssize_t lo,
                          Py_ssize_t hi, floating* hs, floating* cs, floating* hm,
                          floating* gates, floating* aux, bint weight_rows=False,
-                         floating* scratch=NULL) noexcept nogil:
+                         floating* scratch=NULL, const floating* x=NULL,
+                         const floating* WT=NULL, Py_ssize_t n_in=0) noexcept nogil:
     cdef Py_ssize_t G = 4 * H, t, n, b, row, s, srow
     cdef const floating* h_in
+    cdef const floating* x_rows
     for t in range(T):
         n = min(hi, nact[t])
         if n <= lo:
@@ -51,10 +57,15 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
             h_in = hm + (s * B + lo) * H
         # preactivation = xw + b_hh + h_masked @ R
         k = 0 if zero_h0 and t == 0 else H
+        x_rows = xw + (t * B + lo) * G
+        if x != NULL:                   # this step's xw rows, into the gate rows
+            x_rows = gates + (s * B + lo) * G
+            step_gemm(<int>(n - lo), <int>G, <int>n_in, x + (t * B + lo) * n_in, <int>n_in, WT,
+                      <int>G, 0, gates + (s * B + lo) * G, <int>G)
         # (weight_rows: R holds weight_hh [4H, H] = R^T; see step_gemm_cols)
         step_gemm_cols(weight_rows, <int>(n - lo), <int>G, <int>k, h_in, <int>H, R, <int>H,
-                       <int>G, 0, xw + (t * B + lo) * G, <int>G, bh, gates + (s * B + lo) * G,
-                       <int>G, scratch)
+                       <int>G, 0, x_rows, <int>G, bh, gates + (s * B + lo) * G, <int>G,
+                       scratch)
         for b in range(lo, n):
             row = t * B + b
             srow = s * B + b
@@ -107,7 +118,7 @@ cdef inline void _forward_task(Chunks* c, int k, floating* tag) noexcept nogil:
                    <const floating*>c.r[3], c.f0, c.f1, c.f2, c.f3, c.nact, c.T, c.B, c.H,
                    c.bounds[k], c.bounds[k + 1], <floating*>c.w[0], <floating*>c.w[1],
                    <floating*>c.w[2], <floating*>c.w[3], <floating*>c.w[4], c.weight_rows,
-                   scratch)
+                   scratch, <const floating*>c.x, <const floating*>c.WT, c.n_in)
 
 
 
@@ -148,11 +159,19 @@ cdef inline void _forward_cols_task(Chunks* c, int k, floating* tag) noexcept no
     cdef int kk = 0 if c.f3 and t == 0 else <int>H
     cdef const floating* h_in = (hm + s * B * H) if masked else (hs + t * B * H)
     cdef floating* scratch = NULL
+    cdef const floating* x = <const floating*>c.x
+    cdef const floating* x_cols
     if c.weight_rows:                   # R holds weight_hh [4H, H] (see step_gemm_cols)
         scratch = <floating*>c.w[5] + k * wrows_scratch(<int>G, <int>H, tag)
     for g in range(4):
+        x_cols = xw + t * B * G + g * H + u0
+        if x != NULL:                   # these columns of the step's xw, into the gates
+            x_cols = gates + s * B * G + g * H + u0
+            step_gemm(<int>n, <int>w, <int>c.n_in, x + t * B * c.n_in, <int>c.n_in,
+                      <const floating*>c.WT + g * H + u0, <int>G, 0,
+                      gates + s * B * G + g * H + u0, <int>G)
         step_gemm_cols(c.weight_rows, <int>n, <int>w, kk, h_in, <int>H, R, <int>H, <int>G,
-                       g * H + u0, xw + t * B * G + g * H + u0, <int>G, bh + g * H + u0,
+                       g * H + u0, x_cols, <int>G, bh + g * H + u0,
                        gates + s * B * G + g * H + u0, <int>G, scratch)
     for b in range(n):
         row = t * B + b
@@ -210,15 +229,30 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
             floating[:, :, ::1] cs,
             floating[:, :, ::1] hm, floating[:, :, ::1] gates, floating[:, :, ::1] aux,
             bint zero_h0=False, Py_ssize_t col_width=0, bint weight_rows=False,
-            floating[::1] scratch=None):
+            floating[::1] scratch=None, const floating[:, :, ::1] x=None,
+            const floating[:, ::1] WT=None):
     """Run every chunk ``[bounds[k], bounds[k+1])`` of the sorted batch, one team task
     each (``fastseq_ext.team``); buffers as above. ``col_width > 0`` (a multiple of 16):
     column-split steps instead, one task per block of that many hidden units (bounds
     unused). ``weight_rows``: ``R`` is given as its transpose, PyTorch's ``weight_hh
     [4H, H]`` (``_gemm_wrows.h``; the same bits), and ``scratch`` holds
-    :func:`wrows_scratch_size` elements per task (chunk, or block of units)."""
+    :func:`wrows_scratch_size` elements per task (chunk, or block of units). ``x [T, B,
+    I]`` and ``WT [I, 4H]`` (both or neither): the input projection is made step by step
+    (``xw`` is then not read: any placeholder); the same bits as ``xw = x @ WT``."""
     cdef Chunks c
-    if xw.shape[0] == 0 or xw.shape[1] == 0:
+    if (x is None) != (WT is None):
+        raise ValueError("x and WT go together")
+    if x is not None and (x.shape[0] != hs.shape[0] - 1 or x.shape[1] != hs.shape[1]
+                          or WT.shape[0] != x.shape[2] or WT.shape[1] != 4 * hs.shape[2]):
+        raise ValueError("x must be [T, B, I] and WT [I, 4H] for hs [T+1, B, H]")
+    c.x, c.WT, c.n_in = NULL, NULL, 0
+    if x is not None:
+        if x.shape[2] == 0:
+            raise ValueError("x: the projection made per step needs at least one feature")
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            return
+        c.x, c.WT, c.n_in = &x[0, 0, 0], &WT[0, 0], x.shape[2]
+    elif xw.shape[0] == 0 or xw.shape[1] == 0:
         return
     cdef Py_ssize_t n_tasks = bounds.shape[0] - 1
     if col_width > 0:
@@ -235,7 +269,8 @@ def forward(const floating[:, :, ::1] xw, const floating[:, ::1] R, const floati
     c.w[4] = &aux[0, 0, 0]
     c.f0, c.f1, c.f2, c.f3 = masked, relu, keep, zero_h0
     c.nact, c.bounds = &nact[0], &bounds[0]
-    c.T, c.B, c.H = xw.shape[0], xw.shape[1], (R.shape[1] if weight_rows else R.shape[0])
+    c.T, c.B = (x.shape[0], x.shape[1]) if x is not None else (xw.shape[0], xw.shape[1])
+    c.H = R.shape[1] if weight_rows else R.shape[0]
     c.f64 = floating is double
     if col_width > 0:
         c.task32, c.task64 = _forward_cols_task[float], _forward_cols_task[double]

@@ -19,6 +19,11 @@ cdef struct Chunks:
     const int64_t* bounds
     Py_ssize_t T, B, H
     bint f0, f1, f2, f3
+    # forward with the input projection done per step (the LSTM's): x [T, B, I] (sorted
+    # rows) and W_ih^T [I, G*H], or NULL (xw given); n_in: the input width I
+    const void* x
+    const void* WT
+    Py_ssize_t n_in
     # forward row chunks: R holds the weight's rows (weight_hh [G*H, H], not R = its
     # transpose) and the step GEMM reads it through _gemm_wrows.h
     bint weight_rows

@@ -260,6 +260,74 @@ def test_inference_outputs_are_not_reused_by_later_calls(rng, cell):
                 assert np.array_equal(a, c), engine
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell", ["lstm", "lstm_relu"])
+def test_projection_made_by_the_engine_gives_the_same_bits(rng, cell, dtype, monkeypatch):
+    """An engine that projects each step's inputs itself (the Cython LSTM) gives the same
+    outputs, states and gradients, bit for bit, as the projection over all rows handed to
+    it: row chunks and column-split steps, R copied or read as weight_hh's rows, a zero
+    or a given state, recurrent dropout, bidirectional, few padded rows, T = 1, B = 1,
+    H = 1, inference and training, 1 and 2 threads."""
+    cython_cpu = pytest.importorskip("fastseq.backends.cython_cpu")
+    assert cython_cpu.projects_input(make_cell(cell))
+    shapes = [  # T, B, I, H, bidirectional, lengths
+        (6, 13, 5, 7, True, None), (3, 9, 2, 40, False, [3, 3, 3, 3, 3, 3, 3, 3, 2]),
+        (1, 1, 1, 1, False, None), (12, 5, 3, 300, False, None), (20, 33, 4, 3, True, None),
+        (5, 16, 3, 300, False, None)]   # weight rows; column split; both (2 threads)
+    for T, B, I, H, bi, lengths in shapes:
+        spec, params, LD = _stack(rng, cell, L=2, bi=bi, I=I, H=H)
+        params = {k: v.astype(dtype) for k, v in params.items()}
+        x = rng.standard_normal((T, B, I)).astype(dtype)
+        d_out = rng.standard_normal((T, B, LD // 2 * H)).astype(dtype)
+        h0 = rng.standard_normal((LD, B, H)).astype(dtype)
+        rmasks = [(rng.random((B, H)) > 0.3).astype(dtype) / 0.7 for _ in range(LD)]
+        for state, masks, n in ((None, None, 2), (h0, rmasks, 1), (h0, None, 2)):
+            got = []
+            for fuse in (True, False):
+                monkeypatch.setattr(layers, "FUSE_PROJECTION_MIN_ROWS", 0 if fuse else 1 << 60)
+                monkeypatch.setattr(layers, "FUSE_PROJECTION_MIN_BATCH", 0)
+                called = []
+                real = cython_cpu.forward
+                monkeypatch.setattr(cython_cpu, "forward", lambda *a, **k: called.append(
+                    "x" in k) or real(*a, **k))
+                lean = layers.stack_forward("cython", spec, params, x, lengths, state,
+                                            state, rmasks=masks, training=False,
+                                            n_threads=n, need_grad=False)[:3]
+                out, h_n, c_n, cache = layers.stack_forward(
+                    "cython", spec, params, x, lengths, state, state, rmasks=masks,
+                    n_threads=n)
+                grads = layers.stack_backward(params, cache, d_out, n_threads=n)
+                monkeypatch.setattr(cython_cpu, "forward", real)
+                assert all(called) == fuse and any(called) == fuse
+                got.append([*lean, out, h_n, c_n, grads[0], *grads[1].values(), grads[2],
+                            grads[3]])
+            for a, b in zip(*got):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_engine_projection_arguments_are_checked(rng):
+    cython_cpu = pytest.importorskip("fastseq.backends.cython_cpu")
+    lstm, gru = make_cell("lstm"), make_cell("gru")
+    x = rng.standard_normal((4, 3, 5)).astype(np.float32)
+    W = rng.standard_normal((8, 5)).astype(np.float32)
+    R = rng.standard_normal((2, 8)).astype(np.float32)
+    b, h0 = np.zeros(8, np.float32), np.zeros((3, 2), np.float32)
+    out = cython_cpu.forward(lstm, None, R, b, h0, x=x, weight_ih=W)[0]
+    ref = cython_cpu.forward(lstm, (x.reshape(12, 5) @ W.T).reshape(4, 3, 8), R, b, h0)[0]
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+    bad = [dict(x=x), dict(weight_ih=W), dict(x=x, weight_ih=W[:, :4]),
+           dict(x=x, weight_ih=W[:4]), dict(x=x[:, :, :0], weight_ih=W[:, :0])]
+    for kwargs in bad:
+        with pytest.raises(ValueError, match="weight_ih"):
+            cython_cpu.forward(lstm, None, R, b, h0, **kwargs)
+    with pytest.raises(ValueError, match="x has shape"):
+        cython_cpu.forward(lstm, x.reshape(4, 3, 5), R, b, h0, x=x, weight_ih=W)
+    with pytest.raises(ValueError, match="LSTM"):
+        cython_cpu.forward(gru, None, rng.standard_normal((2, 6)).astype(np.float32),
+                           np.zeros(6, np.float32), h0, x=x,
+                           weight_ih=rng.standard_normal((6, 5)).astype(np.float32))
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru_classic"])
 def test_input_grad_false_skips_only_dx(rng, cell):
     spec, params, _ = _stack(rng, cell, L=2, bi=True, I=3, H=4)

@@ -69,7 +69,7 @@ class ForwardInputs:
     B: int
     H: int
     GH: int
-    xw: np.ndarray          # [T, B, G*H] sorted rows, C-contiguous
+    xw: np.ndarray | None   # [T, B, G*H] sorted rows, C-contiguous (None: x instead)
     R: np.ndarray           # [H, G*H]
     bh: np.ndarray          # [G*H]
     h0: np.ndarray          # [B, H] sorted rows
@@ -82,25 +82,38 @@ class ForwardInputs:
     inverse: np.ndarray
     identity: bool
     zero_h0: bool           # h0 is all zeros: step 0's recurrent product can be skipped
+    x: np.ndarray | None = None     # [T, B, I] sorted rows, C-contiguous, when xw is not given
 
 
-def prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask, rows_ok=False):
+def prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask, rows_ok=False, x=None):
     """Check the forward arguments (errors name the argument and the expected shape) and
     sort the batch by length. ``rows_ok``: an ``R`` that is the transposed view of a
     C-contiguous ``weight_hh`` of the right dtype (F-ordered) stays such a view instead of
     being copied (the engine reads the weight's rows itself, or transposes it faster than
-    NumPy's element-wise copy)."""
+    NumPy's element-wise copy). ``x [T, B, I]`` instead of ``xw`` (None): the layer's input
+    for an engine that projects it itself; it is checked and sorted in place of ``xw``."""
     check_cell(cell)
-    xw = np.asarray(xw)
-    if xw.ndim != 3:
-        raise ValueError(f"xw has shape {xw.shape}; expected (T, batch, G*H) time-major")
-    dtype = dtype_of(xw)
-    T, B, GH = xw.shape
     G = cell.n_gates
     R = np.asarray(R)
+    if x is not None:
+        x = np.asarray(x)
+        if xw is not None or x.ndim != 3:
+            raise ValueError(f"x has shape {x.shape}; expected (T, batch, I) time-major, "
+                             "and no xw with it")
+        dtype = dtype_of(x)
+        T, B, _ = x.shape
+        GH = R.shape[1] if R.ndim == 2 else -1
+        src = "R.shape[1]"
+    else:
+        xw = np.asarray(xw)
+        if xw.ndim != 3:
+            raise ValueError(f"xw has shape {xw.shape}; expected (T, batch, G*H) time-major")
+        dtype = dtype_of(xw)
+        T, B, GH = xw.shape
+        src = "xw.shape[2]"
     if R.ndim != 2 or R.shape[1] != GH or R.shape[0] * G != GH:
         raise ValueError(f"R has shape {R.shape}; expected (H, {G}*H) with {G}*H == "
-                         f"xw.shape[2] == {GH}")
+                         f"{src} == {GH}")
     H = R.shape[0]
     if not (rows_ok and R.dtype == dtype and R.flags.f_contiguous and H > 1):
         R = np.ascontiguousarray(R, dtype=dtype)
@@ -121,9 +134,15 @@ def prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask, rows_ok=False):
 
     order, inverse, identity = sort_batch(lengths)
     if identity:
-        xw = np.ascontiguousarray(xw, dtype=dtype)
+        if x is not None:
+            x = np.ascontiguousarray(x, dtype=dtype)
+        else:
+            xw = np.ascontiguousarray(xw, dtype=dtype)
     else:
-        xw = np.ascontiguousarray(xw[:, order], dtype=dtype)
+        if x is not None:
+            x = np.ascontiguousarray(x[:, order], dtype=dtype)
+        else:
+            xw = np.ascontiguousarray(xw[:, order], dtype=dtype)
         h0 = h0[order]
         if c0 is not None:
             c0 = c0[order]
@@ -132,7 +151,7 @@ def prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask, rows_ok=False):
         lengths = lengths[order]
     return ForwardInputs(dtype, T, B, H, GH, xw, R, bh, h0, c0, lengths,
                          active_counts(lengths, T), masked, mask, order, inverse, identity,
-                         not h0.any())
+                         not h0.any(), x)
 
 
 def state_buffer(pool, T, B, H, dtype, keep):

@@ -11,7 +11,7 @@ reference run on the same float32-rounded inputs.
 import numpy as np
 import pytest
 
-from compare import assert_all_close, assert_close
+from compare import assert_all_close, assert_close, rel_error
 from conftest import engine_backends
 from fastseq import layers
 from fastseq._config import RTOL
@@ -123,6 +123,35 @@ def _cell_inputs(rng, cell, T, B, H, dtype, lengths=None, masked=False):
     return xw, R, bh, h0, c0, lengths, rmask, dH, dh_T, dc_T
 
 
+def _well_posed_inputs(rng, cell, T, B, H, dtype, lengths=None, masked=False):
+    """_cell_inputs, redrawn (float32 ReLU cells) while a relative change of the inputs by
+    16 float32 epsilons (the rounding a float32 recurrence accumulates over a few steps)
+    moves the float64 reference by more than a quarter of the tolerance: typically a
+    preactivation within rounding of ReLU's kink at 0, where an engine's float32 sum may
+    fall on the other side and flip a derivative between 0 and 1, in an exploding ReLU
+    recurrence. No float32 implementation can be held to the tolerance there (the Numba
+    engine failed on 1 draw in ~300: dR 1.2e-5 against 1e-5, a gate of 5.9e-7 at T=7, H=1;
+    elsewhere both engines agree with the reference to ~1e-7). 5-20 % of the ReLU draws
+    are redrawn."""
+    inputs = _cell_inputs(rng, cell, T, B, H, dtype, lengths, masked)
+    if dtype != np.float32 or cell.activation != "relu":
+        return inputs
+    eps = float(np.finfo(np.float32).eps)
+    for _ in range(20):
+        xw, R, bh = inputs[:3]
+        nudged = list(inputs)
+        for i, a in ((0, xw), (1, R), (2, bh)):
+            nudged[i] = a * (1 + 16 * eps * rng.uniform(-1, 1, a.shape))
+        base = _run_backend(ref, cell, [a.astype(np.float64) if isinstance(a, np.ndarray)
+                                        and a.dtype == np.float32 else a for a in inputs])
+        moved = _run_backend(ref, cell, nudged)
+        if all(rel_error(moved[k], v) <= _rtol(dtype) / 4 for k, v in base.items()
+               if v is not None):
+            return inputs
+        inputs = _cell_inputs(rng, cell, T, B, H, dtype, lengths, masked)
+    raise AssertionError("no well-posed ReLU inputs in 20 draws")
+
+
 def _run_backend(be, cell, inputs, n_threads=None):
     xw, R, bh, h0, c0, lengths, rmask, dH, dh_T, dc_T = inputs
     H_all, (h_T, c_T), cache = be.forward(cell, xw, R, bh, h0, c0, lengths, rmask=rmask,
@@ -153,7 +182,7 @@ def test_awkward_shapes(backend, cell, dtype, rng):
     cell = make_cell(cell)
     for k, (T, B, H, lengths) in enumerate(AWKWARD):
         lengths = None if lengths is None else np.array(lengths)
-        inputs = _cell_inputs(rng, cell, T, B, H, dtype, lengths, masked=bool(k % 2))
+        inputs = _well_posed_inputs(rng, cell, T, B, H, dtype, lengths, masked=bool(k % 2))
         got = _run_backend(be, cell, inputs, n_threads=1 + k % 2)
         expected = _run_backend(ref, cell, inputs)
         assert_all_close(got, expected, _rtol(dtype), prefix=f"T={T} B={B} H={H}: ")
@@ -175,7 +204,8 @@ def test_zero_initial_state_and_no_dh0(backend, cell, dtype, rng):
     cell = make_cell(cell)
     for k, (T, B, H, lengths) in enumerate(AWKWARD):
         lengths = None if lengths is None else np.array(lengths)
-        inputs = list(_cell_inputs(rng, cell, T, B, H, dtype, lengths, masked=bool(k % 2)))
+        inputs = list(_well_posed_inputs(rng, cell, T, B, H, dtype, lengths,
+                                         masked=bool(k % 2)))
         inputs[3] = np.zeros_like(inputs[3])                        # h0 = 0
         n = 1 + k % 2
         got = _run_backend(be, cell, inputs, n_threads=n)

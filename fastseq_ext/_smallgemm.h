@@ -305,4 +305,17 @@ FS_DEFINE_PLAIN(double, f64)
 
 #endif
 
+/* Ask for n bytes from p to be brought into cache (L1 and up) ahead of their use: the next
+   step's xw rows, which the step GEMM reads as its start (X) block by block, 1 KB or more
+   apart, a pattern the hardware prefetchers do not follow ahead of time. A hint only. */
+static inline void fs_prefetch(const void* p, size_t n) {
+#if defined(__GNUC__) || defined(__clang__)
+    const char* c = (const char*)p;
+    for (size_t i = 0; i < n; i += 64)
+        __builtin_prefetch(c + i, 0, 3);
+#else
+    (void)p; (void)n;
+#endif
+}
+
 #endif  /* FASTSEQ_SMALLGEMM_H */

@@ -14,6 +14,8 @@ cdef extern from "_smallgemm.h" nogil:
     void fs_gemm_x_f64(int ta, int M, int N, int K, const double* A, int lda,
                        const double* B, int ldb, int beta, const double* X, int ldx,
                        const double* bias, double* C, int ldc)
+    # a hint: bring n bytes from p into cache ahead of their use
+    void fs_prefetch(const void* p, size_t n)
 
 
 # C [m, n] = A [m, k] @ B [k, n] + (C if beta else 0), row-major with leading dimensions

@@ -16,7 +16,7 @@ from cython cimport floating
 cimport numpy as cnp
 from libc.stdint cimport int64_t
 
-from fastseq_ext._smallgemm cimport step_gemm, step_gemm_cols, wrows_scratch
+from fastseq_ext._smallgemm cimport fs_prefetch, step_gemm, step_gemm_cols, wrows_scratch
 from fastseq_ext.team cimport Chunks, run_chunks, run_column_steps
 from fastseq_ext._step cimport StepArgs, copy_state, data, new_state, step_args
 from fastseq_ext._cells cimport lstm_bwd_row, lstm_fwd_row, mask_rows
@@ -66,6 +66,10 @@ cdef void _forward_chunk(const floating* xw, const floating* R, const floating* 
         step_gemm_cols(weight_rows, <int>(n - lo), <int>G, <int>k, h_in, <int>H, R, <int>H,
                        <int>G, 0, x_rows, <int>G, bh, gates + (s * B + lo) * G, <int>G,
                        scratch)
+        if x == NULL and t + 1 < T and min(hi, nact[t + 1]) > lo:
+            # the next step's xw rows, fetched during this step's pointwise work
+            fs_prefetch(xw + ((t + 1) * B + lo) * G,
+                        (min(hi, nact[t + 1]) - lo) * G * sizeof(floating))
         for b in range(lo, n):
             row = t * B + b
             srow = s * B + b
@@ -88,7 +92,7 @@ cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked,
                           const floating* gates, const floating* aux, const floating* dH,
                           bint has_dH, floating* dh, floating* dc,
                           floating* dxw) noexcept nogil:
-    cdef Py_ssize_t G = 4 * H, t, n, b, j, row
+    cdef Py_ssize_t G = 4 * H, t, n, b, j, row, m
     for t in range(T - 1, -1, -1):
         n = min(hi, nact[t])
         if n <= lo:
@@ -100,6 +104,14 @@ cdef void _backward_chunk(const floating* RT, const floating* mask, bint masked,
                          dxw + row * G, relu, H)
         if t == 0 and not need_dh0:
             break
+        if t > 0 and min(hi, nact[t - 1]) > lo:
+            # the previous step's saved rows, fetched during this step's dh GEMM
+            m = min(hi, nact[t - 1]) - lo
+            fs_prefetch(gates + ((t - 1) * B + lo) * G, m * G * sizeof(floating))
+            fs_prefetch(aux + ((t - 1) * B + lo) * H, m * H * sizeof(floating))
+            fs_prefetch(cs + ((t - 1) * B + lo) * H, m * H * sizeof(floating))
+            if has_dH:
+                fs_prefetch(dH + ((t - 1) * B + lo) * H, m * H * sizeof(floating))
         # dh_prev = (dgates @ R^T) * mask
         step_gemm(<int>(n - lo), <int>H, <int>G, dxw + (t * B + lo) * G,
                 <int>G, RT, <int>H, 0, dh + lo * H, <int>H)

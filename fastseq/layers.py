@@ -341,6 +341,11 @@ def stack_forward(backend, cell, params, x, lengths=None, h0=None, c0=None,
         transposed here (:func:`fastseq._transpose.transposed`). Either way the
         parameters must not change between this call and :func:`stack_backward`.
 
+    The input projection ``x @ W_ih^T`` is made here over all rows, except that an engine
+    whose ``projects_input(cell)`` is true gets each layer's input and ``weight_ih`` for
+    batches of at least :data:`FUSE_PROJECTION_MIN_BATCH` rows and makes it step by step
+    itself (the same bits).
+
     Returns
     -------
     out ``[T, B, D*H]``, h_n ``[L*D, B, H]``, c_n ``[L*D, B, H]`` or None, cache

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._transpose import transpose_into
 from ..cells import CellSpec
-
 
 
 # weight gradients summed over fewer rows than this are computed in the weight's own layout
@@ -22,6 +22,27 @@ from ..cells import CellSpec
 # costs 0.7-1.5 ms, the product over 48 rows about as much; over many rows the [H, GH] form
 # is faster (up to 1.4x, measured) and its copy negligible
 OUT_T_MAX_ROWS = 512
+
+
+def check_dR_out(dR_out, GH, H, dtype):
+    """A backward's ``dR_out`` (None, or the caller's ``[G*H, H]`` array), or a clear error."""
+    if dR_out is not None and (not isinstance(dR_out, np.ndarray) or dR_out.shape != (GH, H)
+                               or dR_out.dtype != dtype or not dR_out.flags.c_contiguous):
+        raise ValueError(f"dR_out must be a C-contiguous {np.dtype(dtype).name} array of shape "
+                         f"({GH}, {H})")
+
+
+def returned_dR(dR, dR_out, out_t, n_threads):
+    """The recurrent weight's gradient a backward returns, as ``[H, G*H]``: ``dR`` computed
+    in the weight's own layout (``out_t``, ``[G*H, H]``) as its transposed view; else
+    ``dR [H, G*H]`` itself, or, with a ``dR_out``, transposed into it once and returned as
+    its view."""
+    if out_t:
+        return dR.T
+    if dR_out is not None:
+        transpose_into(dR_out, dR, n_threads)
+        return dR_out.T
+    return dR
 
 
 def check_cell(cell):

@@ -63,8 +63,8 @@ from .._config import resolve_threads
 from .._threads import WorkerPool, column_blocks
 from .._transpose import TRANSPOSE_SPLIT_MIN, transpose_into
 from ._cpu_common import (OUT_T_MAX_ROWS, BufferPool, Lease, StepWorkspaces, as_array,
-                          dtype_of, finish_forward, prepare_backward, prepare_forward,
-                          state_buffer, weight_transposed)
+                          check_dR_out, dtype_of, finish_forward, prepare_backward,
+                          prepare_forward, returned_dR, state_buffer, weight_transposed)
 from ._cpu_common import dummy as _dummy
 
 try:
@@ -432,10 +432,7 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, dR_
     # weight gradients: dR = sum_t h_masked[t]^T @ dhw[t], dbh = sum of dhw rows. Over few
     # rows the GEMM computes dR^T directly (the weight's [GH, H] layout, returned as a
     # transposed view): the caller's transposed copy would cost more than the product
-    if dR_out is not None and (not isinstance(dR_out, np.ndarray) or dR_out.shape != (GH, H)
-                               or dR_out.dtype != dtype or not dR_out.flags.c_contiguous):
-        raise ValueError(f"dR_out must be a C-contiguous {np.dtype(dtype).name} array of shape "
-                         f"({GH}, {H})")
+    check_dR_out(dR_out, GH, H, dtype)
     out_t = int(np.sum(nact)) < OUT_T_MAX_ROWS
     if out_t and dR_out is not None:
         dR = dR_out                 # _weight_grads writes every element (no zero fill)
@@ -453,11 +450,7 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, dR_
             specs = [(h_src, 0, GH)]
         _weight_grads(specs, nact, B, H, GH, dhw, dR.reshape(-1), db64, len(bounds) - 1,
                       out_t, cache.get("zero_h0", False))
-    if out_t:
-        dR = dR.T
-    elif dR_out is not None:
-        _reduce.transpose_into(dR_out, dR, n)
-        dR = dR_out.T
+    dR = returned_dR(dR, dR_out, out_t, n)
     dbh = db64.astype(dtype)
     if B and T:
         POOL.give(([dhw] if gru_after else []) + ([RT] if own_RT else []))

@@ -9,9 +9,9 @@ import numpy as np
 from ..._transpose import transpose_into
 from ...cells import CellSpec
 from . import gru, lstm, rnn
-from .._cpu_common import (OUT_T_MAX_ROWS, StepWorkspaces, as_array, dtype_of,
-                           finish_forward, prepare_backward, prepare_forward, state_buffer,
-                           weight_transposed)
+from .._cpu_common import (OUT_T_MAX_ROWS, StepWorkspaces, as_array, check_dR_out,
+                           dtype_of, finish_forward, prepare_backward, prepare_forward,
+                           returned_dR, state_buffer, weight_transposed)
 from .._cpu_common import dummy as _dummy
 from ._loop import (POOL, Lease, accumulate_outer, accumulate_rows, make_chunks, run_chunks,
                     threads, zero_padding)
@@ -175,10 +175,7 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, nee
     if dR_out is not None:
         if _ext_reduce is None:
             raise ValueError("dR_out needs fastseq_ext (see supports_dR_out)")
-        if (not isinstance(dR_out, np.ndarray) or dR_out.shape != (GH, H)
-                or dR_out.dtype != dtype or not dR_out.flags.c_contiguous):
-            raise ValueError(f"dR_out must be a C-contiguous {np.dtype(dtype).name} array of "
-                             f"shape ({GH}, {H})")
+        check_dR_out(dR_out, GH, H, dtype)
     # over few rows straight into dR_out in its layout; else [H, GH], then one transpose
     out_t = dR_out is not None and int(np.sum(nact)) < OUT_T_MAX_ROWS
     dR = dR_out if out_t else np.zeros((H, GH), dtype)
@@ -195,11 +192,7 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, nee
                         out_t)
     elif out_t:
         dR[...] = 0
-    if out_t:
-        dR = dR.T
-    elif dR_out is not None:
-        transpose_into(dR_out, dR, n)
-        dR = dR_out.T
+    dR = returned_dR(dR, dR_out, out_t, n)
     dbh = db64.astype(dtype)
     POOL.give(([dhw] if gru_after else []) + ([RT] if own_RT else []))
 

@@ -305,9 +305,11 @@ FS_DEFINE_PLAIN(double, f64)
 
 #endif
 
-/* Ask for n bytes from p to be brought into cache (L1 and up) ahead of their use: the next
-   step's xw rows, which the step GEMM reads as its start (X) block by block, 1 KB or more
-   apart, a pattern the hardware prefetchers do not follow ahead of time. A hint only. */
+/* Ask for n bytes from p to be brought into cache (L1 and up) ahead of their use: a
+   recurrence's rows for the next step (the forward's xw rows, which the step GEMM reads
+   as its start block by block; the backward's saved gates and states of the step before),
+   1 KB or more apart and in reverse time order in the backward, patterns the hardware
+   prefetchers do not follow ahead of time. A hint only. */
 static inline void fs_prefetch(const void* p, size_t n) {
 #if defined(__GNUC__) || defined(__clang__)
     const char* c = (const char*)p;

@@ -154,16 +154,13 @@ def prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask, rows_ok=False, x=No
     mask = as_array(rmask, "rmask", (B, H), dtype) if masked else np.ones((1, 1), dtype)
 
     order, inverse, identity = sort_batch(lengths)
-    if identity:
-        if x is not None:
-            x = np.ascontiguousarray(x, dtype=dtype)
-        else:
-            xw = np.ascontiguousarray(xw, dtype=dtype)
+    inputs = xw if x is None else x         # the per-step input, sorted like the rows
+    inputs = np.ascontiguousarray(inputs if identity else inputs[:, order], dtype=dtype)
+    if x is None:
+        xw = inputs
     else:
-        if x is not None:
-            x = np.ascontiguousarray(x[:, order], dtype=dtype)
-        else:
-            xw = np.ascontiguousarray(xw[:, order], dtype=dtype)
+        x = inputs
+    if not identity:
         h0 = h0[order]
         if c0 is not None:
             c0 = c0[order]

@@ -246,6 +246,55 @@ def test_step_matches_forward(backend, cell, dtype, rng):
         assert_close(c, c_T, 10 * np.finfo(dtype).eps, name="c_T")
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "gru_classic"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_step_takes_any_layout_and_names_a_wrong_shape(backend, cell, rng):
+    """step() hands arrays of the step's dtype straight to its kernel, which checks their
+    shapes (and, in the Numba engine, copies one not in C order): views, read-only and
+    Fortran-ordered arrays, lists and other dtypes give the same bits as C-contiguous
+    arrays; a batch of 0 rows gives empty states; a wrong shape is named, never read out
+    of bounds."""
+    be = get_backend(backend)
+    cell = make_cell(cell)
+    B, H, G = 4, 5, cell.n_gates
+    xw, R, bh, h0, c0, _, rmask, *_ = _cell_inputs(rng, cell, 1, B, H, np.float32,
+                                                   masked=True)
+    want = be.step(cell, xw[0], R, bh, h0, c0, rmask=rmask)
+    wide = np.zeros((H, 2 * G * H), np.float32)
+    wide[:, ::2] = R
+    frozen = h0.copy()
+    frozen.flags.writeable = False
+    variants = [dict(R=wide[:, ::2]), dict(R=np.asfortranarray(R)), dict(h=frozen),
+                dict(bh=list(bh)), dict(h=h0.astype(np.float64)),
+                dict(rmask=np.asfortranarray(rmask)), dict(xw=np.asfortranarray(xw[0]))]
+    for change in variants:
+        args = dict(xw=xw[0], R=R, bh=bh, h=h0, c=c0, rmask=rmask)
+        args.update(change)
+        got = be.step(cell, args["xw"], args["R"], args["bh"], args["h"], args["c"],
+                      rmask=args["rmask"])
+        for a, b in zip(got, want):
+            if b is None:
+                assert a is None
+            else:
+                np.testing.assert_array_equal(a, b, err_msg=str(list(change)))
+    h_empty, c_empty = be.step(cell, xw[0][:0], R, bh, h0[:0], c0[:0] if c0 is not None
+                               else None)
+    assert h_empty.shape == (0, H)
+    assert (c_empty.shape == (0, H)) if cell.has_cell_state else c_empty is None
+    bad = dict(h=np.zeros((B + 1, H), np.float32), rmask=np.ones((B, H + 1), np.float32),
+               bh=np.zeros(2, np.float32))
+    if cell.has_cell_state:
+        bad["c"] = np.zeros((B, H + 2), np.float32)
+    for name, value in bad.items():
+        args = dict(h=h0, c=c0, rmask=None, bh=bh)
+        args[name] = value
+        with pytest.raises(ValueError, match=f"{name} has shape"):
+            be.step(cell, xw[0], R, args["bh"], args["h"], args["c"], rmask=args["rmask"])
+    for rows in (0, B):
+        with pytest.raises(ValueError, match="R has shape"):
+            be.step(cell, xw[0][:rows], R[:, :-1].copy(), bh, h0[:rows])
+
+
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "gru_classic"])

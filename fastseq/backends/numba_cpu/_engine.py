@@ -9,7 +9,7 @@ import numpy as np
 from ..._transpose import transpose_into
 from ...cells import CellSpec
 from . import gru, lstm, rnn
-from .._cpu_common import (OUT_T_MAX_ROWS, StepWorkspaces, as_array, check_dR_out,
+from .._cpu_common import (OUT_T_MAX_ROWS, as_array, check_dR_out,
                            dtype_of, finish_forward, prepare_backward, prepare_forward,
                            returned_dR, state_buffer, weight_transposed)
 from .._cpu_common import dummy as _dummy
@@ -208,61 +208,79 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, nee
     return dxw, dR, dbh, dh, (dc if cell.has_cell_state else None)
 
 
-def _make_step_workspace(B, H, GH, dtype):
-    return dict(
-        hm=np.empty((1, B, H), dtype), gates=np.empty((1, B, GH), dtype),
-        aux=np.empty((1, B, H), dtype), pre=np.empty((B, GH), dtype),
-        nact=np.array([B], np.int64), iw=np.zeros(16, np.int32),
-        fw=np.zeros(2, dtype), ones=np.ones((1, 1), dtype), dummy=_dummy(dtype))
+# one step of each cell form: eight arguments through Numba's dispatch (the forward
+# kernel's nineteen, with its scratch allocated inside compiled code: _loop.step_arguments)
+_STEP = {
+    ("rnn", True): rnn.step,
+    ("lstm", True): lstm.step,
+    ("gru", True): gru.step,
+    ("gru", False): gru.step_classic,
+}
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_LAST_STEP = [None, None]             # the last cell stepped and its _step_info
 
 
-_STEP_WORKSPACES = StepWorkspaces(_make_step_workspace)
+def _step_info(cell):
+    """(step kernel, has a cell state, relu) of a cell, looked up once per cell (a
+    streaming step is a few microseconds; each property read is 0.1 of them)."""
+    if cell is _LAST_STEP[0]:
+        return _LAST_STEP[1]
+    _kernels(cell)                                   # a CellSpec, or TypeError
+    info = (_STEP[(cell.kind, cell.reset_after)], cell.has_cell_state,
+            cell.activation == "relu")
+    _LAST_STEP[:] = cell, info
+    return info
 
 
-def _ready(a, shape, dtype):
-    """``a`` as a C-contiguous ``dtype`` array of ``shape`` (no copy when it already is)."""
-    if (type(a) is np.ndarray and a.dtype == dtype and a.shape == shape
-            and a.flags.c_contiguous):
-        return a
-    return None
+def _is(a, dtype, ndim):
+    """``a`` is an ndarray of ``dtype`` with ``ndim`` dimensions (the compiled step checks
+    the shapes and copies an array not in C order: :func:`._loop.step_arguments`)."""
+    return type(a) is np.ndarray and a.dtype is dtype and a.ndim == ndim
 
 
 def step(cell, xw_t, R, bh, h, c=None, rmask=None):
-    """One step for streaming inference: ``xw_t [B, G*H]``, ``h, c [B, H]`` -> ``(h, c)``."""
-    fwd_kernel, _ = _kernels(cell)
-    if type(xw_t) is not np.ndarray:
-        xw_t = np.asarray(xw_t)
+    """One step for streaming inference: ``xw_t [B, G*H]``, ``h, c [B, H]`` -> ``(h, c)``,
+    fresh arrays.
+
+    Arguments that already are arrays of ``xw_t``'s dtype (float32 or float64) with the
+    right number of dimensions go to the kernel as they are (its compiled code checks
+    their shapes); anything else is checked and converted here first, with an error
+    naming the argument."""
+    info = _step_info(cell)
+    lstm_like = info[1]
+    if not lstm_like:
+        c = None
+    dtype = xw_t.dtype if type(xw_t) is np.ndarray else None
+    if (dtype in _FLOATS and xw_t.ndim == 2 and _is(R, dtype, 2) and _is(bh, dtype, 1)
+            and _is(h, dtype, 2) and (c is None or _is(c, dtype, 2))
+            and (rmask is None or _is(rmask, dtype, 2))):
+        try:
+            return _step_call(info, xw_t, R, bh, h, c, rmask)
+        except ValueError:
+            pass                            # the checked path below names the argument
+    xw_t = np.asarray(xw_t)
     if xw_t.ndim != 2:
         raise ValueError(f"xw_t has shape {xw_t.shape}; expected (batch, G*H)")
-    dtype = dtype_of(xw_t)
+    dtype = np.dtype(dtype_of(xw_t))
     B, GH = xw_t.shape
-    shape_R = getattr(R, "shape", None)
-    H = GH // cell.n_gates
-    R_ = _ready(R, (H, GH), dtype)
-    if R_ is None:
-        R = np.asarray(R)
-        if R.ndim != 2 or R.shape[1] != GH or R.shape[0] * cell.n_gates != GH:
-            raise ValueError(f"R has shape {shape_R}; expected (H, G*H) with G*H == {GH}")
-        R_ = np.ascontiguousarray(R, dtype=dtype)
-    bh_ = _ready(bh, (GH,), dtype)
-    bh_ = as_array(bh, "bh", (GH,), dtype) if bh_ is None else bh_
-    ws = _STEP_WORKSPACES.get(B, H, GH, np.dtype(dtype).char)
-    hs = np.empty((2, B, H), dtype)
-    hs[0] = as_array(h, "h", (B, H), dtype) if _ready(h, (B, H), dtype) is None else h
-    if cell.has_cell_state:
-        cs = np.empty((2, B, H), dtype)
-        if c is None:
-            cs[0] = 0
-        else:
-            cs[0] = as_array(c, "c", (B, H), dtype) if _ready(c, (B, H), dtype) is None else c
-    else:
-        cs = ws["dummy"]
-    masked = rmask is not None
-    mask = as_array(rmask, "rmask", (B, H), dtype) if masked else ws["ones"]
-    xw_ = xw_t if xw_t.dtype == dtype and xw_t.flags.c_contiguous else \
-        np.ascontiguousarray(xw_t, dtype=dtype)
-    if B:
-        fwd_kernel(xw_.reshape(1, B, GH), R_, bh_, mask, masked, cell.activation == "relu",
-                   True, False, ws["nact"], 0, B, hs, cs, ws["hm"], ws["gates"], ws["aux"],
-                   ws["pre"], ws["iw"], ws["fw"])
-    return hs[1], (cs[1] if cell.has_cell_state else None)
+    R = np.asarray(R)
+    if R.ndim != 2 or R.shape[1] != GH or R.shape[0] * cell.n_gates != GH:
+        raise ValueError(f"R has shape {R.shape}; expected (H, G*H) with G*H == {GH}")
+    H = R.shape[0]
+    R = np.ascontiguousarray(R, dtype=dtype)
+    bh = as_array(bh, "bh", (GH,), dtype)
+    h = as_array(h, "h", (B, H), dtype)
+    if c is not None:
+        c = as_array(c, "c", (B, H), dtype)
+    if rmask is not None:
+        rmask = as_array(rmask, "rmask", (B, H), dtype)
+    return _step_call(info, np.ascontiguousarray(xw_t, dtype=dtype), R, bh, h, c, rmask)
+
+
+def _step_call(info, xw_t, R, bh, h, c, rmask):
+    """Run the step kernel; the new ``(h, c)`` are views of one fresh ``[2 or 3, B, H]``
+    array (a cell state of None starts from zeros)."""
+    kernel, lstm_like, relu = info
+    state = np.empty((3 if lstm_like else 2,) + h.shape, xw_t.dtype)
+    kernel(xw_t, R, bh, rmask, relu, h, c, state)   # checks shapes even with 0 rows
+    return state[1], (state[2] if lstm_like else None)

@@ -12,6 +12,7 @@ from numba import njit
 
 from ._jit import FLAGS
 from .activations import act, act_grad, cst, sigmoid, sigmoid_grad
+from ._loop import step_arguments
 from .blas import gemm
 
 
@@ -192,3 +193,15 @@ def backward_chunk_classic(RT, mask, masked, relu, need_dh0, nact, lo, hi, hs, c
             else:
                 for j in range(H):
                     dh[b, j] += dtmp[b, j] + dtmp2[b, j] * gates[t, b, j]
+
+
+# one step of :func:`forward_chunk` for streaming (shapes: :func:`._loop.step_arguments`)
+@njit(**FLAGS)
+def step(xw, R, bh, mask, relu, h, c, state):
+    forward_chunk(*step_arguments(3, xw, R, bh, mask, relu, h, c, state))
+
+
+# one step of :func:`forward_chunk_classic` for streaming (shapes: :func:`._loop.step_arguments`)
+@njit(**FLAGS)
+def step_classic(xw, R, bh, mask, relu, h, c, state):
+    forward_chunk_classic(*step_arguments(3, xw, R, bh, mask, relu, h, c, state))

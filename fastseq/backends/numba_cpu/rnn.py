@@ -9,6 +9,7 @@ from numba import njit
 
 from ._jit import FLAGS
 from .activations import act, act_grad
+from ._loop import step_arguments
 from .blas import gemm
 
 
@@ -64,3 +65,9 @@ def backward_chunk(RT, mask, masked, relu, need_dh0, nact, lo, hi, hs, cs, hm, g
             for b in range(lo, n):
                 for j in range(H):
                     dh[b, j] *= mask[b, j]
+
+
+# one step of :func:`forward_chunk` for streaming (shapes: :func:`._loop.step_arguments`)
+@njit(**FLAGS)
+def step(xw, R, bh, mask, relu, h, c, state):
+    forward_chunk(*step_arguments(1, xw, R, bh, mask, relu, h, c, state))

@@ -712,6 +712,39 @@ def test_team_calls_from_several_threads_and_after_fork(rng):
     assert child.exitcode == 0
 
 
+def test_team_runs_python_calls_once_each_and_raises_their_error():
+    """run_calls (the Numba engine's chunks on the team): every k exactly once, on the
+    caller and the workers, from concurrent Python threads too; the first error comes
+    back to the caller after every task ran."""
+    import threading
+    from fastseq_ext import team
+    for n in (0, 1, 2, 5):
+        seen = []
+        team.run_calls(seen.append, n)
+        assert sorted(seen) == list(range(n))
+    tallies = [[0] * 4 for _ in range(3)]
+
+    def caller(j):
+        for _ in range(50):
+            team.run_calls(lambda k: tallies[j].__setitem__(k, tallies[j][k] + 1), 4)
+
+    threads = [threading.Thread(target=caller, args=(j,)) for j in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert tallies == [[50] * 4] * 3
+    ran = []
+
+    def failing(k):
+        ran.append(k)
+        if k == 1:
+            raise KeyError("task 1")
+    with pytest.raises(KeyError, match="task 1"):
+        team.run_calls(failing, 3)
+    assert sorted(ran) == [0, 1, 2]
+
+
 def _team_in_child():
     from fastseq_ext import team
     assert team.claim_counts(3) == [1, 1, 1]

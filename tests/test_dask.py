@@ -150,6 +150,17 @@ class _PidRecorder(SequenceClassifier):
 
 # ------------------------------------------------------------------------------ threads
 
+def _engine_threads():
+    """The threads that ran Numba engine chunks: its Python pool's (without fastseq_ext)
+    or fastseq_ext's team workers (started on first use, C threads)."""
+    names = sorted(t.name for t in threading.enumerate() if t.name.startswith("fastseq-numba"))
+    try:
+        from fastseq_ext import team
+    except ImportError:
+        return names
+    return names + [f"fastseq_ext team worker {k}" for k in range(team.workers())]
+
+
 def _fit_in_worker(n_rows):
     """Runs inside a task: a default-threaded fit (n_jobs=None) on a batch large enough to
     split over threads, then which fastseq worker threads exist and what BLAS is set to."""
@@ -161,8 +172,7 @@ def _fit_in_worker(n_rows):
         model = SequenceClassifier(units=4, max_iter=1, batch_size=n_rows, random_state=0,
                                    backend="numba").fit(X, y)
     report = fdask.thread_report()
-    report["engine_threads"] = sorted(t.name for t in threading.enumerate()
-                                      if t.name.startswith("fastseq-numba"))
+    report["engine_threads"] = _engine_threads()
     report["n_threads_resolved"] = model._n_threads()
     return report
 
@@ -187,7 +197,7 @@ def test_local_fit_with_two_threads_starts_engine_threads():
     pytest.importorskip("fastseq.backends.numba_cpu")
     SequenceClassifier(units=4, max_iter=1, batch_size=32, random_state=0, n_jobs=2,
                        backend="numba").fit(*_sequences(np.random.default_rng(1), 32))
-    assert any(t.name.startswith("fastseq-numba") for t in threading.enumerate())
+    assert _engine_threads()
 
 
 @pytest.mark.slow

@@ -7,7 +7,9 @@ length (descending, stable), so at step ``t`` the active rows are the prefix
 the whole recurrence, so a batch is split into contiguous *chunks* (balanced by the
 number of active row-steps) and each chunk runs its own time loop on its own thread,
 with no synchronisation: that is the one level of parallelism, and BLAS is pinned to one
-thread meanwhile. The per-step products run on fastseq_ext's own single-threaded GEMM when
+thread meanwhile. The threads are fastseq_ext's team when the extension is built (the
+kernels release the GIL, so each thread holds it only to start its chunk), else a
+Python thread pool. The per-step products run on fastseq_ext's own single-threaded GEMM when
 the extension is built (:mod:`.blas`), else on BLAS, which a single chunk (small batch)
 lets thread. Each row's arithmetic does not depend on the chunking, so results are
 batch-invariant.
@@ -32,6 +34,10 @@ from .blas import gemm
 MIN_CHUNK_ROWS = 4
 
 _POOL_THREADS = WorkerPool("fastseq-numba")
+try:            # the extension's thread team, which also runs Python callables
+    from fastseq_ext.team import run_calls as _run_calls
+except ImportError:  # pragma: no cover - depends on the build
+    _run_calls = None
 
 
 def threads(n_threads):
@@ -74,8 +80,13 @@ def run_chunks(fn, chunks, n_threads):
             fn(chunks[0][0], chunks[0][1], 0)
         return
     with blas_threads(1):
-        _POOL_THREADS.each(lambda slot: fn(chunks[slot][0], chunks[slot][1], slot),
-                           range(len(chunks)))
+        if _run_calls is not None:
+            # fastseq_ext's team: each thread takes the GIL only to start its chunk
+            # (the kernels release it), 20 us per region where the pool takes 50
+            _run_calls(lambda slot: fn(chunks[slot][0], chunks[slot][1], slot), len(chunks))
+        else:
+            _POOL_THREADS.each(lambda slot: fn(chunks[slot][0], chunks[slot][1], slot),
+                               range(len(chunks)))
 
 
 # ------------------------------------------------------------- weight-gradient reductions

@@ -6,12 +6,18 @@ pinned to one thread. :class:`blas_threads` does that for every BLAS library loa
 (NumPy's and SciPy's OpenBLAS are two) and restores the setting found on entry when the
 last of any concurrently running blocks exits, so calls from several Python threads never
 leave a changed setting behind. :class:`WorkerPool` runs the one level of parallelism;
-:func:`column_blocks` is how the column-split GEMMs share their columns among it.
+:func:`column_blocks` is how the column-split GEMMs share their columns among it;
+:func:`each_released` runs compiled calls that release the GIL on the extension's team.
 """
 from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+
+try:            # fastseq_ext's thread team, which also runs Python callables
+    from fastseq_ext.team import run_calls as _run_calls
+except ImportError:  # pragma: no cover - depends on the build
+    _run_calls = None
 
 _lock = threading.Lock()
 _state = {"depth": 0, "saved": [], "current": None}
@@ -57,6 +63,23 @@ class blas_threads:
                 _state["saved"] = []
                 _state["current"] = None
         return False
+
+
+def each_released(pool, fn, items):
+    """``[fn(item) for item in items]``, in parallel, for an ``fn`` that releases the GIL
+    for its work (a Numba kernel compiled with ``nogil=True``): on fastseq_ext's thread
+    team when the extension is built (each thread takes the GIL only to start its call:
+    about 20 us per parallel region where the pool's hand-over takes 50), else on
+    ``pool`` (a :class:`WorkerPool`)."""
+    items = list(items)
+    if len(items) <= 1 or _run_calls is None:
+        return pool.each(fn, items)
+    results = [None] * len(items)
+
+    def call(k):
+        results[k] = fn(items[k])
+    _run_calls(call, len(items))
+    return results
 
 
 def column_blocks(N, k):

@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit
 
 from ..._config import resolve_threads
-from ..._threads import WorkerPool, blas_threads
+from ..._threads import WorkerPool, blas_threads, each_released
 from .._cpu_common import BufferPool, Lease  # noqa: F401  (Lease: used by _engine and tests)
 from .._cpu_common import active_counts  # noqa: F401  (used by the kernels' tests)
 from ._jit import FLAGS
@@ -34,10 +34,6 @@ from .blas import gemm
 MIN_CHUNK_ROWS = 4
 
 _POOL_THREADS = WorkerPool("fastseq-numba")
-try:            # the extension's thread team, which also runs Python callables
-    from fastseq_ext.team import run_calls as _run_calls
-except ImportError:  # pragma: no cover - depends on the build
-    _run_calls = None
 
 
 def threads(n_threads):
@@ -80,13 +76,9 @@ def run_chunks(fn, chunks, n_threads):
             fn(chunks[0][0], chunks[0][1], 0)
         return
     with blas_threads(1):
-        if _run_calls is not None:
-            # fastseq_ext's team: each thread takes the GIL only to start its chunk
-            # (the kernels release it), 20 us per region where the pool takes 50
-            _run_calls(lambda slot: fn(chunks[slot][0], chunks[slot][1], slot), len(chunks))
-        else:
-            _POOL_THREADS.each(lambda slot: fn(chunks[slot][0], chunks[slot][1], slot),
-                               range(len(chunks)))
+        # the kernels release the GIL: on fastseq_ext's team when it is built
+        each_released(_POOL_THREADS, lambda slot: fn(chunks[slot][0], chunks[slot][1], slot),
+                      range(len(chunks)))
 
 
 # ------------------------------------------------------------- weight-gradient reductions

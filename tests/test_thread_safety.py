@@ -152,3 +152,36 @@ def test_worker_pool_runs_every_item_in_order_and_grows_under_concurrent_callers
     with ThreadPoolExecutor(max_workers=6) as callers:
         results = list(callers.map(call, [2, 3, 4, 5, 6, 7] * 5))
     assert results == [[i * n for i in range(n)] for n in [2, 3, 4, 5, 6, 7] * 5]
+
+
+@pytest.mark.parametrize("backend", engine_backends())
+def test_engine_steps_of_different_cells_concurrent(rng, backend):
+    """Threads streaming different cells through one engine's step() at once (each step
+    looks its cell's kernel up, cached per cell) get exactly their serial states."""
+    _skip_simulated_cuda(backend)
+    from fastseq.backends import get_backend
+    from fastseq.cells import make_cell
+    engine = get_backend(backend)
+    names = ["lstm", "gru", "rnn", "gru_classic"]
+    B, H = 3, 5
+    cases = []
+    for k in range(N_THREADS):
+        cell = make_cell(names[k % len(names)])
+        G = cell.n_gates
+        cases.append((cell, rng.normal(size=(6, B, G * H)).astype(np.float32),
+                      (0.3 * rng.normal(size=(H, G * H))).astype(np.float32),
+                      (0.1 * rng.normal(size=G * H)).astype(np.float32)))
+
+    def work(k):
+        cell, xw, R, bh = cases[k]
+        h, c = np.zeros((B, H), np.float32), None
+        for t in range(xw.shape[0]):
+            h, c = engine.step(cell, xw[t], R, bh, h, c)
+        return h, c
+
+    serial = [work(k) for k in range(N_THREADS)]
+    concurrent = _run_concurrently(work, repeats=20)
+    for k in range(N_THREADS):
+        np.testing.assert_array_equal(concurrent[k][0], serial[k][0])
+        if serial[k][1] is not None:
+            np.testing.assert_array_equal(concurrent[k][1], serial[k][1])

@@ -217,18 +217,22 @@ _STEP = {
     ("gru", False): gru.step_classic,
 }
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_LAST_STEP = [None, None]             # the last cell stepped and its _step_info
+# (the last cell stepped, its _step_info): one tuple, read and replaced whole, so threads
+# stepping different cells never pair one cell with another's kernel
+_last_step = (None, None)
 
 
 def _step_info(cell):
     """(step kernel, has a cell state, relu) of a cell, looked up once per cell (a
     streaming step is a few microseconds; each property read is 0.1 of them)."""
-    if cell is _LAST_STEP[0]:
-        return _LAST_STEP[1]
+    global _last_step
+    last = _last_step
+    if cell is last[0]:
+        return last[1]
     _kernels(cell)                                   # a CellSpec, or TypeError
     info = (_STEP[(cell.kind, cell.reset_after)], cell.has_cell_state,
             cell.activation == "relu")
-    _LAST_STEP[:] = cell, info
+    _last_step = (cell, info)
     return info
 
 

@@ -66,6 +66,30 @@ def as_array(value, name, shape, dtype):
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
+def checked_step_arguments(cell, xw_t, R, bh, h, c, rmask):
+    """A streaming step's arguments checked one by one (errors name the argument and the
+    expected shape) and converted to C-contiguous arrays of the step's dtype (float32
+    stays float32, anything else runs in float64): ``(dtype, xw_t, R, bh, h, c, rmask)``,
+    ``c`` None for cells without a cell state. The engines' ``step`` comes here when its
+    fast path (arguments already in shape) does not apply."""
+    xw_t = np.asarray(xw_t)
+    if xw_t.ndim != 2:
+        raise ValueError(f"xw_t has shape {xw_t.shape}; expected (batch, G*H)")
+    dtype = np.dtype(dtype_of(xw_t))
+    B, GH = xw_t.shape
+    R = np.asarray(R)
+    if R.ndim != 2 or R.shape[1] != GH or R.shape[0] * cell.n_gates != GH:
+        raise ValueError(f"R has shape {R.shape}; expected (H, G*H) with G*H == {GH}")
+    H = R.shape[0]
+    R = np.ascontiguousarray(R, dtype=dtype)
+    bh = as_array(bh, "bh", (GH,), dtype)
+    h = as_array(h, "h", (B, H), dtype)
+    c = as_array(c, "c", (B, H), dtype) if cell.has_cell_state and c is not None else None
+    if rmask is not None:
+        rmask = as_array(rmask, "rmask", (B, H), dtype)
+    return dtype, np.ascontiguousarray(xw_t, dtype=dtype), R, bh, h, c, rmask
+
+
 def sort_batch(lengths):
     """(order, inverse, is_identity) sorting rows by length, descending and stable."""
     if len(lengths) < 2 or bool(np.all(lengths[:-1] >= lengths[1:])):

@@ -62,8 +62,8 @@ from ..cells import CellSpec
 from .._config import resolve_threads
 from .._threads import WorkerPool, column_blocks
 from .._transpose import TRANSPOSE_SPLIT_MIN, transpose_into
-from ._cpu_common import (OUT_T_MAX_ROWS, BufferPool, Lease, StepWorkspaces, as_array,
-                          check_dR_out, dtype_of, finish_forward, prepare_backward,
+from ._cpu_common import (OUT_T_MAX_ROWS, BufferPool, Lease, StepWorkspaces, check_dR_out,
+                          checked_step_arguments, finish_forward, prepare_backward,
                           prepare_forward, returned_dR, state_buffer, weight_transposed)
 from ._cpu_common import dummy as _dummy
 
@@ -513,23 +513,5 @@ def step(cell, xw_t, R, bh, h, c=None, rmask=None):
             return _step_call(cell, key, xw_t.dtype, xw_t, R, bh, h, c, rmask)
         except (ValueError, TypeError):
             pass                            # the checked path below names the argument
-    xw_t = np.asarray(xw_t)
-    if xw_t.ndim != 2:
-        raise ValueError(f"xw_t has shape {xw_t.shape}; expected (batch, G*H)")
-    dtype = np.dtype(dtype_of(xw_t))
-    B, GH = xw_t.shape
-    R = np.asarray(R)
-    if R.ndim != 2 or R.shape[1] != GH or R.shape[0] * cell.n_gates != GH:
-        raise ValueError(f"R has shape {R.shape}; expected (H, G*H) with G*H == {GH}")
-    H = R.shape[0]
-    R = np.ascontiguousarray(R, dtype=dtype)
-    bh = as_array(bh, "bh", (GH,), dtype)
-    h = as_array(h, "h", (B, H), dtype)
-    if cell.has_cell_state and c is not None:
-        c = as_array(c, "c", (B, H), dtype)
-    else:
-        c = None
-    if rmask is not None:
-        rmask = as_array(rmask, "rmask", (B, H), dtype)
-    return _step_call(cell, key, dtype, np.ascontiguousarray(xw_t, dtype=dtype), R, bh, h,
-                      c, rmask)
+    dtype, xw_t, R, bh, h, c, rmask = checked_step_arguments(cell, xw_t, R, bh, h, c, rmask)
+    return _step_call(cell, key, dtype, xw_t, R, bh, h, c, rmask)

@@ -9,8 +9,8 @@ import numpy as np
 from ..._transpose import transpose_into
 from ...cells import CellSpec
 from . import gru, lstm, rnn
-from .._cpu_common import (OUT_T_MAX_ROWS, as_array, check_dR_out,
-                           dtype_of, finish_forward, prepare_backward, prepare_forward,
+from .._cpu_common import (OUT_T_MAX_ROWS, check_dR_out, checked_step_arguments,
+                           finish_forward, prepare_backward, prepare_forward,
                            returned_dR, state_buffer, weight_transposed)
 from .._cpu_common import dummy as _dummy
 from ._loop import (POOL, Lease, accumulate_outer, accumulate_rows, make_chunks, run_chunks,
@@ -262,23 +262,8 @@ def step(cell, xw_t, R, bh, h, c=None, rmask=None):
             return _step_call(info, xw_t, R, bh, h, c, rmask)
         except ValueError:
             pass                            # the checked path below names the argument
-    xw_t = np.asarray(xw_t)
-    if xw_t.ndim != 2:
-        raise ValueError(f"xw_t has shape {xw_t.shape}; expected (batch, G*H)")
-    dtype = np.dtype(dtype_of(xw_t))
-    B, GH = xw_t.shape
-    R = np.asarray(R)
-    if R.ndim != 2 or R.shape[1] != GH or R.shape[0] * cell.n_gates != GH:
-        raise ValueError(f"R has shape {R.shape}; expected (H, G*H) with G*H == {GH}")
-    H = R.shape[0]
-    R = np.ascontiguousarray(R, dtype=dtype)
-    bh = as_array(bh, "bh", (GH,), dtype)
-    h = as_array(h, "h", (B, H), dtype)
-    if c is not None:
-        c = as_array(c, "c", (B, H), dtype)
-    if rmask is not None:
-        rmask = as_array(rmask, "rmask", (B, H), dtype)
-    return _step_call(info, np.ascontiguousarray(xw_t, dtype=dtype), R, bh, h, c, rmask)
+    _, xw_t, R, bh, h, c, rmask = checked_step_arguments(cell, xw_t, R, bh, h, c, rmask)
+    return _step_call(info, xw_t, R, bh, h, c, rmask)
 
 
 def _step_call(info, xw_t, R, bh, h, c, rmask):

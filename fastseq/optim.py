@@ -229,21 +229,24 @@ class Optimizer:
     def _hyper(self):
         return dict(learning_rate=self.learning_rate, decay=self.decay)
 
-    def get_state(self):
-        """Plain dict: name, hyperparameters, step count and buffers (copies)."""
+    def get_state(self, copy=True):
+        """Plain dict: name, hyperparameters, step count and buffers (copies; with
+        ``copy=False`` the optimizer's own arrays, for a caller that steps it no more)."""
         return dict(name=self.name, hyper=self._hyper(), t=self.t,
-                    buffers={k: getattr(self, k).copy() for k in self._buffers})
+                    buffers={k: getattr(self, k).copy() if copy else getattr(self, k)
+                             for k in self._buffers})
 
     @classmethod
     def from_state(cls, state):
+        """A new optimizer with ``state``'s settings and copies of its buffers (``state``
+        is left as it is)."""
         klass = _CLASSES[state["name"]]
         buffers = state["buffers"]
-        n = next(iter(buffers.values())).shape[0] if buffers else 0
         dtype = next(iter(buffers.values())).dtype if buffers else np.float32
-        opt = klass(n, dtype=dtype, **state["hyper"])
+        opt = klass(0, dtype=dtype, **state["hyper"])   # buffers copied below, not zeroed
         opt.t = int(state["t"])
         for k, v in buffers.items():
-            getattr(opt, k)[...] = v
+            setattr(opt, k, np.array(v, dtype=opt.dtype, copy=True, order="C"))
         return opt
 
 

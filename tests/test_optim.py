@@ -118,6 +118,30 @@ def test_state_round_trip_continues_identically(rng, kind):
     np.testing.assert_array_equal(pa, pb)
 
 
+@pytest.mark.parametrize("kind", ["adam", "sgd", "rmsprop"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_state_copies_and_hand_over(rng, kind, dtype):
+    """get_state() copies the buffers, get_state(copy=False) hands over the optimizer's
+    own arrays (for an optimizer stepped no more), and from_state() never writes to the
+    state it starts from."""
+    n = 7
+    a = make_optimizer(kind, n, dtype=dtype, learning_rate=0.1)
+    p = rng.standard_normal(n).astype(dtype)
+    a.step(p, rng.standard_normal(n).astype(dtype))
+    copied, own = a.get_state(), a.get_state(copy=False)
+    for name, buf in own["buffers"].items():
+        assert buf is getattr(a, name)
+        assert copied["buffers"][name] is not buf
+        np.testing.assert_array_equal(copied["buffers"][name], buf)
+    saved = {k: v.copy() for k, v in own["buffers"].items()}
+    b = Optimizer.from_state(own)
+    assert b.t == a.t and all(getattr(b, k).dtype == dtype for k in saved)
+    b.step(p, rng.standard_normal(n).astype(dtype))
+    for name, buf in own["buffers"].items():
+        np.testing.assert_array_equal(buf, saved[name])
+        assert not np.array_equal(getattr(b, name), buf)
+
+
 def test_clip_grad_norm(rng):
     g = rng.standard_normal(10)
     norm = np.linalg.norm(g)

@@ -538,7 +538,8 @@ class BaseSequenceEstimator(TransformerMixin, BaseEstimator):
                 warnings.warn(f"Stochastic optimizer: maximum iterations ({self.max_iter}) "
                               "reached and the optimization hasn't converged yet.",
                               ConvergenceWarning)
-        self._optimizer_state = optimizer.get_state()
+        # the optimizer is not stepped again: its buffers become the saved state uncopied
+        self._optimizer_state = optimizer.get_state(copy=False)
         # the generator's state as a dict of ints: the fitted state stays plain data
         self._rng_state = self._live_rng.bit_generator.state
         return self

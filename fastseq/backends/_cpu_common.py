@@ -58,6 +58,9 @@ def dtype_of(xw):
 
 def as_array(value, name, shape, dtype):
     """``value`` as a C-contiguous ``dtype`` array of exactly ``shape``, or a clear error."""
+    if (type(value) is np.ndarray and value.dtype == dtype and value.shape == shape
+            and value.flags.c_contiguous):
+        return value                    # already so: no checks that cost microseconds
     arr = np.asarray(value)
     if arr.shape != shape:
         raise ValueError(f"{name} has shape {arr.shape}; expected {shape}")
@@ -168,16 +171,22 @@ def prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask, rows_ok=False, x=No
         c0 = np.zeros((B, H), dtype) if c0 is None else as_array(c0, "c0", (B, H), dtype)
     else:
         c0 = None
-    if lengths is None:
+    full = lengths is None                  # every row runs all T steps: already sorted
+    if full:
         lengths = np.full(B, T, dtype=np.int64)
-    lengths = np.asarray(lengths)
-    if lengths.shape != (B,) or (B and (lengths.min() < 0 or lengths.max() > T)):
-        raise ValueError(f"lengths must be {B} integers in [0, {T}], got {lengths!r}")
-    lengths = lengths.astype(np.int64)
+    else:
+        lengths = np.asarray(lengths)
+        if lengths.shape != (B,) or (B and (lengths.min() < 0 or lengths.max() > T)):
+            raise ValueError(f"lengths must be {B} integers in [0, {T}], got {lengths!r}")
+        lengths = lengths.astype(np.int64)
     masked = rmask is not None
     mask = as_array(rmask, "rmask", (B, H), dtype) if masked else np.ones((1, 1), dtype)
 
-    order, inverse, identity = sort_batch(lengths)
+    if full:
+        order = inverse = np.arange(B)
+        identity = True
+    else:
+        order, inverse, identity = sort_batch(lengths)
     inputs = xw if x is None else x         # the per-step input, sorted like the rows
     inputs = np.ascontiguousarray(inputs if identity else inputs[:, order], dtype=dtype)
     if x is None:
@@ -191,9 +200,9 @@ def prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask, rows_ok=False, x=No
         if masked:
             mask = mask[order]
         lengths = lengths[order]
-    return ForwardInputs(dtype, T, B, H, GH, xw, R, bh, h0, c0, lengths,
-                         active_counts(lengths, T), masked, mask, order, inverse, identity,
-                         not h0.any(), x)
+    nact = np.full(T, B, dtype=np.int64) if full else active_counts(lengths, T)
+    return ForwardInputs(dtype, T, B, H, GH, xw, R, bh, h0, c0, lengths, nact, masked, mask,
+                         order, inverse, identity, not h0.any(), x)
 
 
 def state_buffer(pool, T, B, H, dtype, keep):

@@ -146,7 +146,7 @@ def _chunk_bounds(lengths_sorted, n_threads, macs_per_row_step):
     the number of active row-steps (so long and short sequences share the work)."""
     B = len(lengths_sorted)
     k = min(n_threads, B // MIN_CHUNK_ROWS)
-    total = float(np.sum(lengths_sorted))
+    total = float(lengths_sorted.sum())
     if total * macs_per_row_step < MIN_PARALLEL_MACS:
         k = 1
     if k <= 1 or total <= 0:

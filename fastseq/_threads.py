@@ -57,8 +57,10 @@ class blas_threads:
         with _lock:
             _state["depth"] -= 1
             if _state["depth"] == 0:
+                # every change inside went through this class (to _state["current"]), so
+                # only a library whose setting differs from that is set back: no query
                 for lib, value in _state["saved"]:
-                    if lib.get_num_threads() != value:
+                    if value != _state["current"]:
                         lib.set_num_threads(value)
                 _state["saved"] = []
                 _state["current"] = None

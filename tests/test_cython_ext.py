@@ -712,6 +712,37 @@ def test_team_calls_from_several_threads_and_after_fork(rng):
     assert child.exitcode == 0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(200, 16, 128), (9, 4, 48), (7, 5, 77), (3, 16, 2048),
+                                   (1, 1, 1), (30, 40, 300)])
+def test_bias_sums_are_row_ordered_float64_sums_on_any_split(rng, dtype, shape):
+    """accumulate_bias (the bias gradients): db += each column's sum over the active rows,
+    accumulated in float64 in row order after db's own value, the same bits on one
+    thread and split by columns over the team (blocks of 64, 16 and 1 columns in
+    registers), over ragged steps and a column range."""
+    from fastseq_ext import reduce as _reduce
+    T, B, G = shape
+    D = rng.standard_normal(shape).astype(dtype)
+    nact = np.sort(rng.integers(0, B + 1, T))[::-1].copy()
+    nact[0] = B
+    start = rng.standard_normal(G)
+    for c0, c1 in ((0, G), (G // 3, G - G // 5)):
+        want = start.copy()
+        for t in range(T):
+            for b in range(nact[t]):
+                want[c0:c1] = want[c0:c1] + D[t, b, c0:c1].astype(np.float64)
+        for n in (1, 2, 3):
+            for split_min in (0, 1 << 16):                 # always split / only large ones
+                old = _reduce.BIAS_SPLIT_MIN
+                _reduce.BIAS_SPLIT_MIN = split_min
+                try:
+                    db = start.copy()
+                    _reduce.accumulate_bias(nact, D, db, c0, c1, n)
+                finally:
+                    _reduce.BIAS_SPLIT_MIN = old
+                np.testing.assert_array_equal(db, want, err_msg=f"{c0}:{c1}, {n} threads")
+
+
 def test_team_runs_python_calls_once_each_and_raises_their_error():
     """run_calls (the Numba engine's chunks on the team): every k exactly once, on the
     caller and the workers, from concurrent Python threads too; the first error comes

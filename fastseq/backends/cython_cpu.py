@@ -279,7 +279,7 @@ def _weight_grads(specs, nact, B, H, GH, D, dR, db, k, out_t, zero_h0=False):
         for A, col, N in specs:
             _reduce.accumulate_outer(nact, B, A, H, 0, H, d_flat, GH, col, N, dR, ldr,
                                      col, k, out_t, True)
-        _reduce.accumulate_bias(nact_all, D, db, 0, GH)
+        _reduce.accumulate_bias(nact_all, D, db, 0, GH, k)
 
 
 def projects_input(cell):

@@ -65,7 +65,7 @@ def _reduce_columns(specs, bias_src, db, nact, B, GH, n, dtype, zero_h0=False,
             _ext_reduce.accumulate_outer(nact, B, A.reshape(-1), K, 0, K, D.reshape(-1), GH,
                                          col, N, out.reshape(-1), K if out_t else GH, col, k,
                                          out_t, out_t)
-        _ext_reduce.accumulate_bias(nact_all, bias_src, db, 0, GH)
+        _ext_reduce.accumulate_bias(nact_all, bias_src, db, 0, GH, k)
         return
     bounds = [(GH * j) // k for j in range(k + 1)]
     iw, fw = _scratch(k, dtype)

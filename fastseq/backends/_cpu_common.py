@@ -174,19 +174,16 @@ def prepare_forward(cell, xw, R, bh, h0, c0, lengths, rmask, rows_ok=False, x=No
     full = lengths is None                  # every row runs all T steps: already sorted
     if full:
         lengths = np.full(B, T, dtype=np.int64)
+        order = inverse = np.arange(B)
+        identity = True
     else:
         lengths = np.asarray(lengths)
         if lengths.shape != (B,) or (B and (lengths.min() < 0 or lengths.max() > T)):
             raise ValueError(f"lengths must be {B} integers in [0, {T}], got {lengths!r}")
         lengths = lengths.astype(np.int64)
+        order, inverse, identity = sort_batch(lengths)
     masked = rmask is not None
     mask = as_array(rmask, "rmask", (B, H), dtype) if masked else np.ones((1, 1), dtype)
-
-    if full:
-        order = inverse = np.arange(B)
-        identity = True
-    else:
-        order, inverse, identity = sort_batch(lengths)
     inputs = xw if x is None else x         # the per-step input, sorted like the rows
     inputs = np.ascontiguousarray(inputs if identity else inputs[:, order], dtype=dtype)
     if x is None:

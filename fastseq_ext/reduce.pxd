@@ -9,3 +9,12 @@ cdef void gemm_f32(int ta, int M, int N, int K, const float* A, int lda, const f
                    int ldb, int beta, float* C, int ldc) noexcept nogil
 cdef void gemm_f64(int ta, int M, int N, int K, const double* A, int lda, const double* B,
                    int ldb, int beta, double* C, int ldc) noexcept nogil
+
+# C [M, N] = op(A) @ B + init; init by beta: 0 zero, 1 C itself, 2 X [M, N] (leading
+# dimension ldx) + bias [N], 3 bias alone (the recurrent step's xw + b + h @ R in one pass)
+cdef void gemm_x_f32(int ta, int M, int N, int K, const float* A, int lda, const float* B,
+                     int ldb, int beta, const float* X, int ldx, const float* bias, float* C,
+                     int ldc) noexcept nogil
+cdef void gemm_x_f64(int ta, int M, int N, int K, const double* A, int lda,
+                     const double* B, int ldb, int beta, const double* X, int ldx,
+                     const double* bias, double* C, int ldc) noexcept nogil

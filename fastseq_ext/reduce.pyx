@@ -11,8 +11,8 @@ from cython cimport floating
 from libc.stdint cimport int64_t
 
 from fastseq_ext.team cimport run_tasks
-from fastseq_ext._smallgemm cimport (fs_gemm_f32, fs_gemm_f64, gemm_tn, step_gemm,
-                                     step_gemm_xb)
+from fastseq_ext._smallgemm cimport (fs_gemm_f32, fs_gemm_f64, fs_gemm_x_f32, fs_gemm_x_f64,
+                                     gemm_tn, step_gemm, step_gemm_xb)
 
 cnp.import_array()              # NumPy's C API (step_matmul's checks)
 
@@ -69,6 +69,18 @@ cdef void gemm_f32(int ta, int M, int N, int K, const float* A, int lda, const f
 cdef void gemm_f64(int ta, int M, int N, int K, const double* A, int lda, const double* B,
                    int ldb, int beta, double* C, int ldc) noexcept nogil:
     fs_gemm_f64(ta, M, N, K, A, lda, B, ldb, beta, C, ldc)
+
+
+cdef void gemm_x_f32(int ta, int M, int N, int K, const float* A, int lda, const float* B,
+                     int ldb, int beta, const float* X, int ldx, const float* bias, float* C,
+                     int ldc) noexcept nogil:
+    fs_gemm_x_f32(ta, M, N, K, A, lda, B, ldb, beta, X, ldx, bias, C, ldc)
+
+
+cdef void gemm_x_f64(int ta, int M, int N, int K, const double* A, int lda,
+                     const double* B, int ldb, int beta, const double* X, int ldx,
+                     const double* bias, double* C, int ldc) noexcept nogil:
+    fs_gemm_x_f64(ta, M, N, K, A, lda, B, ldb, beta, X, ldx, bias, C, ldc)
 
 
 # one column block of accumulate_outer as a team task

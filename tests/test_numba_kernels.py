@@ -336,6 +336,34 @@ def test_own_gemm_fallback_matches_float64(rng, dtype):
     assert blas.USE_OWN == (importlib.util.find_spec("fastseq_ext") is not None)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_own_gemm_with_start_value_fallback_matches_float64(rng, dtype):
+    """The plain-loop form of the extension's GEMM with a start value (gemm_x: init 0 zero,
+    1 C, 2 X + bias, 3 bias), registered under its symbol when fastseq_ext is missing."""
+    import ctypes
+    from numba import types
+    from fastseq.backends.numba_cpu import blas
+    fallback = blas._own_x_fallback(types.float32 if dtype == np.float32 else types.float64)
+    M, N, K = 5, 7, 11
+    B = rng.standard_normal((K, N)).astype(dtype)
+    X = rng.standard_normal((M, N + 3)).astype(dtype)        # leading dimension N + 3
+    bias = rng.standard_normal(N).astype(dtype)
+    ctype = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+    ptr = lambda x: x.ctypes.data_as(ctypes.POINTER(ctype))          # noqa: E731
+    for ta in (0, 1):
+        A = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
+        opA = A.T.astype(np.float64) if ta else A.astype(np.float64)
+        for init in (0, 1, 2, 3):
+            C0 = rng.standard_normal((M, N)).astype(dtype)
+            C = C0.copy()
+            fallback.ctypes(ta, M, N, K, ptr(A), A.shape[1], ptr(B), N, init, ptr(X), N + 3,
+                            ptr(bias), ptr(C), N)
+            start = [0, C0, X[:, :N] + bias, bias][init]
+            expected = opA @ B + start
+            np.testing.assert_allclose(C, expected, rtol=0,
+                                       atol=50 * np.finfo(dtype).eps * np.abs(expected).max())
+
+
 def test_cached_kernels_still_run_without_the_extension(tmp_path):
     """Kernels cached while fastseq_ext was importable call the own GEMM by symbol; a later
     process without the extension loads them from the cache and the symbol then names the
@@ -362,12 +390,18 @@ def test_cached_kernels_still_run_without_the_extension(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     runs = [subprocess.run([sys.executable, "-c", script, mode], capture_output=True,
                            text=True, timeout=600, env=env) for mode in ("show", "hide")]
+    # and compiled afresh without the extension (its kernels' own products: SciPy's BLAS)
+    fresh_env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "fresh"))
+    runs.append(subprocess.run([sys.executable, "-c", script, "hide"], capture_output=True,
+                               text=True, timeout=600, env=fresh_env))
     for run in runs:
         assert run.returncode == 0, run.stderr
-    first, second = (run.stdout.split() for run in runs)
-    assert first[0] == "True" and second[0] == "False"
+    first, second, fresh = (run.stdout.split() for run in runs)
+    assert first[0] == "True" and second[0] == "False" and fresh[0] == "False"
     # the layers' products on the extension's GEMM only where it exists
     assert first[1] == "True" and second[1] == "False"
     assert int(second[2]) > 0                             # loaded from the cache
-    np.testing.assert_allclose([float(v) for v in second[3:]],
-                               [float(v) for v in first[3:]], rtol=1e-5)
+    assert int(fresh[2]) == 0                             # compiled in this process
+    for other in (second, fresh):
+        np.testing.assert_allclose([float(v) for v in other[3:]],
+                                   [float(v) for v in first[3:]], rtol=1e-5)

@@ -1,6 +1,7 @@
 """GEMM callable from nopython code: fastseq_ext's own GEMM, or scipy's ``cython_blas``.
 
 Both are registered with LLVM under stable symbol names (``fastseq_own_gemm_f32/_f64``,
+``fastseq_own_gemm_x_f32/_f64`` (the same GEMM started from ``X + bias``: :func:`gemm_xb`),
 ``fastseq_sgemm`` / ``fastseq_dgemm``) and declared as external functions, so kernels
 that call them can still be cached (``cache=True``): the cached machine code refers to the
 symbols, which are re-registered with their addresses every time this module is imported.
@@ -55,18 +56,61 @@ def _own_fallback(dtype):
     return fallback
 
 
+# fastseq_ext's GEMM with a start value: void f(int ta, int M, int N, int K, const T* A,
+# int lda, const T* B, int ldb, int init, const T* X, int ldx, const T* bias, T* C, int ldc);
+# init 2: C = X + bias + op(A) @ B (X [M, N] with leading dimension ldx, bias [N])
+_OWN_X_SIG = types.void(_i32, _i32, _i32, _i32, types.intp, _i32, types.intp, _i32, _i32,
+                        types.intp, _i32, types.intp, types.intp, _i32)
+
+
+def _own_x_fallback(dtype):
+    """:func:`_own_fallback` for the GEMM with a start value (init 2: ``X + bias``; 3:
+    ``bias``; 0 / 1 as the plain GEMM's beta), the same per-element order as the
+    extension's plain loop."""
+    ptr = types.CPointer(dtype)
+
+    @cfunc(types.void(_i32, _i32, _i32, _i32, ptr, _i32, ptr, _i32, _i32, ptr, _i32, ptr, ptr,
+                      _i32), cache=True)
+    def fallback(ta, M, N, K, A, lda, B, ldb, init, X, ldx, bias, C, ldc):
+        a = carray(A, (max(K, 1) * lda if ta else max(M, 1) * lda,))
+        b = carray(B, (max(K, 1) * ldb,))
+        c = carray(C, (M * ldc,))
+        x = carray(X, (M * ldx if init == 2 else 0,))
+        bb = carray(bias, (N if init >= 2 else 0,))
+        for r in range(M):
+            for j in range(N):
+                if init == 2:
+                    acc = x[r * ldx + j] + bb[j]
+                elif init == 3:
+                    acc = bb[j]
+                elif init == 1:
+                    acc = c[r * ldc + j]
+                else:
+                    acc = dtype(0)
+                for k in range(K):
+                    acc += (a[k * lda + r] if ta else a[r * lda + k]) * b[k * ldb + j]
+                c[r * ldc + j] = acc
+    return fallback
+
+
 try:
-    _own_addresses = (get_cython_function_address("fastseq_ext.reduce", "gemm_f32"),
-                      get_cython_function_address("fastseq_ext.reduce", "gemm_f64"))
+    _own_addresses = tuple(get_cython_function_address("fastseq_ext.reduce", name)
+                           for name in ("gemm_f32", "gemm_f64", "gemm_x_f32", "gemm_x_f64"))
     USE_OWN = True
 except (ImportError, ValueError):        # pragma: no cover - fastseq_ext not built
     _own_addresses = (_own_fallback(types.float32).address,
-                      _own_fallback(types.float64).address)
+                      _own_fallback(types.float64).address,
+                      _own_x_fallback(types.float32).address,
+                      _own_x_fallback(types.float64).address)
     USE_OWN = False
 ll.add_symbol("fastseq_own_gemm_f32", _own_addresses[0])
 ll.add_symbol("fastseq_own_gemm_f64", _own_addresses[1])
+ll.add_symbol("fastseq_own_gemm_x_f32", _own_addresses[2])
+ll.add_symbol("fastseq_own_gemm_x_f64", _own_addresses[3])
 _own_f32 = types.ExternalFunction("fastseq_own_gemm_f32", _OWN_SIG)
 _own_f64 = types.ExternalFunction("fastseq_own_gemm_f64", _OWN_SIG)
+_own_x_f32 = types.ExternalFunction("fastseq_own_gemm_x_f32", _OWN_X_SIG)
+_own_x_f64 = types.ExternalFunction("fastseq_own_gemm_x_f64", _OWN_X_SIG)
 
 # every argument of ?gemm is a pointer; passed as intp addresses (same registers on x86-64
 # and aarch64 calling conventions)
@@ -129,3 +173,36 @@ def gemm(trans_a, trans_b, M, N, K, alpha, A, a_off, lda, B, b_off, ldb, beta, C
     else:
         _dgemm(ip, ip + 4, ip + 8, ip + 12, ip + 16, fp, pb, ip + 20, pa, ip + 24,
                fp + isz, pc, ip + 28)
+
+
+# X: [.., M, N] rows of leading dimension ldx from x_off (read iff with_x); bias: [N]
+# contiguous
+# C[M, N] = X + bias + A @ B, or bias + A @ B without X   (C is OUT; the recurrent step's
+#   preactivation xw + b + h @ R in one pass over C, the sum started from X + bias as the
+#   Cython engine's step GEMM does)
+@njit(**NUMBA_FLAGS)
+def gemm_xb(M, N, K, A, a_off, lda, B, b_off, ldb, with_x, X, x_off, ldx, bias, C, c_off, ldc,
+            iw, fw):
+    if M <= 0 or N <= 0:
+        return
+    isz = C.itemsize
+    if USE_OWN:
+        init = 2 if with_x else 3
+        pa = A.ctypes.data + a_off * isz
+        pb = B.ctypes.data + b_off * isz
+        px = X.ctypes.data + x_off * isz
+        pc = C.ctypes.data + c_off * isz
+        if isz == 4:
+            _own_x_f32(0, M, N, max(K, 0), pa, lda, pb, ldb, init, px, ldx, bias.ctypes.data,
+                       pc, ldc)
+        else:
+            _own_x_f64(0, M, N, max(K, 0), pa, lda, pb, ldb, init, px, ldx, bias.ctypes.data,
+                       pc, ldc)
+        return
+    for m in range(M):
+        for n in range(N):
+            C.flat[c_off + m * ldc + n] = (X.flat[x_off + m * ldx + n] + bias[n] if with_x
+                                           else bias[n])
+    if K > 0:
+        gemm(False, False, M, N, K, 1.0, A, a_off, lda, B, b_off, ldb, 1.0, C, c_off, ldc, iw,
+             fw)

@@ -13,12 +13,14 @@ from numba import njit
 from ._jit import FLAGS
 from .activations import act, act_grad, cst, sigmoid, sigmoid_grad
 from ._loop import step_arguments
-from .blas import gemm
+from .blas import gemm, gemm_xb
 
 
 # xw: [T, B, 3H]  R: [H, 3H]  bh: [3H]  mask: [B, H]  nact: [T]
 # hs: [T+1, B, H] OUT   hm: [T, B, H] OUT h_prev * mask (iff masked)
-# gates: [T, B, 3H] OUT r z n    aux: [T, B, H] OUT hw_n     pre: [B, 3H] workspace
+# gates: [T, B, 3H] OUT r z n    aux: [T, B, H] OUT hw_n
+# pre: [B, 3H] workspace (unused here: the step GEMMs write gates and aux; the classic form
+#   uses it)
 # zero_h0: h0 is all zeros, so step 0's recurrent products are skipped (both forms)
 @njit(**FLAGS)
 def forward_chunk(xw, R, bh, mask, masked, relu, keep, zero_h0, nact, lo, hi, hs, cs, hm, gates,
@@ -38,17 +40,21 @@ def forward_chunk(xw, R, bh, mask, masked, relu, keep, zero_h0, nact, lo, hi, hs
             for b in range(lo, n):
                 for j in range(H):
                     hm[s, b, j] = hs[t, b, j] * mask[b, j]
-            gemm(False, False, n - lo, G, k, 1.0, hm, (s * B + lo) * H, H, R, 0, G,
-                 0.0, pre, lo * G, G, iw, fw)
+            h_in = hm
+            h_off = (s * B + lo) * H
         else:
-            gemm(False, False, n - lo, G, k, 1.0, hs, (t * B + lo) * H, H, R, 0, G,
-                 0.0, pre, lo * G, G, iw, fw)
+            h_in = hs
+            h_off = (t * B + lo) * H
+        # r, z preactivations xw + b + h @ R into the gate rows; hw_n = b_n + h @ R_n into aux
+        gemm_xb(n - lo, 2 * H, k, h_in, h_off, H, R, 0, G, True, xw, (t * B + lo) * G, G,
+                bh[:2 * H], gates, (s * B + lo) * G, G, iw, fw)
+        gemm_xb(n - lo, H, k, h_in, h_off, H, R, 2 * H, G, False, xw, 0, G, bh[2 * H:], aux,
+                (s * B + lo) * H, H, iw, fw)
         # pointwise in loops touching few arrays each, so they all vectorize
         for b in range(lo, n):
             for j in range(H):
-                gates[s, b, j] = sigmoid(xw[t, b, j] + pre[b, j] + bh[j])
-                gates[s, b, H + j] = sigmoid(xw[t, b, H + j] + pre[b, H + j] + bh[H + j])
-                aux[s, b, j] = pre[b, 2 * H + j] + bh[2 * H + j]
+                gates[s, b, j] = sigmoid(gates[s, b, j])
+                gates[s, b, H + j] = sigmoid(gates[s, b, H + j])
             for j in range(H):
                 gates[s, b, 2 * H + j] = act(xw[t, b, 2 * H + j] + gates[s, b, j] * aux[s, b, j],
                                              relu)

@@ -10,12 +10,12 @@ from numba import njit
 from ._jit import FLAGS
 from .activations import act, act_grad
 from ._loop import step_arguments
-from .blas import gemm
+from .blas import gemm, gemm_xb
 
 
 # xw: [T, B, H]  R: [H, H]  bh: [H]  mask: [B, H]  nact: [T]
 # hs: [T+1, B, H] OUT states (hs[0] = h0)    hm: [T, B, H] OUT h_prev * mask (iff masked)
-# pre: [B, H] workspace; cs, gates, aux unused
+# pre: [B, H] workspace (unused: the step GEMM writes h's rows); cs, gates, aux unused
 @njit(**FLAGS)
 def forward_chunk(xw, R, bh, mask, masked, relu, keep, zero_h0, nact, lo, hi, hs, cs, hm, gates,
                   aux, pre, iw, fw):
@@ -28,18 +28,19 @@ def forward_chunk(xw, R, bh, mask, masked, relu, keep, zero_h0, nact, lo, hi, hs
             break
         s = t if keep else 0       # slot of the saved buffers (one slot without grad)
         k = 0 if zero_h0 and t == 0 else H   # h0 = 0: no step-0 product
+        # preactivation xw + b + h_masked @ R straight into h's rows, activated in place
         if masked:
             for b in range(lo, n):
                 for j in range(H):
                     hm[s, b, j] = hs[t, b, j] * mask[b, j]
-            gemm(False, False, n - lo, H, k, 1.0, hm, (s * B + lo) * H, H, R, 0, H,
-                 0.0, pre, lo * H, H, iw, fw)
+            gemm_xb(n - lo, H, k, hm, (s * B + lo) * H, H, R, 0, H, True, xw, (t * B + lo) * H,
+                    H, bh, hs, ((t + 1) * B + lo) * H, H, iw, fw)
         else:
-            gemm(False, False, n - lo, H, k, 1.0, hs, (t * B + lo) * H, H, R, 0, H,
-                 0.0, pre, lo * H, H, iw, fw)
+            gemm_xb(n - lo, H, k, hs, (t * B + lo) * H, H, R, 0, H, True, xw, (t * B + lo) * H,
+                    H, bh, hs, ((t + 1) * B + lo) * H, H, iw, fw)
         for b in range(lo, n):
             for j in range(H):
-                hs[t + 1, b, j] = act(xw[t, b, j] + pre[b, j] + bh[j], relu)
+                hs[t + 1, b, j] = act(hs[t + 1, b, j], relu)
 
 
 # RT: [H, H] R transposed   dH: [T, B, H] (iff has_dH)   dh: [B, H] in/OUT   dxw: [T, B, H] OUT

@@ -158,6 +158,22 @@ def test_chunks_cover_batch_and_balance_work():
     assert _loop.make_chunks(np.array([5, 3]), 2) == [(0, 2)]      # too small to split
 
 
+@pytest.mark.parametrize("length", [0, 1, 7, 200])
+def test_chunks_of_one_length_are_those_of_the_balanced_split(length):
+    # the shortcut for a batch of one length gives the bounds of the cumulative-work split,
+    # which a first length larger by 1e-6 still takes, for every batch size and thread count
+    for B in range(0, 70):
+        for n_threads in range(1, 10):
+            lengths = np.full(B, length, np.int64)
+            got = _loop.make_chunks(lengths, n_threads)
+            if length and B:
+                nudged = lengths.astype(np.float64)
+                nudged[0] += 1e-6
+                assert got == _loop.make_chunks(nudged, n_threads), (B, n_threads)
+            assert got[0][0] == 0 and got[-1][1] == B
+            assert all(a[1] == b[0] and a[1] > a[0] for a, b in zip(got[:-1], got[1:]))
+
+
 # ------------------------------------------------------------------ threads, NaN, errors
 def _blas_threads():
     return sorted((i["filepath"], i["num_threads"]) for i in threadpool_info()

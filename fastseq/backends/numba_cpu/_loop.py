@@ -28,7 +28,7 @@ from ..._threads import WorkerPool, blas_threads, each_released
 from .._cpu_common import BufferPool, Lease  # noqa: F401  (Lease: used by _engine and tests)
 from .._cpu_common import active_counts  # noqa: F401  (used by the kernels' tests)
 from ._jit import FLAGS
-from .blas import gemm
+from .blas import USE_OWN, gemm
 
 # fewest rows a thread's chunk gets; below this one chunk and BLAS threads instead
 MIN_CHUNK_ROWS = 4
@@ -46,6 +46,13 @@ def make_chunks(lengths_sorted, n_threads):
     B = len(lengths_sorted)
     k = min(n_threads, B // MIN_CHUNK_ROWS)
     if k <= 1:
+        return [(0, B)]
+    if lengths_sorted[0] == lengths_sorted[-1]:
+        # one length (sorted descending: first = last): the work is the rows, split evenly
+        # (the bounds the cumulative sum below gives, ceil(B * i / k), without it)
+        bounds = [-(-B * i // k) for i in range(k + 1)]
+        if lengths_sorted[0] > 0:
+            return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
         return [(0, B)]
     work = np.cumsum(lengths_sorted, dtype=np.float64)
     total = work[-1]
@@ -74,6 +81,12 @@ def run_chunks(fn, chunks, n_threads):
     if len(chunks) == 1:
         with blas_threads(1):
             fn(chunks[0][0], chunks[0][1], 0)
+        return
+    if USE_OWN:
+        # every product of the kernels runs on the extension's GEMM, never on BLAS: no
+        # BLAS threads to pin (four threadpoolctl calls less per region)
+        each_released(_POOL_THREADS, lambda slot: fn(chunks[slot][0], chunks[slot][1], slot),
+                      range(len(chunks)))
         return
     with blas_threads(1):
         # the kernels release the GIL: on fastseq_ext's team when it is built

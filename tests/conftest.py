@@ -35,6 +35,8 @@ def _split_small_work(monkeypatch):
     multi-chunk and row-block paths, so the thresholds go down to the test sizes."""
     from fastseq import layers
     from fastseq.backends import cython_cpu
+    from fastseq.backends.numba_cpu import _loop as numba_loop
     monkeypatch.setattr(cython_cpu, "MIN_PARALLEL_MACS", 0)
+    monkeypatch.setattr(numba_loop, "MIN_PARALLEL_MACS", 0)
     monkeypatch.setattr(layers, "PARALLEL_GEMM_MIN", 1 << 18)
     monkeypatch.setattr(layers, "TEAM_GEMM_MIN", 1 << 14)

@@ -163,13 +163,15 @@ def _engine_threads():
 
 def _fit_in_worker(n_rows):
     """Runs inside a task: a default-threaded fit (n_jobs=None) on a batch large enough to
-    split over threads, then which fastseq worker threads exist and what BLAS is set to."""
+    split over threads (32 rows x 40 steps x LSTM(32): 5.2 M recurrent multiply-adds, above
+    the Numba engine's MIN_PARALLEL_MACS), then which fastseq worker threads exist and what
+    BLAS is set to."""
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(n_rows, 4, 2)).astype(np.float32)
+    X = rng.normal(size=(n_rows, 40, 2)).astype(np.float32)
     y = (X[:, :, 0].sum(axis=1) > 0).astype(int)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model = SequenceClassifier(units=4, max_iter=1, batch_size=n_rows, random_state=0,
+        model = SequenceClassifier(units=32, max_iter=1, batch_size=n_rows, random_state=0,
                                    backend="numba").fit(X, y)
     report = fdask.thread_report()
     report["engine_threads"] = _engine_threads()

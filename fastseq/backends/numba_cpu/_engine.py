@@ -112,7 +112,7 @@ def forward(cell, xw, R, bh, h0, c0=None, lengths=None, rmask=None, training=Tru
     lease = Lease(([hs] if keep else []) + [cs, hm, gates, aux], POOL)
     pre = np.empty((B, GH), dtype)
     relu = cell.activation == "relu"
-    chunks = make_chunks(lengths, n)
+    chunks = make_chunks(lengths, n, H * GH)
     iw, fw = _scratch(len(chunks), dtype)
 
     def run(lo, hi, slot):
@@ -157,7 +157,7 @@ def backward(cell, cache, dH_all=None, dh_T=None, dc_T=None, n_threads=None, nee
     dtmp = np.empty((B, H), dtype)
     dtmp2 = np.empty((B, H), dtype)
     relu = cache["relu"]
-    chunks = make_chunks(cache["lengths"], n)
+    chunks = make_chunks(cache["lengths"], n, H * GH)
     iw, fw = _scratch(len(chunks), dtype)
 
     # [G*H, H]: dh = dgates @ RT is a plain GEMM

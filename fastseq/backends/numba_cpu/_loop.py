@@ -32,6 +32,11 @@ from .blas import USE_OWN, gemm
 
 # fewest rows a thread's chunk gets; below this one chunk and BLAS threads instead
 MIN_CHUNK_ROWS = 4
+# fewest recurrent multiply-adds (T * B * H * G*H) worth splitting among threads: a
+# parallel region of this engine costs 20-60 us more than one thread (each thread takes
+# the GIL to start its compiled chunk). Measured, LSTM training, 1 -> 2 threads: B16 H32
+# T50 (3.3 M) 497 -> 575 us, B32 H64 T10 (5.2 M) 535 -> 546, T25 (13 M) 1144 -> 819
+MIN_PARALLEL_MACS = 1 << 22
 
 _POOL_THREADS = WorkerPool("fastseq-numba")
 
@@ -41,10 +46,15 @@ def threads(n_threads):
     return resolve_threads(n_threads)
 
 
-def make_chunks(lengths_sorted, n_threads):
-    """Contiguous row ranges ``[(lo, hi), ...]``, one per thread, balanced by work."""
+def make_chunks(lengths_sorted, n_threads, macs_per_row_step=None):
+    """Contiguous row ranges ``[(lo, hi), ...]``, one per thread, balanced by work; one
+    range when the recurrence (``sum(lengths) * macs_per_row_step`` multiply-adds, if
+    given) is below :data:`MIN_PARALLEL_MACS`."""
     B = len(lengths_sorted)
     k = min(n_threads, B // MIN_CHUNK_ROWS)
+    if k > 1 and macs_per_row_step is not None and \
+            float(lengths_sorted.sum()) * macs_per_row_step < MIN_PARALLEL_MACS:
+        k = 1
     if k <= 1:
         return [(0, B)]
     if lengths_sorted[0] == lengths_sorted[-1]:

@@ -20,6 +20,8 @@ rows only.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 from numba import njit
 
@@ -86,22 +88,18 @@ def run_chunks(fn, chunks, n_threads):
     (about 0.1 s after each call) against the next call's threads -- measured here as a
     50-100x slowdown of a 2-thread training step on 2 cores. A single chunk (a batch of
     fewer than ``2 * MIN_CHUNK_ROWS`` rows) therefore runs on one thread. Thread settings
-    are restored on exit.
+    are restored on exit. With fastseq_ext built (:data:`.blas.USE_OWN`) every product of
+    the kernels runs on the extension's GEMM, never on BLAS: nothing to pin (four
+    threadpoolctl calls less per call).
     """
-    if len(chunks) == 1:
-        with blas_threads(1):
+    with nullcontext() if USE_OWN else blas_threads(1):
+        if len(chunks) == 1:
             fn(chunks[0][0], chunks[0][1], 0)
-        return
-    if USE_OWN:
-        # every product of the kernels runs on the extension's GEMM, never on BLAS: no
-        # BLAS threads to pin (four threadpoolctl calls less per region)
-        each_released(_POOL_THREADS, lambda slot: fn(chunks[slot][0], chunks[slot][1], slot),
-                      range(len(chunks)))
-        return
-    with blas_threads(1):
-        # the kernels release the GIL: on fastseq_ext's team when it is built
-        each_released(_POOL_THREADS, lambda slot: fn(chunks[slot][0], chunks[slot][1], slot),
-                      range(len(chunks)))
+        else:
+            # the kernels release the GIL: on fastseq_ext's team when it is built
+            each_released(_POOL_THREADS,
+                          lambda slot: fn(chunks[slot][0], chunks[slot][1], slot),
+                          range(len(chunks)))
 
 
 # ------------------------------------------------------------- weight-gradient reductions

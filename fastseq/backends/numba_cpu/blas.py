@@ -22,7 +22,7 @@ from __future__ import annotations
 import llvmlite.binding as ll
 import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS library)
 from numba import carray, cfunc, njit, types
-from numba.core.extending import get_cython_function_address
+from numba.core.extending import get_cython_function_address, register_jitable
 
 from ._jit import FLAGS as NUMBA_FLAGS
 
@@ -36,6 +36,26 @@ _OWN_SIG = types.void(_i32, _i32, _i32, _i32, types.intp, _i32, types.intp, _i32
                       types.intp, _i32)
 
 
+@register_jitable
+def _fallback_loop(ta, M, N, K, a, lda, b, ldb, init, x, ldx, bias, c, ldc, zero):
+    """The extension's GEMM as a plain loop, in its per-element order: ``c = op(a) @ b``
+    started from ``zero`` (init 0), ``c`` (1), ``x + bias`` (2) or ``bias`` (3); flat
+    arrays."""
+    for r in range(M):
+        for j in range(N):
+            if init == 2:
+                acc = x[r * ldx + j] + bias[j]
+            elif init == 3:
+                acc = bias[j]
+            elif init == 1:
+                acc = c[r * ldc + j]
+            else:
+                acc = zero
+            for k in range(K):
+                acc += (a[k * lda + r] if ta else a[r * lda + k]) * b[k * ldb + j]
+            c[r * ldc + j] = acc
+
+
 def _own_fallback(dtype):
     """A plain loop with the own GEMM's signature and per-element order (for a missing
     fastseq_ext: cached kernels compiled against the extension still find the symbol)."""
@@ -47,12 +67,9 @@ def _own_fallback(dtype):
         a = carray(A, (max(K, 1) * lda if ta else max(M, 1) * lda,))
         b = carray(B, (max(K, 1) * ldb,))
         c = carray(C, (M * ldc,))
-        for r in range(M):
-            for j in range(N):
-                acc = c[r * ldc + j] if beta else dtype(0)
-                for k in range(K):
-                    acc += (a[k * lda + r] if ta else a[r * lda + k]) * b[k * ldb + j]
-                c[r * ldc + j] = acc
+        none = carray(C, (0,))              # no X, no bias
+        _fallback_loop(ta, M, N, K, a, lda, b, ldb, 1 if beta else 0, none, 0, none, c, ldc,
+                       dtype(0))
     return fallback
 
 
@@ -65,8 +82,7 @@ _OWN_X_SIG = types.void(_i32, _i32, _i32, _i32, types.intp, _i32, types.intp, _i
 
 def _own_x_fallback(dtype):
     """:func:`_own_fallback` for the GEMM with a start value (init 2: ``X + bias``; 3:
-    ``bias``; 0 / 1 as the plain GEMM's beta), the same per-element order as the
-    extension's plain loop."""
+    ``bias``; 0 / 1 as the plain GEMM's beta)."""
     ptr = types.CPointer(dtype)
 
     @cfunc(types.void(_i32, _i32, _i32, _i32, ptr, _i32, ptr, _i32, _i32, ptr, _i32, ptr, ptr,
@@ -77,19 +93,7 @@ def _own_x_fallback(dtype):
         c = carray(C, (M * ldc,))
         x = carray(X, (M * ldx if init == 2 else 0,))
         bb = carray(bias, (N if init >= 2 else 0,))
-        for r in range(M):
-            for j in range(N):
-                if init == 2:
-                    acc = x[r * ldx + j] + bb[j]
-                elif init == 3:
-                    acc = bb[j]
-                elif init == 1:
-                    acc = c[r * ldc + j]
-                else:
-                    acc = dtype(0)
-                for k in range(K):
-                    acc += (a[k * lda + r] if ta else a[r * lda + k]) * b[k * ldb + j]
-                c[r * ldc + j] = acc
+        _fallback_loop(ta, M, N, K, a, lda, b, ldb, init, x, ldx, bb, c, ldc, dtype(0))
     return fallback
 
 
